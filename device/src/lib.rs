@@ -1,0 +1,3 @@
+//! The DMA recorder device.
+
+pub mod record;

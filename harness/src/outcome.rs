@@ -1,0 +1,58 @@
+//! What one run produced: how it ended and every record it left.
+
+use pvhdma_agent::wire::{OpResult, Summary};
+use pvhdma_device::record::DmaRecord;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a run ended. Every way but `Finished` is a named failure kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum RunEnd {
+    /// The agent printed its done marker (or, with no workload, dom0 booted).
+    Finished,
+    XenPanic(String),
+    Dom0Crashed(String),
+    Dom0Halted(String),
+    LinuxPanic(String),
+    QemuExited(String),
+    DeviceExited(String),
+    BootTimeout,
+    RunTimeout,
+}
+
+/// One translation seen in QEMU's IOMMU trace (an IOTLB miss).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceEntry {
+    /// PCI bus:dev.fn as QEMU prints it.
+    pub device: String,
+    pub iova: u64,
+    /// Translated address (guest-physical of the VM = machine address for Xen).
+    pub target: u64,
+    /// Page mask: the translation covers `iova & !mask .. (iova | mask) + 1`.
+    pub mask: u64,
+    pub fault: bool,
+}
+
+/// Wall-clock milestones of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub to_xen_banner: Option<Duration>,
+    pub to_dom0_marker: Option<Duration>,
+    pub to_end: Option<Duration>,
+}
+
+/// Everything a verdict is judged on.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    pub end: RunEnd,
+    pub console: String,
+    pub results: Vec<OpResult>,
+    pub summary: Option<Summary>,
+    /// One list per device instance, in `RunSpec::devices` order.
+    pub device_records: Vec<Vec<DmaRecord>>,
+    pub iommu_trace: Vec<TraceEntry>,
+    pub artifacts: PathBuf,
+    pub timings: Timings,
+}
