@@ -1,1 +1,163 @@
-fn main() {}
+//! dom0's agent: run the workload through /dev/pvhdmaN, report on the
+//! console, power off. Started by the initramfs's /init.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use pvhdma_agent::report::{self, Slot};
+use pvhdma_agent::trace::{Tracer, TRACEFS};
+use pvhdma_agent::wire::{
+    Summary, Workload, DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX, WORKLOAD_PATH,
+};
+use pvhdma_agent::{ioctl, kmsg, uapi};
+
+struct Opts {
+    workload: String,
+    dev_dir: String,
+    poweroff: bool,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let mut o = Opts {
+        workload: format!("/{WORKLOAD_PATH}"),
+        dev_dir: "/dev".into(),
+        poweroff: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--workload" => o.workload = args.next().ok_or("--workload needs a path")?,
+            "--dev-dir" => o.dev_dir = args.next().ok_or("--dev-dir needs a path")?,
+            // For trying the agent outside a throwaway VM.
+            "--no-poweroff" => o.poweroff = false,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(o)
+}
+
+/// One console line per record, written and flushed at once so that a
+/// kernel message cannot land in the middle of it as easily.
+fn emit(prefix: &str, json: &str) {
+    let line = format!("{prefix}{json}\n");
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
+}
+
+fn run(o: &Opts) -> Result<(), String> {
+    let text = std::fs::read_to_string(&o.workload)
+        .map_err(|e| format!("cannot read {}: {e}", o.workload))?;
+    let workload: Workload =
+        serde_json::from_str(&text).map_err(|e| format!("bad workload {}: {e}", o.workload))?;
+
+    let mut summary = Summary::default();
+    let tracer = if workload.tracepoints {
+        match Tracer::enable(Path::new(TRACEFS)) {
+            Ok((t, groups)) => {
+                summary.tracepoints = groups;
+                Some(t)
+            }
+            Err(e) => {
+                eprintln!("pvhdma-agent: tracing off: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    summary.devices = report::devices(Path::new("/sys/class/misc"));
+    if summary.devices.is_empty() {
+        eprintln!("pvhdma-agent: no pvhdma device bound (driver loaded? device attached?)");
+    }
+
+    let mut files: HashMap<u32, Result<File, String>> = HashMap::new();
+    let mut index = 0u32;
+    for (op_index, op) in workload.ops.iter().enumerate() {
+        for run in 0..op.count {
+            let slot = Slot {
+                index,
+                op: op_index as u32,
+                run,
+                tag: index + 1,
+            };
+            index += 1;
+            let file = files.entry(op.device).or_insert_with(|| {
+                let path = format!("{}/pvhdma{}", o.dev_dir, op.device);
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| format!("cannot open {path}: {e}"))
+            });
+            let result = match (file, uapi::request(op, slot.tag)) {
+                (Err(e), _) => report::failed(slot, op, e.clone()),
+                (_, Err(e)) => report::failed(slot, op, format!("bad op: {e}")),
+                (Ok(f), Ok(mut raw)) => {
+                    if let Some(t) = &tracer {
+                        t.clear();
+                    }
+                    match ioctl::run(&*f, &mut raw) {
+                        Ok(()) => {
+                            let bounces = tracer.as_ref().map_or(0, Tracer::take_bounces);
+                            report::completed(slot, op, &raw, bounces)
+                        }
+                        Err(e) => report::failed(slot, op, format!("ioctl: {e}")),
+                    }
+                }
+            };
+            summary.ops += 1;
+            summary.bounces += result.bounces;
+            if report::is_failure(&result) {
+                summary.failed += 1;
+            }
+            emit(
+                RESULT_PREFIX,
+                &serde_json::to_string(&result).map_err(|e| e.to_string())?,
+            );
+        }
+    }
+
+    match kmsg::read_all("/dev/kmsg") {
+        Ok(facts) => {
+            summary.swiotlb = facts.swiotlb;
+            summary.overflow_warnings = facts.overflow_warnings;
+            summary.kernel_warnings = facts.kernel_warnings;
+        }
+        Err(e) => summary
+            .kernel_warnings
+            .push(format!("cannot read /dev/kmsg: {e}")),
+    }
+    emit(
+        SUMMARY_PREFIX,
+        &serde_json::to_string(&summary).map_err(|e| e.to_string())?,
+    );
+    emit(DONE_MARKER, "");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("pvhdma-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = run(&opts) {
+        // One line: init quotes it in PVHDMA-AGENT-FAILED.
+        eprintln!("pvhdma-agent: {}", e.replace('\n', " "));
+        return ExitCode::FAILURE;
+    }
+    if opts.poweroff {
+        rustix::fs::sync();
+        if let Err(e) = rustix::system::reboot(rustix::system::RebootCommand::PowerOff) {
+            eprintln!("pvhdma-agent: poweroff failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

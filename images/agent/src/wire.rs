@@ -67,6 +67,9 @@ pub struct Op {
     /// Only for `raw`: the bus address to program.
     #[serde(default)]
     pub bus_addr: Option<u64>,
+    /// Which instance runs it: `/dev/pvhdma<device>` (probe order).
+    #[serde(default)]
+    pub device: u32,
 }
 
 fn one() -> u32 {
@@ -102,6 +105,49 @@ pub struct OpResult {
     pub intact: bool,
     pub irq: bool,
     pub len: u64,
+    /// Index of the op in the workload (`index` counts results).
+    #[serde(default)]
+    pub op: u32,
+    /// Which of the op's `count` runs this is, from 0.
+    #[serde(default)]
+    pub run: u32,
+    /// The instance, as in [`Op::device`].
+    #[serde(default)]
+    pub device: u32,
+    /// The device's `CHECKSUM` register after the operation.
+    #[serde(default)]
+    pub checksum: u32,
+    /// FNV-1a 32 of the pattern over `len` bytes: what `checksum` should be.
+    #[serde(default)]
+    pub expected_checksum: u32,
+    /// The device's `BYTES_DONE` register.
+    #[serde(default)]
+    pub bytes_done: u32,
+    /// The device's `FAULT_ADDR` (0 unless an access failed).
+    #[serde(default)]
+    pub fault_addr: u64,
+    /// `sg` only: bus address of the descriptor list the device read.
+    #[serde(default)]
+    pub desc_addr: Option<u64>,
+    /// First byte of from-device data that differs from the pattern.
+    #[serde(default)]
+    pub mismatch_offset: Option<u64>,
+    /// `swiotlb:swiotlb_bounced` events during this operation.
+    #[serde(default)]
+    pub bounces: u64,
+}
+
+/// One bound instance of the device, as the driver saw it at probe.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// `pvhdma0`, ...
+    pub name: String,
+    /// PCI address, e.g. `0000:00:03.0`.
+    pub bdf: String,
+    pub addr_bits: u32,
+    pub caps: u32,
+    /// `msi` or `intx`.
+    pub irq_mode: String,
 }
 
 /// The swiotlb pool's bus range, `[start, end)`.
@@ -120,4 +166,69 @@ pub struct Summary {
     pub overflow_warnings: u32,
     pub swiotlb: Option<Range>,
     pub kernel_warnings: Vec<String>,
+    /// The device instances the driver bound (empty: no device found).
+    #[serde(default)]
+    pub devices: Vec<DeviceInfo>,
+    /// Tracepoint groups that were enabled (empty: `bounces` means nothing).
+    #[serde(default)]
+    pub tracepoints: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_example_from_docs_parses() {
+        let w: Workload = serde_json::from_str(
+            r#"{"ops":[{"name":"coherent-low","kind":"coherent","placement":"any","size":4096,
+                "count":2,"dir":"from_device","pattern":"xorshift","seed":7,"segments":1,
+                "bus_addr":null}],"tracepoints":true,"shell":false}"#,
+        )
+        .unwrap();
+        assert_eq!(w.ops.len(), 1);
+        assert_eq!(w.ops[0].kind, OpKind::Coherent);
+        assert_eq!(w.ops[0].count, 2);
+        assert!(w.tracepoints && !w.shell);
+    }
+
+    #[test]
+    fn workload_defaults() {
+        let w: Workload = serde_json::from_str(
+            r#"{"ops":[{"name":"r","kind":"raw","size":64,"dir":"to_device","bus_addr":4294967296}]}"#,
+        )
+        .unwrap();
+        let op = &w.ops[0];
+        assert_eq!((op.count, op.segments, op.seed, op.device), (1, 1, 0, 0));
+        assert_eq!(
+            (op.placement, op.pattern),
+            (Placement::Any, Pattern::Xorshift)
+        );
+        assert_eq!(op.bus_addr, Some(1 << 32));
+        assert!(!w.tracepoints && !w.shell);
+    }
+
+    #[test]
+    fn unknown_kind_is_rejected() {
+        assert!(serde_json::from_str::<Workload>(
+            r#"{"ops":[{"name":"x","kind":"dma","size":1,"dir":"to_device"}]}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn summary_from_older_agent_still_parses() {
+        let s: Summary = serde_json::from_str(
+            r#"{"ops":2,"failed":0,"bounces":0,"overflow_warnings":0,"swiotlb":{"start":3758096384,"end":3825205248},"kernel_warnings":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.swiotlb,
+            Some(Range {
+                start: 0xe000_0000,
+                end: 0xe400_0000
+            })
+        );
+        assert!(s.devices.is_empty());
+    }
 }
