@@ -24,6 +24,8 @@ pub enum Outcome {
     BeyondAddrBits,
     BadRequest,
     BusMasterOff,
+    /// A doorbell while an operation was running (ERROR = 4).
+    DeviceBusy,
 }
 
 /// Where a bus address went, as far as the device knows.
@@ -31,8 +33,22 @@ pub enum Outcome {
 pub struct Translation {
     pub iova: u64,
     pub len: u64,
+    /// Meaningful only when `target_kind` says so (see device/README.md).
     pub target: u64,
     pub source: String,
+    /// `fd_offset`: `target` is an offset in the fd QEMU sent with DMA_MAP;
+    /// `unknown`: QEMU sent no fd (default guest RAM), so the device learns
+    /// only that the IOVA range is mapped, not where it lands.
+    #[serde(default)]
+    pub target_kind: String,
+    /// The DMA_MAP window this access fell into.
+    #[serde(default)]
+    pub map_iova: u64,
+    #[serde(default)]
+    pub map_size: u64,
+    /// DMA_MAP flags: bit 0 readable, bit 1 writeable.
+    #[serde(default)]
+    pub map_flags: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,151 @@
+//! The device's state as one unit: config space, registers, interrupts, the
+//! DMA_MAP table and the record file, behind one lock shared by the message
+//! loop and the engine thread.
+
+use crate::engine::{Access, Completion, EngineConfig, ErrorCode, OpRequest};
+use crate::irq::{Delivered, Irqs};
+use crate::log::Log;
+use crate::maps::DmaMaps;
+use crate::pci::{ConfigSpace, CONFIG_SIZE};
+use crate::record::{AccessKind, Dir, Outcome};
+use crate::recorder::Recorder;
+use crate::regs::{Regs, WriteEffect, BAR0_SIZE, CONTROL_FROM_DEVICE};
+use std::sync::Arc;
+
+pub const BAR0_REGION: u32 = 0;
+pub const CONFIG_REGION: u32 = 7;
+/// vfio's PCI region indexes: BAR0-5, ROM, config, VGA.
+pub const NUM_REGIONS: u32 = 9;
+pub const REGION_READ: u32 = 1;
+pub const REGION_WRITE: u32 = 2;
+
+/// (size, flags) for GET_REGION_INFO. Nothing is mmap-able: every access
+/// comes to us as a message, in order.
+pub fn region_info(index: u32) -> Option<(u64, u32)> {
+    match index {
+        BAR0_REGION => Some((BAR0_SIZE, REGION_READ | REGION_WRITE)),
+        CONFIG_REGION => Some((CONFIG_SIZE as u64, REGION_READ | REGION_WRITE)),
+        i if i < NUM_REGIONS => Some((0, 0)),
+        _ => None,
+    }
+}
+
+/// An operation the engine thread is to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Job {
+    pub req: OpRequest,
+    pub tag: u32,
+    pub op_seq: u64,
+}
+
+pub enum Doorbell {
+    /// Refused or failed at once; registers already latched.
+    Ended,
+    Start(Job),
+}
+
+pub struct Device {
+    pub cfg: EngineConfig,
+    pub pci: ConfigSpace,
+    pub regs: Regs,
+    pub irqs: Irqs,
+    pub maps: DmaMaps,
+    recorder: Recorder,
+    op_seq: u64,
+    log: Arc<Log>,
+}
+
+fn in_bar0(offset: u64, len: usize) -> bool {
+    offset.checked_add(len as u64).is_some_and(|end| end <= BAR0_SIZE)
+}
+
+impl Device {
+    pub fn new(cfg: EngineConfig, recorder: Recorder, log: Arc<Log>) -> Self {
+        Device {
+            cfg,
+            pci: ConfigSpace::new(),
+            regs: Regs::new(cfg.addr_bits),
+            irqs: Irqs::default(),
+            maps: DmaMaps::default(),
+            recorder,
+            op_seq: 0,
+            log,
+        }
+    }
+
+    pub fn region_read(&self, region: u32, offset: u64, len: usize) -> Option<Vec<u8>> {
+        match region {
+            BAR0_REGION if in_bar0(offset, len) => Some(self.regs.read(offset, len)),
+            CONFIG_REGION => self.pci.read(offset, len),
+            _ => None,
+        }
+    }
+
+    pub fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Option<WriteEffect> {
+        match region {
+            BAR0_REGION if in_bar0(offset, data.len()) => Some(self.regs.write(offset, data)),
+            CONFIG_REGION => self.pci.write(offset, data).map(|()| WriteEffect::default()),
+            _ => None,
+        }
+    }
+
+    /// Writes one record; the table lookup happens now, so `translated` is
+    /// what was mapped at the moment of the access.
+    pub fn record(&mut self, access: &Access, tag: u32, op_seq: u64) {
+        let translated = self.maps.translate(access.decoded_addr, access.len);
+        if let Err(e) = self.recorder.write(access, tag, op_seq, translated) {
+            self.log.line(format_args!("record write failed: {e}"));
+        }
+    }
+
+    /// Handles DOORBELL = 1.
+    pub fn doorbell(&mut self) -> Doorbell {
+        self.op_seq += 1;
+        let job = Job { req: self.regs.op_request(), tag: self.regs.tag(), op_seq: self.op_seq };
+        let immediate = |outcome| Access {
+            kind: AccessKind::Data,
+            dir: if job.req.control & CONTROL_FROM_DEVICE != 0 { Dir::FromDevice } else { Dir::ToDevice },
+            bus_addr: job.req.addr,
+            decoded_addr: job.req.addr & self.cfg.decode_mask(),
+            len: job.req.length.into(),
+            outcome,
+            checksum: 0,
+        };
+        if self.regs.busy() {
+            self.log.line(format_args!("op {}: doorbell while busy, refused", job.op_seq));
+            let a = immediate(Outcome::DeviceBusy);
+            self.record(&a, job.tag, job.op_seq);
+            self.regs.refuse_busy();
+            return Doorbell::Ended;
+        }
+        self.regs.start();
+        if !self.pci.bus_master() {
+            self.log.line(format_args!("op {}: bus mastering disabled", job.op_seq));
+            let a = immediate(Outcome::BusMasterOff);
+            self.record(&a, job.tag, job.op_seq);
+            self.finish(&Completion::failed(ErrorCode::BusMasterOff));
+            return Doorbell::Ended;
+        }
+        Doorbell::Start(job)
+    }
+
+    /// Latches an operation's end and raises the interrupt if asked to.
+    pub fn finish(&mut self, c: &Completion) {
+        if self.regs.complete(c, self.recorder.last_seq()) {
+            self.signal();
+        }
+    }
+
+    pub fn signal(&mut self) {
+        match self.irqs.raise() {
+            Ok(Delivered::None) => self.log.line("interrupt pending (masked or no eventfd)"),
+            Ok(d) => self.log.line(format_args!("interrupt raised ({d:?})")),
+            Err(e) => self.log.line(format_args!("interrupt eventfd write failed: {e}")),
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.regs.reset();
+        self.pci.reset();
+    }
+}

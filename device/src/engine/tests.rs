@@ -1,0 +1,215 @@
+use super::*;
+use std::collections::BTreeMap;
+
+/// Sparse memory with holes that fault, and a log of the port calls.
+#[derive(Default)]
+struct FakeBus {
+    mem: BTreeMap<u64, u8>,
+    holes: Vec<(u64, u64)>,
+    calls: Vec<(Dir, u64, usize)>,
+    accesses: Vec<Access>,
+}
+
+impl FakeBus {
+    fn hole(&self, addr: u64, len: usize) -> bool {
+        self.holes.iter().any(|&(s, e)| addr < e && addr + len as u64 > s)
+    }
+    fn put(&mut self, addr: u64, data: &[u8]) {
+        for (i, b) in data.iter().enumerate() {
+            self.mem.insert(addr + i as u64, *b);
+        }
+    }
+    fn get(&self, addr: u64, len: usize) -> Vec<u8> {
+        (0..len as u64).map(|i| *self.mem.get(&(addr + i)).unwrap_or(&0)).collect()
+    }
+}
+
+impl DmaPort for FakeBus {
+    fn dma_read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        self.calls.push((Dir::ToDevice, addr, buf.len()));
+        if self.hole(addr, buf.len()) {
+            return Err(Fault);
+        }
+        buf.copy_from_slice(&self.get(addr, buf.len()));
+        Ok(())
+    }
+    fn dma_write(&mut self, addr: u64, data: &[u8]) -> Result<(), Fault> {
+        self.calls.push((Dir::FromDevice, addr, data.len()));
+        if self.hole(addr, data.len()) {
+            return Err(Fault);
+        }
+        self.put(addr, data);
+        Ok(())
+    }
+    fn access(&mut self, a: &Access) {
+        self.accesses.push(a.clone());
+    }
+}
+
+const CFG32: EngineConfig = EngineConfig { addr_bits: 32, decode_bits: 32 };
+
+fn from_dev(addr: u64, len: u32, pattern: u32, seed: u32) -> OpRequest {
+    OpRequest { addr, length: len, control: CONTROL_FROM_DEVICE, pattern, seed }
+}
+
+#[test]
+fn fnv_vectors() {
+    assert_eq!(fnv1a(FNV_OFFSET, b""), 0x811c_9dc5);
+    assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xe40c_292c);
+    assert_eq!(fnv1a(FNV_OFFSET, b"foobar"), 0xbf9c_f968);
+    // Streaming equals one-shot.
+    assert_eq!(fnv1a(fnv1a(FNV_OFFSET, b"foo"), b"bar"), 0xbf9c_f968);
+}
+
+#[test]
+fn patterns() {
+    let mut b = [0u8; 6];
+    Pattern::new(0, 0x1ab).unwrap().fill(&mut b);
+    assert_eq!(b, [0xab; 6]);
+    Pattern::new(1, 0xfe).unwrap().fill(&mut b);
+    assert_eq!(b, [0xfe, 0xff, 0x00, 0x01, 0x02, 0x03]);
+    // xorshift32 from seed 1: first outputs are 270369, 67634689.
+    let mut b = [0u8; 8];
+    Pattern::new(2, 0).unwrap().fill(&mut b);
+    assert_eq!(b[..4], 270369u32.to_le_bytes());
+    assert_eq!(b[4..], 67634689u32.to_le_bytes());
+    // Filling in pieces gives the same stream.
+    let mut p = Pattern::new(2, 7).unwrap();
+    let mut a = [0u8; 10];
+    p.fill(&mut a[..3]);
+    p.fill(&mut a[3..]);
+    let mut whole = [0u8; 10];
+    Pattern::new(2, 7).unwrap().fill(&mut whole);
+    assert_eq!(a, whole);
+    assert!(Pattern::new(3, 0).is_none());
+}
+
+#[test]
+fn from_device_writes_pattern_and_checksums() {
+    let mut bus = FakeBus::default();
+    let c = run(CFG32, &from_dev(0x1000, 300, 1, 5), &mut bus);
+    assert_eq!(c.error, ErrorCode::None);
+    let expect: Vec<u8> = (0..300u32).map(|i| (5 + i) as u8).collect();
+    assert_eq!(bus.get(0x1000, 300), expect);
+    assert_eq!(c.checksum, fnv1a(FNV_OFFSET, &expect));
+    assert_eq!(c.bytes_done, 300);
+    assert_eq!(bus.accesses.len(), 1);
+    assert_eq!(bus.accesses[0].checksum, c.checksum);
+    assert_eq!(bus.accesses[0].outcome, Outcome::Ok);
+}
+
+#[test]
+fn to_device_reads_and_checksums() {
+    let mut bus = FakeBus::default();
+    bus.put(0x2000, b"hello world");
+    let req = OpRequest { addr: 0x2000, length: 11, control: 0, pattern: 9, seed: 0 };
+    let c = run(CFG32, &req, &mut bus);
+    assert_eq!(c.error, ErrorCode::None, "pattern is irrelevant to reads");
+    assert_eq!(c.checksum, fnv1a(FNV_OFFSET, b"hello world"));
+    assert_eq!(bus.accesses[0].dir, Dir::ToDevice);
+}
+
+#[test]
+fn truncation_36_advertised_32_decoded() {
+    let cfg = EngineConfig { addr_bits: 36, decode_bits: 32 };
+    let mut bus = FakeBus::default();
+    let c = run(cfg, &from_dev(0x1_0000_3000, 16, 0, 0x42), &mut bus);
+    assert_eq!(c.error, ErrorCode::None);
+    assert_eq!(bus.calls, vec![(Dir::FromDevice, 0x3000, 16)]);
+    assert_eq!(bus.get(0x3000, 16), vec![0x42; 16]);
+    let a = &bus.accesses[0];
+    assert_eq!((a.bus_addr, a.decoded_addr), (0x1_0000_3000, 0x3000));
+}
+
+#[test]
+fn beyond_addr_bits_is_refused_without_access() {
+    let cfg = EngineConfig { addr_bits: 36, decode_bits: 32 };
+    let mut bus = FakeBus::default();
+    let c = run(cfg, &from_dev(0x10_0000_0000, 16, 0, 0), &mut bus);
+    assert_eq!(c.error, ErrorCode::BeyondAddrBits);
+    assert!(bus.calls.is_empty());
+    assert_eq!(bus.accesses[0].outcome, Outcome::BeyondAddrBits);
+    // A range whose end crosses the limit is refused too.
+    let c = run(CFG32, &from_dev(0xffff_fff0, 32, 0, 0), &mut FakeBus::default());
+    assert_eq!(c.error, ErrorCode::BeyondAddrBits);
+    // 64 bits never refuses.
+    let cfg64 = EngineConfig { addr_bits: 64, decode_bits: 64 };
+    assert_eq!(run(cfg64, &from_dev(u64::MAX - 15, 16, 0, 0), &mut FakeBus::default()).error, ErrorCode::None);
+}
+
+#[test]
+fn bad_lengths() {
+    for len in [0, (1 << 20) + 1] {
+        let mut bus = FakeBus::default();
+        assert_eq!(run(CFG32, &from_dev(0, len, 0, 0), &mut bus).error, ErrorCode::BadRequest);
+        assert!(bus.calls.is_empty());
+        assert_eq!(bus.accesses[0].outcome, Outcome::BadRequest);
+    }
+    assert_eq!(run(CFG32, &from_dev(0, 16, 3, 0), &mut FakeBus::default()).error, ErrorCode::BadRequest);
+}
+
+#[test]
+fn iommu_fault_reports_first_failing_page() {
+    let mut bus = FakeBus::default();
+    bus.holes.push((0x5000, 0x6000));
+    let c = run(CFG32, &from_dev(0x3800, 0x4000, 0, 1), &mut bus);
+    assert_eq!(c.error, ErrorCode::IommuFault);
+    assert_eq!(c.fault_addr, 0x5000);
+    assert_eq!(c.bytes_done, 0x1800, "pages before the hole were written");
+    assert_eq!(bus.accesses[0].outcome, Outcome::IommuFault);
+}
+
+fn desc(addr: u64, len: u32, flags: u32) -> Vec<u8> {
+    let mut d = addr.to_le_bytes().to_vec();
+    d.extend_from_slice(&len.to_le_bytes());
+    d.extend_from_slice(&flags.to_le_bytes());
+    d
+}
+
+#[test]
+fn scatter_gather_runs_pattern_across_segments() {
+    let mut bus = FakeBus::default();
+    let mut list = desc(0x10_000, 3, 0);
+    list.extend(desc(0x20_000, 5, 0));
+    bus.put(0x9000, &list);
+    let req = OpRequest { addr: 0x9000, length: 2, control: CONTROL_FROM_DEVICE | CONTROL_SG, pattern: 1, seed: 0 };
+    let c = run(CFG32, &req, &mut bus);
+    assert_eq!(c.error, ErrorCode::None);
+    assert_eq!(bus.get(0x10_000, 3), vec![0, 1, 2]);
+    assert_eq!(bus.get(0x20_000, 5), vec![3, 4, 5, 6, 7]);
+    assert_eq!(c.checksum, fnv1a(FNV_OFFSET, &[0, 1, 2, 3, 4, 5, 6, 7]));
+    assert_eq!(c.bytes_done, 8);
+    let kinds: Vec<_> = bus.accesses.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, vec![AccessKind::Descriptor, AccessKind::Data, AccessKind::Data]);
+    assert_eq!(bus.accesses[0].len, 32);
+}
+
+#[test]
+fn scatter_gather_rejects_bad_descriptors() {
+    for (list, count) in [
+        (desc(0x1000, 0, 0), 1),
+        (desc(0x1000, 16, 1), 1),
+        (desc(0x1000, (1 << 20) + 1, 0), 1),
+        (Vec::new(), 0),
+        (Vec::new(), 257),
+    ] {
+        let mut bus = FakeBus::default();
+        bus.put(0x9000, &list);
+        let req = OpRequest { addr: 0x9000, length: count, control: CONTROL_SG, pattern: 0, seed: 0 };
+        assert_eq!(run(CFG32, &req, &mut bus).error, ErrorCode::BadRequest, "count {count}");
+    }
+    // Sum above 4 MiB.
+    let mut bus = FakeBus::default();
+    let list: Vec<u8> = (0..5).flat_map(|i| desc(i << 20, 1 << 20, 0)).collect();
+    bus.put(0x9000, &list);
+    let req = OpRequest { addr: 0x9000, length: 5, control: CONTROL_SG, pattern: 0, seed: 0 };
+    assert_eq!(run(CFG32, &req, &mut bus).error, ErrorCode::BadRequest);
+}
+
+#[test]
+fn big_transfer_is_chunked_on_aligned_boundaries() {
+    let mut bus = FakeBus::default();
+    let c = run(CFG32, &from_dev(0xff000, 1 << 20, 0, 0), &mut bus);
+    assert_eq!(c.error, ErrorCode::None);
+    assert_eq!(bus.calls, vec![(Dir::FromDevice, 0xff000, 0x1000), (Dir::FromDevice, 0x100000, 0xff000)]);
+}
