@@ -48,6 +48,12 @@ fn emit(prefix: &str, json: &str) {
     let _ = out.flush();
 }
 
+/// A remark for whoever reads the console. stdout, not stderr: init keeps
+/// stderr in a file that it shows only when the agent fails.
+fn note(msg: &str) {
+    emit("pvhdma-agent: ", msg);
+}
+
 fn run(o: &Opts) -> Result<(), String> {
     let text = std::fs::read_to_string(&o.workload)
         .map_err(|e| format!("cannot read {}: {e}", o.workload))?;
@@ -62,7 +68,7 @@ fn run(o: &Opts) -> Result<(), String> {
                 Some(t)
             }
             Err(e) => {
-                eprintln!("pvhdma-agent: tracing off: {e}");
+                note(&format!("tracing off: {e}"));
                 None
             }
         }
@@ -71,7 +77,7 @@ fn run(o: &Opts) -> Result<(), String> {
     };
     summary.devices = report::devices(Path::new("/sys/class/misc"));
     if summary.devices.is_empty() {
-        eprintln!("pvhdma-agent: no pvhdma device bound (driver loaded? device attached?)");
+        note("no pvhdma device bound (driver not loaded, or no 5056:d3a0 device on the bus)");
     }
 
     let mut files: HashMap<u32, Result<File, String>> = HashMap::new();
