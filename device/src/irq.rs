@@ -45,7 +45,10 @@ pub fn info(index: u32) -> Option<(u32, u32)> {
     match index {
         INTX => Some((INFO_EVENTFD | INFO_MASKABLE | INFO_AUTOMASKED, 1)),
         MSI => Some((INFO_EVENTFD | INFO_NORESIZE, 1)),
-        2..=4 => Some((INFO_EVENTFD, 0)),
+        // MSI-X: none. ERR and REQ: one each, so QEMU can attach its
+        // notifiers (we never signal them).
+        2 => Some((INFO_EVENTFD, 0)),
+        3 | 4 => Some((INFO_EVENTFD, 1)),
         _ => None,
     }
 }
@@ -54,8 +57,11 @@ impl Irqs {
     /// Applies one SET_IRQS; `Err` carries a short reason for the log.
     /// Returns whether the caller should re-signal a pending interrupt.
     pub fn set(&mut self, index: u32, flags: u32, start: u32, count: u32, mut fds: Vec<OwnedFd>) -> Result<bool, &'static str> {
-        if index != INTX && index != MSI {
-            return if count == 0 { Ok(false) } else { Err("irq index has no vectors") };
+        match index {
+            INTX | MSI => {}
+            3 | 4 if count <= 1 => return Ok(false),
+            _ if count == 0 => return Ok(false),
+            _ => return Err("irq index has no vectors"),
         }
         if start != 0 || count > 1 {
             return Err("vector out of range");
