@@ -34,3 +34,6 @@ pub mod errno {
     pub const E2BIG: u32 = 7;
     pub const ENOSYS: u32 = 38;
 }
+
+#[cfg(test)]
+mod tests;
