@@ -9,3 +9,4 @@
 pub mod images;
 pub mod machine;
 pub mod outcome;
+pub mod scenario;

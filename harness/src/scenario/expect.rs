@@ -1,0 +1,547 @@
+//! The assertions of a scenario (`expect:`) and its negative-twin marker
+//! (`expect_failure:`). Each assertion has a stable id (`device_addrs.below`,
+//! `ops.high-single.map_error`, ...) used in verdict messages and by
+//! `expect_failure.assertion`; [`Expect::checks`] is the one place that
+//! enumerates them, so ids cannot drift between parser and verdict.
+
+use super::size::ByteSize;
+use super::util::{deserialize_str_or_map, Pattern, StrOrMap};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// How the run must end. Default `ok` (the agent finished).
+    #[serde(default)]
+    pub boot: BootExpect,
+    /// Bus addresses the device was programmed with (every record).
+    pub device_addrs: Option<DeviceAddrs>,
+    /// Where the IOMMU sent the device's successful accesses.
+    pub translated_addrs: Option<TranslatedAddrs>,
+    /// The device's DMA_MAP view and QEMU's IOMMU trace agree wherever both know.
+    pub translations_agree: Option<bool>,
+    /// true: every op that moved data has intact data (at least one must).
+    /// false: at least one op's data is not intact.
+    pub data_intact: Option<bool>,
+    /// Device accesses QEMU refused (records with outcome `iommu_fault`).
+    pub iommu_faults: Option<Count>,
+    /// swiotlb bounces in the run (the agent's `swiotlb_bounced` trace count).
+    pub bounces: Option<Count>,
+    /// Every data access of a streaming op (single, sg) hits dom0's swiotlb pool.
+    pub device_addrs_in_swiotlb: Option<bool>,
+    /// Results whose mapping the DMA API refused.
+    pub mapping_errors: Option<Count>,
+    /// Regular expressions on the whole console log.
+    pub log: Option<LogExpect>,
+    /// Per-operation expectations, by op name; they hold for every run of the op.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, OpExpect>")]
+    pub ops: BTreeMap<String, Spanned<OpExpect>>,
+}
+
+/// `boot: ok`, `boot: xen_panic`, or `boot: {outcome: xen_panic, message: "regex"}`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BootExpectMap {
+    pub outcome: BootOutcome,
+    /// Searched in the failure's detail text, or, for `ok`, in the console.
+    pub message: Option<Pattern>,
+}
+
+pub type BootExpect = BootExpectWrapper;
+
+/// See [`BootExpectMap`]; a newtype so the word form can be parsed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BootExpectWrapper(pub BootExpectMap);
+
+impl BootExpectWrapper {
+    pub fn outcome(&self) -> BootOutcome {
+        self.0.outcome
+    }
+    pub fn message(&self) -> Option<&Pattern> {
+        self.0.message.as_ref()
+    }
+}
+
+impl StrOrMap for BootExpectWrapper {
+    const EXPECTING: &'static str = "one of ok, xen_panic, dom0_crashed, dom0_halted, linux_panic, qemu_exited, device_exited, boot_timeout, run_timeout, or {outcome, message}";
+    type Map = BootExpectMap;
+    fn from_str(s: &str) -> Option<Self> {
+        BootOutcome::from_word(s).map(|outcome| {
+            Self(BootExpectMap {
+                outcome,
+                message: None,
+            })
+        })
+    }
+    fn from_map(m: BootExpectMap) -> Self {
+        Self(m)
+    }
+}
+
+impl<'de> Deserialize<'de> for BootExpectWrapper {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_or_map(d)
+    }
+}
+
+impl JsonSchema for BootExpectWrapper {
+    fn schema_name() -> Cow<'static, str> {
+        "BootExpect".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let word = generator.subschema_for::<BootOutcome>();
+        let map = generator.subschema_for::<BootExpectMap>();
+        json_schema!({ "oneOf": [word, map] })
+    }
+}
+
+/// How a run ends, in the words of `outcome::RunEnd` (`ok` is `Finished`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BootOutcome {
+    #[default]
+    #[serde(alias = "finished")]
+    Ok,
+    XenPanic,
+    #[serde(alias = "dom0_crash")]
+    Dom0Crashed,
+    Dom0Halted,
+    LinuxPanic,
+    QemuExited,
+    DeviceExited,
+    BootTimeout,
+    RunTimeout,
+}
+
+impl BootOutcome {
+    pub const ALL: [BootOutcome; 9] = [
+        BootOutcome::Ok,
+        BootOutcome::XenPanic,
+        BootOutcome::Dom0Crashed,
+        BootOutcome::Dom0Halted,
+        BootOutcome::LinuxPanic,
+        BootOutcome::QemuExited,
+        BootOutcome::DeviceExited,
+        BootOutcome::BootTimeout,
+        BootOutcome::RunTimeout,
+    ];
+
+    pub fn word(self) -> &'static str {
+        match self {
+            BootOutcome::Ok => "ok",
+            BootOutcome::XenPanic => "xen_panic",
+            BootOutcome::Dom0Crashed => "dom0_crashed",
+            BootOutcome::Dom0Halted => "dom0_halted",
+            BootOutcome::LinuxPanic => "linux_panic",
+            BootOutcome::QemuExited => "qemu_exited",
+            BootOutcome::DeviceExited => "device_exited",
+            BootOutcome::BootTimeout => "boot_timeout",
+            BootOutcome::RunTimeout => "run_timeout",
+        }
+    }
+
+    pub fn from_word(s: &str) -> Option<Self> {
+        match s {
+            "finished" => Some(BootOutcome::Ok),
+            "dom0_crash" => Some(BootOutcome::Dom0Crashed),
+            _ => Self::ALL.into_iter().find(|o| o.word() == s),
+        }
+    }
+}
+
+impl fmt::Display for BootOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// A count constraint: `0`, `3` (exactly), `true` (at least one), `false`
+/// (none), or `{min: 1}`, `{max: 2}`, `{min: 1, max: 4}`, `{count: 3}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Count {
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+}
+
+impl Count {
+    pub const fn exactly(n: u64) -> Self {
+        Self {
+            min: Some(n),
+            max: Some(n),
+        }
+    }
+    pub const fn at_least(n: u64) -> Self {
+        Self {
+            min: Some(n),
+            max: None,
+        }
+    }
+    pub fn holds(&self, n: u64) -> bool {
+        self.min.is_none_or(|m| n >= m) && self.max.is_none_or(|m| n <= m)
+    }
+}
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.min, self.max) {
+            (Some(a), Some(b)) if a == b => write!(f, "exactly {a}"),
+            (Some(a), Some(b)) => write!(f, "between {a} and {b}"),
+            (Some(a), None) => write!(f, "at least {a}"),
+            (None, Some(b)) => write!(f, "at most {b}"),
+            (None, None) => write!(f, "any number"),
+        }
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CountMap {
+    count: Option<u64>,
+    min: Option<u64>,
+    max: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a count (3), true (at least one), false (none), or {count | min, max}")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Count, E> {
+                Ok(if v {
+                    Count::at_least(1)
+                } else {
+                    Count::exactly(0)
+                })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                Ok(Count::exactly(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                u64::try_from(v)
+                    .map(Count::exactly)
+                    .map_err(|_| E::custom(format!("{v} is negative")))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Count, A::Error> {
+                let m = CountMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                match (m.count, m.min, m.max) {
+                    (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                        Err(de::Error::custom("give either count or min/max, not both"))
+                    }
+                    (Some(n), None, None) => Ok(Count::exactly(n)),
+                    (None, None, None) => Err(de::Error::custom("give count, min or max")),
+                    (None, min, max) => {
+                        if let (Some(a), Some(b)) = (min, max) {
+                            if a > b {
+                                return Err(de::Error::custom(format!("min {a} is above max {b}")));
+                            }
+                        }
+                        Ok(Count { min, max })
+                    }
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Count {
+    fn schema_name() -> Cow<'static, str> {
+        "Count".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let map = generator.subschema_for::<CountMap>();
+        json_schema!({
+            "description": "3 (exactly), true (at least one), false (none), or {count} / {min, max}",
+            "oneOf": [ { "type": "integer", "minimum": 0 }, { "type": "boolean" }, map ]
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceAddrs {
+    /// Every programmed bus address (start and end of each access) is below this.
+    pub below: Option<ByteSize>,
+    /// The device saw at least one access (guards against vacuous passes).
+    #[serde(default)]
+    pub at_least_one_access: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TranslatedAddrs {
+    /// At least one successful access was translated to this address or above.
+    pub some_at_or_above: Option<ByteSize>,
+    /// Every known translation is below this.
+    pub all_below: Option<ByteSize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogExpect {
+    /// Each must match somewhere in the console.
+    #[serde(default)]
+    pub contains: Vec<Pattern>,
+    /// None may match anywhere in the console.
+    #[serde(default)]
+    pub lacks: Vec<Pattern>,
+}
+
+/// Expectations on every result of one op.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpExpect {
+    /// The DMA API refused (true) or accepted (false) the mapping.
+    pub map_error: Option<bool>,
+    /// The data moved matches the pattern.
+    pub intact: Option<bool>,
+    /// The device's ERROR register after the op (0 none, 1 IOMMU fault, 2 beyond ADDR_BITS...).
+    pub device_error: Option<u32>,
+    /// swiotlb bounced the buffer (DMA address differs from the physical one).
+    pub bounced: Option<bool>,
+    /// The agent or driver reported an error other than a mapping error.
+    pub error: Option<bool>,
+    /// The completion interrupt arrived.
+    pub irq: Option<bool>,
+    /// Every bus address the device got for this op is below this.
+    pub device_addrs_below: Option<ByteSize>,
+    /// Every data access of this op hits dom0's swiotlb pool.
+    pub in_swiotlb: Option<bool>,
+    /// Device accesses of this op that QEMU refused.
+    pub iommu_faults: Option<Count>,
+}
+
+/// The assertion ids that the scenario does not state but always checks.
+pub const BOOT_ID: &str = "boot";
+
+/// A negative twin: `assertion` must fail and every other assertion must pass.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectFailure {
+    /// Why this scenario is expected to fail: what it demonstrates.
+    pub reason: String,
+    /// Assertion id (or a prefix ending at a dot boundary, e.g. `device_addrs`).
+    #[schemars(with = "String")]
+    pub assertion: Spanned<String>,
+}
+
+/// True when `id` is `name` or lies under it (`device_addrs` covers `device_addrs.below`).
+pub fn id_matches(name: &str, id: &str) -> bool {
+    id == name || (id.starts_with(name) && id.as_bytes().get(name.len()) == Some(&b'.'))
+}
+
+/// One assertion to evaluate, borrowed from the scenario.
+#[derive(Debug, Clone)]
+pub enum Check<'a> {
+    Boot(&'a BootExpect),
+    DeviceAddrsBelow(u64),
+    DeviceAddrsAtLeastOne,
+    TranslatedSomeAtOrAbove(u64),
+    TranslatedAllBelow(u64),
+    TranslationsAgree(bool),
+    DataIntact(bool),
+    IommuFaults(Count),
+    Bounces(Count),
+    InSwiotlb(bool),
+    MappingErrors(Count),
+    LogContains(&'a [Pattern]),
+    LogLacks(&'a [Pattern]),
+    Op(&'a str, OpCheck),
+}
+
+/// One per-op assertion.
+#[derive(Debug, Clone, Copy)]
+pub enum OpCheck {
+    MapError(bool),
+    Intact(bool),
+    DeviceError(u32),
+    Bounced(bool),
+    Error(bool),
+    Irq(bool),
+    DeviceAddrsBelow(u64),
+    InSwiotlb(bool),
+    IommuFaults(Count),
+}
+
+impl OpCheck {
+    pub fn field(&self) -> &'static str {
+        match self {
+            OpCheck::MapError(_) => "map_error",
+            OpCheck::Intact(_) => "intact",
+            OpCheck::DeviceError(_) => "device_error",
+            OpCheck::Bounced(_) => "bounced",
+            OpCheck::Error(_) => "error",
+            OpCheck::Irq(_) => "irq",
+            OpCheck::DeviceAddrsBelow(_) => "device_addrs_below",
+            OpCheck::InSwiotlb(_) => "in_swiotlb",
+            OpCheck::IommuFaults(_) => "iommu_faults",
+        }
+    }
+}
+
+impl Check<'_> {
+    /// The stable id of this assertion.
+    pub fn id(&self) -> String {
+        match self {
+            Check::Boot(_) => BOOT_ID.into(),
+            Check::DeviceAddrsBelow(_) => "device_addrs.below".into(),
+            Check::DeviceAddrsAtLeastOne => "device_addrs.at_least_one_access".into(),
+            Check::TranslatedSomeAtOrAbove(_) => "translated_addrs.some_at_or_above".into(),
+            Check::TranslatedAllBelow(_) => "translated_addrs.all_below".into(),
+            Check::TranslationsAgree(_) => "translations_agree".into(),
+            Check::DataIntact(_) => "data_intact".into(),
+            Check::IommuFaults(_) => "iommu_faults".into(),
+            Check::Bounces(_) => "bounces".into(),
+            Check::InSwiotlb(_) => "device_addrs_in_swiotlb".into(),
+            Check::MappingErrors(_) => "mapping_errors".into(),
+            Check::LogContains(_) => "log.contains".into(),
+            Check::LogLacks(_) => "log.lacks".into(),
+            Check::Op(name, c) => format!("ops.{name}.{}", c.field()),
+        }
+    }
+}
+
+impl Expect {
+    /// Every assertion the scenario makes, boot first.
+    pub fn checks(&self) -> Vec<Check<'_>> {
+        let mut v = vec![Check::Boot(&self.boot)];
+        if let Some(d) = &self.device_addrs {
+            if let Some(b) = d.below {
+                v.push(Check::DeviceAddrsBelow(b.bytes()));
+            }
+            if d.at_least_one_access {
+                v.push(Check::DeviceAddrsAtLeastOne);
+            }
+        }
+        if let Some(t) = &self.translated_addrs {
+            if let Some(a) = t.some_at_or_above {
+                v.push(Check::TranslatedSomeAtOrAbove(a.bytes()));
+            }
+            if let Some(b) = t.all_below {
+                v.push(Check::TranslatedAllBelow(b.bytes()));
+            }
+        }
+        if let Some(a) = self.translations_agree {
+            v.push(Check::TranslationsAgree(a));
+        }
+        if let Some(i) = self.data_intact {
+            v.push(Check::DataIntact(i));
+        }
+        if let Some(c) = self.iommu_faults {
+            v.push(Check::IommuFaults(c));
+        }
+        if let Some(c) = self.bounces {
+            v.push(Check::Bounces(c));
+        }
+        if let Some(s) = self.device_addrs_in_swiotlb {
+            v.push(Check::InSwiotlb(s));
+        }
+        if let Some(c) = self.mapping_errors {
+            v.push(Check::MappingErrors(c));
+        }
+        if let Some(l) = &self.log {
+            if !l.contains.is_empty() {
+                v.push(Check::LogContains(&l.contains));
+            }
+            if !l.lacks.is_empty() {
+                v.push(Check::LogLacks(&l.lacks));
+            }
+        }
+        for (name, e) in &self.ops {
+            let e = &e.value;
+            let op = |c| Check::Op(name.as_str(), c);
+            if let Some(x) = e.map_error {
+                v.push(op(OpCheck::MapError(x)));
+            }
+            if let Some(x) = e.intact {
+                v.push(op(OpCheck::Intact(x)));
+            }
+            if let Some(x) = e.device_error {
+                v.push(op(OpCheck::DeviceError(x)));
+            }
+            if let Some(x) = e.bounced {
+                v.push(op(OpCheck::Bounced(x)));
+            }
+            if let Some(x) = e.error {
+                v.push(op(OpCheck::Error(x)));
+            }
+            if let Some(x) = e.irq {
+                v.push(op(OpCheck::Irq(x)));
+            }
+            if let Some(x) = e.device_addrs_below {
+                v.push(op(OpCheck::DeviceAddrsBelow(x.bytes())));
+            }
+            if let Some(x) = e.in_swiotlb {
+                v.push(op(OpCheck::InSwiotlb(x)));
+            }
+            if let Some(x) = e.iommu_faults {
+                v.push(op(OpCheck::IommuFaults(x)));
+            }
+        }
+        v
+    }
+
+    /// The ids of [`Self::checks`].
+    pub fn assertion_ids(&self) -> Vec<String> {
+        self.checks().iter().map(Check::id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_holds_and_reads() {
+        assert!(Count::exactly(0).holds(0));
+        assert!(!Count::exactly(0).holds(1));
+        assert!(Count::at_least(1).holds(5));
+        assert!(!Count::at_least(1).holds(0));
+        let r = Count {
+            min: Some(1),
+            max: Some(3),
+        };
+        assert!(r.holds(3) && !r.holds(4));
+        assert_eq!(r.to_string(), "between 1 and 3");
+        assert_eq!(Count::exactly(0).to_string(), "exactly 0");
+        assert_eq!(
+            Count {
+                min: None,
+                max: Some(2)
+            }
+            .to_string(),
+            "at most 2"
+        );
+    }
+
+    #[test]
+    fn id_prefix_only_at_dot_boundary() {
+        assert!(id_matches("device_addrs", "device_addrs.below"));
+        assert!(id_matches("device_addrs.below", "device_addrs.below"));
+        assert!(!id_matches("device_addrs", "device_addrs_in_swiotlb"));
+        assert!(id_matches("ops.high", "ops.high.map_error"));
+        assert!(!id_matches("ops.high", "ops.high-single.map_error"));
+    }
+
+    #[test]
+    fn boot_words_round_trip() {
+        for o in BootOutcome::ALL {
+            assert_eq!(BootOutcome::from_word(o.word()), Some(o));
+        }
+        assert_eq!(
+            BootOutcome::from_word("dom0_crash"),
+            Some(BootOutcome::Dom0Crashed)
+        );
+        assert_eq!(BootOutcome::from_word("exploded"), None);
+    }
+}

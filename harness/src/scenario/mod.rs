@@ -1,0 +1,157 @@
+//! The scenario language: one YAML file says what to boot, which DMA workload
+//! dom0 runs and what must hold. `scenarios/README.md` is the user's guide;
+//! `scenarios/schema.json` is generated from these types ([`schema_json`]).
+//!
+//! Entry points: [`load`] / [`parse_str`] give a [`Scenario`];
+//! [`Scenario::to_run_spec`] turns it into what `vm` boots;
+//! `verdict::evaluate` judges the run against `Scenario::expect`.
+
+mod expect;
+mod model;
+mod parse;
+mod size;
+mod util;
+
+#[cfg(test)]
+mod tests;
+
+pub use expect::{
+    id_matches, BootExpect, BootExpectMap, BootOutcome, Check, Count, DeviceAddrs, Expect,
+    ExpectFailure, LogExpect, OpCheck, OpExpect, TranslatedAddrs,
+};
+pub use model::{
+    AccelCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, IommuCfg, MachineCfg, OpCfg,
+    OpKindCfg, PatternCfg, PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
+};
+pub use parse::{load, parse_str, scenario_files, ScenarioError};
+pub use size::{parse_bytes, parse_duration, ByteSize, HumanDuration, MemSize, SizeError};
+pub use util::Pattern;
+
+use crate::machine::{Accel, BootSpec, DeviceSpec, Dom0Mode, IommuKind, MachineSpec, RunSpec};
+use pvhdma_agent::wire;
+use std::path::PathBuf;
+
+/// Where the scenario catalog lives (the workspace's `scenarios/`).
+pub fn scenarios_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"))
+}
+
+/// The schema's path, relative to the workspace root.
+pub const SCHEMA_PATH: &str = "scenarios/schema.json";
+
+/// The JSON Schema of the scenario format, as written to `scenarios/schema.json`
+/// by `cargo xtask schema` (editors use it for completion and checking).
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(Scenario);
+    let mut s = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    s.push('\n');
+    s
+}
+
+impl Scenario {
+    /// What `vm` boots for this scenario. Defaults not stated in the file are
+    /// the harness's: 8G, 2 cpus, intel, dom0_mem 1G, 120 s timeouts.
+    pub fn to_run_spec(&self) -> RunSpec {
+        let machine = MachineSpec {
+            memory_mib: self.machine.memory.mib,
+            cpus: self.machine.cpus,
+            iommu: match self.machine.iommu {
+                IommuCfg::Intel => IommuKind::Intel,
+                IommuCfg::Amd => IommuKind::Amd,
+                IommuCfg::None => IommuKind::None,
+            },
+            accel: match self.machine.accel {
+                AccelCfg::Kvm => Accel::Kvm,
+                // auto is TCG: the only KVM on these hosts cannot run Xen
+                // (platform notes). A probe belongs in `vm`, not in a pure mapping.
+                AccelCfg::Tcg | AccelCfg::Auto => Accel::Tcg,
+            },
+            extra_devices: vec![],
+        };
+        let boot = match &self.xen {
+            Xen::Boot(x) => BootSpec {
+                dom0_mode: match x.dom0 {
+                    Dom0ModeCfg::Pvh => Dom0Mode::Pvh,
+                    Dom0ModeCfg::Pv => Dom0Mode::Pv,
+                },
+                dom0_mem_mib: x.dom0_mem.mib,
+                xen_extra: x.options.clone(),
+                dom0_extra: self.dom0.cmdline.clone(),
+                no_xen: false,
+            },
+            Xen::None => BootSpec {
+                dom0_extra: self.dom0.cmdline.clone(),
+                no_xen: true,
+                ..BootSpec::default()
+            },
+        };
+        let devices = self
+            .devices
+            .iter()
+            .map(|d| DeviceSpec {
+                addr_bits: d.addr_bits,
+                decode_bits: d.decode_bits(),
+            })
+            .collect();
+        let workload = (!self.workload.is_empty()).then(|| wire::Workload {
+            ops: self.workload.iter().map(OpCfg::to_wire).collect(),
+            // The bounce count comes from the swiotlb tracepoint; always on.
+            tracepoints: true,
+            shell: false,
+        });
+        RunSpec {
+            name: self.name.clone(),
+            machine,
+            boot,
+            devices,
+            workload,
+            boot_timeout: self.timeouts.boot.0,
+            run_timeout: self.timeouts.run.0,
+            live_console: false,
+            shell: false,
+        }
+    }
+
+    /// The named op of the workload.
+    pub fn op(&self, name: &str) -> Option<&OpCfg> {
+        self.workload.iter().find(|o| o.name.value == name)
+    }
+}
+
+impl OpCfg {
+    pub fn name(&self) -> &str {
+        &self.name.value
+    }
+
+    /// The agent's form of this op (docs/records.md section 2).
+    pub fn to_wire(&self) -> wire::Op {
+        wire::Op {
+            name: self.name.value.clone(),
+            kind: match self.kind {
+                OpKindCfg::Coherent => wire::OpKind::Coherent,
+                OpKindCfg::Single => wire::OpKind::Single,
+                OpKindCfg::Sg => wire::OpKind::Sg,
+                OpKindCfg::Raw => wire::OpKind::Raw,
+            },
+            placement: match self.placement {
+                PlacementCfg::Low => wire::Placement::Low,
+                PlacementCfg::High => wire::Placement::High,
+                PlacementCfg::Any => wire::Placement::Any,
+            },
+            size: self.size,
+            count: self.count,
+            dir: match self.dir {
+                DirCfg::ToDevice => wire::Direction::ToDevice,
+                DirCfg::FromDevice => wire::Direction::FromDevice,
+            },
+            pattern: match self.pattern {
+                PatternCfg::Fill => wire::Pattern::Fill,
+                PatternCfg::Incrementing => wire::Pattern::Incrementing,
+                PatternCfg::Xorshift => wire::Pattern::Xorshift,
+            },
+            seed: self.seed,
+            segments: self.segments,
+            bus_addr: self.bus_addr.map(ByteSize::bytes),
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The scenario file format: what to boot and what to run. The assertions
+//! live in `expect.rs`. Every struct is strict (`deny_unknown_fields`): a typo
+//! must fail loudly, not silently fall back to a default.
+
+use super::expect::{Expect, ExpectFailure};
+use super::size::{ByteSize, HumanDuration, MemSize};
+use super::util::{deserialize_str_or_map, StrOrMap};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_saphyr::Spanned;
+use std::borrow::Cow;
+use std::time::Duration;
+
+/// One scenario file.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "pvhdma scenario")]
+pub struct Scenario {
+    /// Test name; defaults to the file stem.
+    #[serde(default)]
+    pub name: String,
+    /// What the scenario shows and why it matters.
+    pub description: String,
+    #[serde(default)]
+    pub machine: MachineCfg,
+    /// Xen's configuration, or `none` for the control runs: Linux boots
+    /// directly and uses the guest IOMMU itself.
+    #[serde(default)]
+    pub xen: Xen,
+    /// The Linux kernel that runs the workload (dom0, or the only kernel with `xen: none`).
+    #[serde(default)]
+    pub dom0: Dom0Cfg,
+    /// DMA recorder instances. Default: one device with 32/32 bits.
+    #[serde(default = "default_devices")]
+    pub devices: Vec<DeviceCfg>,
+    /// Operations the dom0 agent runs, in order. Empty: boot and power off.
+    #[serde(default)]
+    pub workload: Vec<OpCfg>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// What must hold. `boot: ok` is implied.
+    #[serde(default)]
+    pub expect: Expect,
+    /// A negative twin: the named assertion must fail, and nothing else may.
+    #[serde(default)]
+    pub expect_failure: Option<ExpectFailure>,
+    /// Restricts the scenario to some cells of the (future) test matrix.
+    #[serde(default)]
+    pub cells: Option<Cells>,
+}
+
+fn default_devices() -> Vec<DeviceCfg> {
+    vec![DeviceCfg::default()]
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MachineCfg {
+    /// VM memory. Default 8G (q35 then has 2G below 4 GiB and 6G above).
+    #[serde(default = "default_memory")]
+    pub memory: MemSize,
+    /// Default 2.
+    #[serde(default = "default_cpus", deserialize_with = "positive_u32")]
+    #[schemars(range(min = 1))]
+    pub cpus: u32,
+    /// The emulated IOMMU. Default intel.
+    #[serde(default)]
+    pub iommu: IommuCfg,
+    /// Default auto (TCG today: the host KVM cannot run Xen).
+    #[serde(default)]
+    pub accel: AccelCfg,
+}
+
+fn default_memory() -> MemSize {
+    MemSize::gib(8)
+}
+fn default_cpus() -> u32 {
+    2
+}
+
+impl Default for MachineCfg {
+    fn default() -> Self {
+        Self {
+            memory: default_memory(),
+            cpus: default_cpus(),
+            iommu: IommuCfg::default(),
+            accel: AccelCfg::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IommuCfg {
+    #[default]
+    Intel,
+    Amd,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelCfg {
+    Tcg,
+    Kvm,
+    #[default]
+    Auto,
+}
+
+/// `xen: none` or Xen's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Xen {
+    None,
+    Boot(XenCfg),
+}
+
+impl Default for Xen {
+    fn default() -> Self {
+        Xen::Boot(XenCfg::default())
+    }
+}
+
+impl StrOrMap for Xen {
+    const EXPECTING: &'static str = "`none` or a mapping with dom0, dom0_mem, options";
+    type Map = XenCfg;
+    fn from_str(s: &str) -> Option<Self> {
+        (s == "none").then_some(Xen::None)
+    }
+    fn from_map(m: XenCfg) -> Self {
+        Xen::Boot(m)
+    }
+}
+
+impl<'de> Deserialize<'de> for Xen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_or_map(d)
+    }
+}
+
+impl JsonSchema for Xen {
+    fn schema_name() -> Cow<'static, str> {
+        "Xen".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let cfg = generator.subschema_for::<XenCfg>();
+        json_schema!({
+            "description": "Xen's settings, or `none`: boot Linux directly (the control runs)",
+            "oneOf": [ { "const": "none" }, cfg ]
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct XenCfg {
+    /// How Xen builds dom0. Default pvh.
+    #[serde(default)]
+    pub dom0: Dom0ModeCfg,
+    /// dom0's memory (Xen's `dom0_mem`). Default 1G.
+    #[serde(default = "default_dom0_mem")]
+    pub dom0_mem: MemSize,
+    /// Appended to the harness's Xen command line.
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+fn default_dom0_mem() -> MemSize {
+    MemSize::gib(1)
+}
+
+impl Default for XenCfg {
+    fn default() -> Self {
+        Self {
+            dom0: Dom0ModeCfg::default(),
+            dom0_mem: default_dom0_mem(),
+            options: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Dom0ModeCfg {
+    #[default]
+    Pvh,
+    Pv,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dom0Cfg {
+    /// Appended to the kernel's command line, e.g. `swiotlb=noforce`.
+    #[serde(default)]
+    pub cmdline: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceCfg {
+    /// DMA address bits the device advertises (`ADDR_BITS`). Default 32.
+    #[serde(default = "default_bits", deserialize_with = "addr_bits")]
+    #[schemars(range(min = 12, max = 64))]
+    pub addr_bits: u32,
+    /// Bits its engine really decodes. Default: `addr_bits`.
+    #[serde(default, deserialize_with = "opt_addr_bits")]
+    #[schemars(range(min = 12, max = 64))]
+    pub decode_bits: Option<u32>,
+}
+
+fn default_bits() -> u32 {
+    32
+}
+
+impl Default for DeviceCfg {
+    fn default() -> Self {
+        Self {
+            addr_bits: 32,
+            decode_bits: None,
+        }
+    }
+}
+
+impl DeviceCfg {
+    pub fn decode_bits(&self) -> u32 {
+        self.decode_bits.unwrap_or(self.addr_bits)
+    }
+}
+
+fn addr_bits<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if !(12..=64).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "{v} address bits: expected 12..=64"
+        )));
+    }
+    Ok(v)
+}
+
+fn opt_addr_bits<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    addr_bits(d).map(Some)
+}
+
+fn positive_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if v == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(v)
+}
+
+/// The device's per-segment limit (REGISTERS.md: LENGTH is 1..=1 MiB).
+pub const MAX_SEGMENT: u64 = 1 << 20;
+/// The device's limit on an SG transfer and on descriptors.
+pub const MAX_SG_BYTES: u64 = 4 << 20;
+pub const MAX_SEGMENTS: u32 = 256;
+
+fn op_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = ByteSize::deserialize(d)?.bytes();
+    if v == 0 || v > MAX_SEGMENT {
+        return Err(serde::de::Error::custom(format!(
+            "size {v} bytes: the device moves 1 byte to 1M per segment"
+        )));
+    }
+    Ok(v as u32)
+}
+
+fn op_segments<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if v == 0 || v > MAX_SEGMENTS {
+        return Err(serde::de::Error::custom(format!(
+            "{v} segments: expected 1..={MAX_SEGMENTS}"
+        )));
+    }
+    Ok(v)
+}
+
+/// One operation of the dom0 workload (docs/records.md section 2).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpCfg {
+    /// Unique within the scenario; used by `expect.ops` and in messages.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    pub kind: OpKindCfg,
+    /// Where the buffer lives (single and sg only). Default any.
+    #[serde(default)]
+    pub placement: PlacementCfg,
+    /// Bytes per segment: 1 to 1M (`4K` is fine).
+    #[serde(deserialize_with = "op_size")]
+    #[schemars(with = "ByteSize")]
+    pub size: u32,
+    /// How many times to run it (each run is one result). Default 1.
+    #[serde(default = "one", deserialize_with = "positive_u32")]
+    #[schemars(range(min = 1))]
+    pub count: u32,
+    /// Default from_device (the device writes memory; the agent checks the pattern).
+    #[serde(default)]
+    pub dir: DirCfg,
+    /// Default xorshift.
+    #[serde(default)]
+    pub pattern: PatternCfg,
+    /// Default 0.
+    #[serde(default)]
+    pub seed: u32,
+    /// sg only: number of segments of `size` bytes. Default 1.
+    #[serde(default = "one", deserialize_with = "op_segments")]
+    #[schemars(range(min = 1, max = 256))]
+    pub segments: u32,
+    /// raw only (and required there): the bus address to program.
+    #[serde(default)]
+    pub bus_addr: Option<ByteSize>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKindCfg {
+    /// dma_alloc_coherent
+    Coherent,
+    /// dma_map_page
+    Single,
+    /// dma_map_sg
+    Sg,
+    /// no DMA API: program `bus_addr` directly
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementCfg {
+    Low,
+    High,
+    #[default]
+    Any,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DirCfg {
+    ToDevice,
+    #[default]
+    FromDevice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PatternCfg {
+    Fill,
+    Incrementing,
+    #[default]
+    Xorshift,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// From QEMU start to the dom0 boot marker. Default 120s.
+    #[serde(default = "default_timeout")]
+    pub boot: HumanDuration,
+    /// From the boot marker to the agent's done marker. Default 120s.
+    #[serde(default = "default_timeout")]
+    pub run: HumanDuration,
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(120))
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            boot: default_timeout(),
+            run: default_timeout(),
+        }
+    }
+}
+
+/// Which cells of the test matrix the scenario applies to. An empty list
+/// means every value.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cells {
+    /// Xen versions, e.g. "4.20".
+    #[serde(default)]
+    pub xen: Vec<String>,
+    /// Kernel versions, e.g. "6.12".
+    #[serde(default)]
+    pub kernels: Vec<String>,
+    #[serde(default)]
+    pub iommu: Vec<IommuCfg>,
+}

@@ -1,0 +1,222 @@
+//! Reading scenario files: YAML through serde-saphyr, field paths through
+//! serde_path_to_error (saphyr's own errors carry a location but no path),
+//! then the checks that span several fields.
+
+use super::expect::id_matches;
+use super::model::{OpKindCfg, Scenario, Xen, MAX_SG_BYTES};
+use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Options};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Why a scenario file was rejected: where, which field, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    /// 1-based; `None` when the problem has no single place (e.g. an I/O error).
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    /// Dotted field path, e.g. `expect.device_addrs.belo`; empty for the root.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl ScenarioError {
+    fn at(
+        file: &Path,
+        loc: Option<Location>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        let loc = loc.filter(|l| l.line() > 0);
+        Self {
+            file: file.to_path_buf(),
+            line: loc.map(|l| l.line()),
+            column: loc.map(|l| l.column()),
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+fn yaml_options() -> Options {
+    // Options is non-exhaustive: start from the defaults and tighten.
+    let mut o = Options::default();
+    // `yes`/`on` as booleans are YAML 1.1 traps; scenarios say true/false.
+    o.strict_booleans = true;
+    // We render our own one-line `file:line:col: path: message`.
+    o.with_snippet = false;
+    o
+}
+
+/// Parse one scenario from text. `file` names it in errors and gives the
+/// default `name` (its stem).
+pub fn parse_str(text: &str, file: &Path) -> Result<Scenario, ScenarioError> {
+    let mut path = String::new();
+    let parsed =
+        serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
+            serde_path_to_error::deserialize::<_, Scenario>(de).map_err(|e| {
+                path = e.path().to_string();
+                e.into_inner()
+            })
+        });
+    let mut scenario = parsed.map_err(|e| {
+        let message = DefaultMessageFormatter
+            .format_message(&e)
+            .escape_debug()
+            .to_string();
+        // serde_path_to_error prints `.` for the root.
+        let path = if path == "." {
+            String::new()
+        } else {
+            path.clone()
+        };
+        ScenarioError::at(file, e.location(), path, message)
+    })?;
+    if scenario.name.is_empty() {
+        scenario.name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+    }
+    validate(&scenario, file)?;
+    Ok(scenario)
+}
+
+/// Read and parse one scenario file.
+pub fn load(file: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ScenarioError::at(file, None, "", format!("cannot read: {e}")))?;
+    parse_str(&text, file)
+}
+
+/// Every `*.yaml` / `*.yml` file of a directory, sorted by name.
+pub fn scenario_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Checks that span several fields (single fields check themselves while
+/// deserializing, with their own location).
+fn validate(s: &Scenario, file: &Path) -> Result<(), ScenarioError> {
+    let err = |loc: Option<Location>, path: String, msg: String| {
+        Err(ScenarioError::at(file, loc, path, msg))
+    };
+
+    if s.devices.is_empty() {
+        return err(
+            None,
+            "devices".into(),
+            "at least one device is needed (the agent drives the first)".into(),
+        );
+    }
+    if let Xen::Boot(x) = &s.xen {
+        if x.dom0_mem.mib >= s.machine.memory.mib {
+            return err(
+                None,
+                "xen.dom0_mem".into(),
+                format!(
+                    "{} MiB does not fit in the machine's {} MiB",
+                    x.dom0_mem.mib, s.machine.memory.mib
+                ),
+            );
+        }
+    }
+
+    let mut names = BTreeSet::new();
+    for (i, op) in s.workload.iter().enumerate() {
+        let loc = Some(op.name.referenced);
+        let path = |f: &str| format!("workload[{i}].{f}");
+        let name = op.name.value.as_str();
+        if name.is_empty() || name.contains(char::is_whitespace) || name.contains('.') {
+            return err(loc, path("name"), format!("`{name}`: op names are non-empty, without spaces or dots (they appear in assertion ids)"));
+        }
+        if !names.insert(name) {
+            return err(loc, path("name"), format!("duplicate op name `{name}`"));
+        }
+        match (op.kind, op.bus_addr) {
+            (OpKindCfg::Raw, None) => {
+                return err(loc, path("bus_addr"), "a raw op needs bus_addr".into())
+            }
+            (k, Some(_)) if k != OpKindCfg::Raw => {
+                return err(
+                    loc,
+                    path("bus_addr"),
+                    "bus_addr is only for kind raw (the DMA API chooses the others)".into(),
+                )
+            }
+            _ => {}
+        }
+        if op.segments > 1 && op.kind != OpKindCfg::Sg {
+            return err(loc, path("segments"), "segments is only for kind sg".into());
+        }
+        if u64::from(op.size) * u64::from(op.segments) > MAX_SG_BYTES {
+            return err(
+                loc,
+                path("segments"),
+                format!(
+                    "size x segments exceeds the device's {} MiB per transfer",
+                    MAX_SG_BYTES >> 20
+                ),
+            );
+        }
+    }
+
+    for (name, e) in &s.expect.ops {
+        if !names.contains(name.as_str()) {
+            return err(
+                Some(e.referenced),
+                format!("expect.ops.{name}"),
+                format!(
+                    "no workload op is named `{name}` (ops: {})",
+                    names.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+    }
+
+    if let Some(f) = &s.expect_failure {
+        let wanted = f.assertion.value.as_str();
+        let ids = s.expect.assertion_ids();
+        if !ids.iter().any(|id| id_matches(wanted, id)) {
+            return err(
+                Some(f.assertion.referenced),
+                "expect_failure.assertion".into(),
+                format!(
+                    "`{wanted}` names no assertion of this scenario (it has: {})",
+                    ids.join(", ")
+                ),
+            );
+        }
+        if f.reason.trim().is_empty() {
+            return err(
+                Some(f.assertion.referenced),
+                "expect_failure.reason".into(),
+                "say why this scenario must fail".into(),
+            );
+        }
+    }
+    Ok(())
+}
