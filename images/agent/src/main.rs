@@ -14,6 +14,8 @@ use pvhdma_agent::wire::{
 };
 use pvhdma_agent::{ioctl, kmsg, uapi};
 
+const CLASS_MISC: &str = "/sys/class/misc";
+
 struct Opts {
     workload: String,
     dev_dir: String,
@@ -75,8 +77,7 @@ fn run(o: &Opts) -> Result<(), String> {
     } else {
         None
     };
-    summary.devices = report::devices(Path::new("/sys/class/misc"));
-    if summary.devices.is_empty() {
+    if report::devices(Path::new(CLASS_MISC)).is_empty() {
         note("no pvhdma device bound (driver not loaded, or no 5056:d3a0 device on the bus)");
     }
 
@@ -127,6 +128,7 @@ fn run(o: &Opts) -> Result<(), String> {
         }
     }
 
+    summary.devices = report::devices(Path::new(CLASS_MISC));
     match kmsg::read_all("/dev/kmsg") {
         Ok(facts) => {
             summary.swiotlb = facts.swiotlb;

@@ -76,7 +76,12 @@ pub fn completed(slot: Slot, op: &Op, raw: &RawOp, bounces: u64) -> OpResult {
         } else {
             raw.dma_addr[..n].to_vec()
         },
-        phys_addrs: raw.phys_addr[..n].to_vec(),
+        // raw programs an address, not a buffer: there is no physical side.
+        phys_addrs: if op.kind == OpKind::Raw {
+            vec![]
+        } else {
+            raw.phys_addr[..n].to_vec()
+        },
         bounced: raw.bounced != 0,
         device_status: raw.dev_status,
         device_error: raw.dev_error,
@@ -131,6 +136,7 @@ pub fn devices(class_misc: &Path) -> Vec<DeviceInfo> {
                 addr_bits: attr("addr_bits").parse().unwrap_or(0),
                 caps,
                 irq_mode: attr("irq_mode"),
+                irq_count: attr("irq_count").parse().unwrap_or(0),
             })
         })
         .collect();

@@ -148,6 +148,10 @@ pub struct DeviceInfo {
     pub caps: u32,
     /// `msi` or `intx`.
     pub irq_mode: String,
+    /// Completion interrupts the driver handled since probe, read after the
+    /// last op: more than the results with `irq` means some arrived late.
+    #[serde(default)]
+    pub irq_count: u32,
 }
 
 /// The swiotlb pool's bus range, `[start, end)`.
