@@ -56,7 +56,9 @@ pub struct Device {
 }
 
 fn in_bar0(offset: u64, len: usize) -> bool {
-    offset.checked_add(len as u64).is_some_and(|end| end <= BAR0_SIZE)
+    offset
+        .checked_add(len as u64)
+        .is_some_and(|end| end <= BAR0_SIZE)
 }
 
 impl Device {
@@ -84,7 +86,10 @@ impl Device {
     pub fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Option<WriteEffect> {
         match region {
             BAR0_REGION if in_bar0(offset, data.len()) => Some(self.regs.write(offset, data)),
-            CONFIG_REGION => self.pci.write(offset, data).map(|()| WriteEffect::default()),
+            CONFIG_REGION => self
+                .pci
+                .write(offset, data)
+                .map(|()| WriteEffect::default()),
             _ => None,
         }
     }
@@ -101,10 +106,18 @@ impl Device {
     /// Handles DOORBELL = 1.
     pub fn doorbell(&mut self) -> Doorbell {
         self.op_seq += 1;
-        let job = Job { req: self.regs.op_request(), tag: self.regs.tag(), op_seq: self.op_seq };
+        let job = Job {
+            req: self.regs.op_request(),
+            tag: self.regs.tag(),
+            op_seq: self.op_seq,
+        };
         let immediate = |outcome| Access {
             kind: AccessKind::Data,
-            dir: if job.req.control & CONTROL_FROM_DEVICE != 0 { Dir::FromDevice } else { Dir::ToDevice },
+            dir: if job.req.control & CONTROL_FROM_DEVICE != 0 {
+                Dir::FromDevice
+            } else {
+                Dir::ToDevice
+            },
             bus_addr: job.req.addr,
             decoded_addr: job.req.addr & self.cfg.decode_mask(),
             len: job.req.length.into(),
@@ -112,7 +125,10 @@ impl Device {
             checksum: 0,
         };
         if self.regs.busy() {
-            self.log.line(format_args!("op {}: doorbell while busy, refused", job.op_seq));
+            self.log.line(format_args!(
+                "op {}: doorbell while busy, refused",
+                job.op_seq
+            ));
             let a = immediate(Outcome::DeviceBusy);
             self.record(&a, job.tag, job.op_seq);
             self.regs.refuse_busy();
@@ -120,7 +136,8 @@ impl Device {
         }
         self.regs.start();
         if !self.pci.bus_master() {
-            self.log.line(format_args!("op {}: bus mastering disabled", job.op_seq));
+            self.log
+                .line(format_args!("op {}: bus mastering disabled", job.op_seq));
             let a = immediate(Outcome::BusMasterOff);
             self.record(&a, job.tag, job.op_seq);
             self.finish(&Completion::failed(ErrorCode::BusMasterOff));
@@ -140,7 +157,9 @@ impl Device {
         match self.irqs.raise() {
             Ok(Delivered::None) => self.log.line("interrupt pending (masked or no eventfd)"),
             Ok(d) => self.log.line(format_args!("interrupt raised ({d:?})")),
-            Err(e) => self.log.line(format_args!("interrupt eventfd write failed: {e}")),
+            Err(e) => self
+                .log
+                .line(format_args!("interrupt eventfd write failed: {e}")),
         }
     }
 

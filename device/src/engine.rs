@@ -86,7 +86,12 @@ pub struct Completion {
 
 impl Completion {
     pub fn failed(error: ErrorCode) -> Self {
-        Completion { error, checksum: 0, bytes_done: 0, fault_addr: 0 }
+        Completion {
+            error,
+            checksum: 0,
+            bytes_done: 0,
+            fault_addr: 0,
+        }
     }
 }
 
@@ -135,7 +140,13 @@ pub struct Pattern {
 
 impl Pattern {
     pub fn new(kind: u32, seed: u32) -> Option<Self> {
-        (kind <= 2).then_some(Pattern { kind, seed, i: 0, x: if seed == 0 { 1 } else { seed }, word: [0; 4] })
+        (kind <= 2).then_some(Pattern {
+            kind,
+            seed,
+            i: 0,
+            x: if seed == 0 { 1 } else { seed },
+            word: [0; 4],
+        })
     }
 
     pub fn fill(&mut self, buf: &mut [u8]) {
@@ -144,7 +155,7 @@ impl Pattern {
                 0 => self.seed as u8,
                 1 => (u64::from(self.seed).wrapping_add(self.i)) as u8,
                 _ => {
-                    if self.i % 4 == 0 {
+                    if self.i.is_multiple_of(4) {
                         self.x ^= self.x << 13;
                         self.x ^= self.x >> 17;
                         self.x ^= self.x << 5;
@@ -168,14 +179,36 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn record(&mut self, kind: AccessKind, dir: Dir, bus: u64, len: u64, outcome: Outcome, checksum: u32) {
+    fn record(
+        &mut self,
+        kind: AccessKind,
+        dir: Dir,
+        bus: u64,
+        len: u64,
+        outcome: Outcome,
+        checksum: u32,
+    ) {
         let decoded_addr = bus & self.cfg.decode_mask();
-        self.port.access(&Access { kind, dir, bus_addr: bus, decoded_addr, len, outcome, checksum });
+        self.port.access(&Access {
+            kind,
+            dir,
+            bus_addr: bus,
+            decoded_addr,
+            len,
+            outcome,
+            checksum,
+        });
     }
 
     /// Moves one contiguous range. Data segments feed the operation's checksum
     /// and byte count; a descriptor-list read returns its bytes instead.
-    fn segment(&mut self, kind: AccessKind, dir: Dir, bus: u64, len: u64) -> Result<Vec<u8>, ErrorCode> {
+    fn segment(
+        &mut self,
+        kind: AccessKind,
+        dir: Dir,
+        bus: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, ErrorCode> {
         if self.cfg.beyond(bus, len) {
             self.fault_addr = bus;
             self.record(kind, dir, bus, len, Outcome::BeyondAddrBits, 0);
@@ -213,8 +246,19 @@ impl Run<'_> {
             }
             pos += n;
         }
-        let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::IommuFault };
-        self.record(kind, dir, bus, len, outcome, if seg_moved > 0 { seg_sum } else { 0 });
+        let outcome = if result.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::IommuFault
+        };
+        self.record(
+            kind,
+            dir,
+            bus,
+            len,
+            outcome,
+            if seg_moved > 0 { seg_sum } else { 0 },
+        );
         result.map(|()| kept)
     }
 
@@ -252,7 +296,11 @@ impl Run<'_> {
     }
 
     fn execute(&mut self, req: &OpRequest) -> Result<(), ErrorCode> {
-        let dir = if req.control & CONTROL_FROM_DEVICE != 0 { Dir::FromDevice } else { Dir::ToDevice };
+        let dir = if req.control & CONTROL_FROM_DEVICE != 0 {
+            Dir::FromDevice
+        } else {
+            Dir::ToDevice
+        };
         if dir == Dir::FromDevice && self.pattern.is_none() {
             return Err(self.bad(req.addr, u64::from(req.length), dir));
         }

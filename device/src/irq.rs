@@ -56,7 +56,14 @@ pub fn info(index: u32) -> Option<(u32, u32)> {
 impl Irqs {
     /// Applies one SET_IRQS; `Err` carries a short reason for the log.
     /// Returns whether the caller should re-signal a pending interrupt.
-    pub fn set(&mut self, index: u32, flags: u32, start: u32, count: u32, mut fds: Vec<OwnedFd>) -> Result<bool, &'static str> {
+    pub fn set(
+        &mut self,
+        index: u32,
+        flags: u32,
+        start: u32,
+        count: u32,
+        mut fds: Vec<OwnedFd>,
+    ) -> Result<bool, &'static str> {
         match index {
             INTX | MSI => {}
             3 | 4 if count <= 1 => return Ok(false),
@@ -69,7 +76,11 @@ impl Irqs {
         let action = flags & (SET_ACTION_MASK | SET_ACTION_UNMASK | SET_ACTION_TRIGGER);
         match action {
             SET_ACTION_TRIGGER if flags & SET_DATA_EVENTFD != 0 => {
-                let fd = if count == 0 { None } else { fds.pop().map(File::from) };
+                let fd = if count == 0 {
+                    None
+                } else {
+                    fds.pop().map(File::from)
+                };
                 if index == INTX {
                     self.intx = fd;
                     self.intx_masked = false;

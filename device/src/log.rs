@@ -14,11 +14,17 @@ pub struct Log {
 
 impl Log {
     pub fn to_file(path: &Path, start: Instant) -> std::io::Result<Self> {
-        Ok(Log { out: Mutex::new(Box::new(File::create(path)?)), start })
+        Ok(Log {
+            out: Mutex::new(Box::new(File::create(path)?)),
+            start,
+        })
     }
 
     pub fn to_stderr(start: Instant) -> Self {
-        Log { out: Mutex::new(Box::new(std::io::stderr())), start }
+        Log {
+            out: Mutex::new(Box::new(std::io::stderr())),
+            start,
+        }
     }
 
     /// One line, flushed at once: the log is read after crashes too.

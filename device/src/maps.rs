@@ -72,8 +72,15 @@ impl DmaMaps {
     fn overlapping(&self, iova: u64, size: u64) -> impl Iterator<Item = (u64, &MapEntry)> {
         let end = iova.saturating_add(size);
         // The one entry starting below `iova` may still reach into the range.
-        let before = self.by_iova.range(..iova).next_back().filter(|(&s, e)| s.saturating_add(e.size) > iova);
-        before.into_iter().chain(self.by_iova.range(iova..end)).map(|(&s, e)| (s, e))
+        let before = self
+            .by_iova
+            .range(..iova)
+            .next_back()
+            .filter(|(&s, e)| s.saturating_add(e.size) > iova);
+        before
+            .into_iter()
+            .chain(self.by_iova.range(iova..end))
+            .map(|(&s, e)| (s, e))
     }
 
     /// What the table says about an access, one entry per mapping it touches.
@@ -103,20 +110,40 @@ mod tests {
     use super::*;
 
     fn e(size: u64) -> MapEntry {
-        MapEntry { size, flags: 3, offset: 0, has_fd: false }
+        MapEntry {
+            size,
+            flags: 3,
+            offset: 0,
+            has_fd: false,
+        }
     }
 
     #[test]
     fn map_unmap_translate() {
         let mut m = DmaMaps::default();
         m.map(0x1000, e(0x2000)).unwrap();
-        m.map(0x4000, MapEntry { size: 0x1000, flags: 1, offset: 0x9000, has_fd: true }).unwrap();
+        m.map(
+            0x4000,
+            MapEntry {
+                size: 0x1000,
+                flags: 1,
+                offset: 0x9000,
+                has_fd: true,
+            },
+        )
+        .unwrap();
         assert_eq!(m.map(0x2000, e(0x1000)), Err(MapError::Overlap));
         assert_eq!(m.map(0x8000, e(0)), Err(MapError::Empty));
         let t = m.translate(0x2800, 0x2000);
         assert_eq!(t.len(), 2);
-        assert_eq!((t[0].iova, t[0].len, t[0].target, t[0].target_kind.as_str()), (0x2800, 0x800, 0, "unknown"));
-        assert_eq!((t[1].iova, t[1].len, t[1].target, t[1].target_kind.as_str()), (0x4000, 0x800, 0x9000, "fd_offset"));
+        assert_eq!(
+            (t[0].iova, t[0].len, t[0].target, t[0].target_kind.as_str()),
+            (0x2800, 0x800, 0, "unknown")
+        );
+        assert_eq!(
+            (t[1].iova, t[1].len, t[1].target, t[1].target_kind.as_str()),
+            (0x4000, 0x800, 0x9000, "fd_offset")
+        );
         assert!(m.translate(0x6000, 0x10).is_empty());
         assert_eq!(m.unmap(0x100_0000, 0x1000), 0, "unknown ranges are fine");
         assert_eq!(m.unmap(0x0, 0x3000), 1);

@@ -35,7 +35,10 @@ impl Default for ConfigSpace {
 
 impl ConfigSpace {
     pub fn new() -> Self {
-        let mut c = ConfigSpace { bytes: [0; CONFIG_SIZE], writable: [0; CONFIG_SIZE] };
+        let mut c = ConfigSpace {
+            bytes: [0; CONFIG_SIZE],
+            writable: [0; CONFIG_SIZE],
+        };
         c.put16(0x00, VENDOR_ID);
         c.put16(0x02, DEVICE_ID);
         c.put16(STATUS, 1 << 4); // capability list present

@@ -16,7 +16,11 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn create(path: &Path, start: Instant) -> std::io::Result<Self> {
-        Ok(Recorder { out: BufWriter::new(File::create(path)?), seq: 0, start })
+        Ok(Recorder {
+            out: BufWriter::new(File::create(path)?),
+            seq: 0,
+            start,
+        })
     }
 
     /// Sequence number of the last record written (0 before the first).
@@ -24,7 +28,13 @@ impl Recorder {
         self.seq
     }
 
-    pub fn write(&mut self, access: &Access, tag: u32, op_seq: u64, translated: Vec<Translation>) -> std::io::Result<u64> {
+    pub fn write(
+        &mut self,
+        access: &Access,
+        tag: u32,
+        op_seq: u64,
+        translated: Vec<Translation>,
+    ) -> std::io::Result<u64> {
         self.seq += 1;
         let rec = DmaRecord {
             seq: self.seq,
@@ -69,7 +79,10 @@ mod tests {
         assert_eq!(r.write(&a, 3, 1, vec![]).unwrap(), 1);
         assert_eq!(r.write(&a, 3, 2, vec![]).unwrap(), 2);
         let text = std::fs::read_to_string(&path).unwrap();
-        let recs: Vec<DmaRecord> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let recs: Vec<DmaRecord> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(recs.len(), 2);
         assert_eq!((recs[1].seq, recs[1].op_seq, recs[1].tag), (2, 2, 3));
         assert!(text.contains("\"dir\":\"from_device\""));

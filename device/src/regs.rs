@@ -153,7 +153,11 @@ impl Regs {
         let mut i = 0usize;
         while i < data.len() {
             let reg = (offset + i as u64) & !3;
-            let mut value = if reg == off::DOORBELL { 0 } else { self.read32(reg) };
+            let mut value = if reg == off::DOORBELL {
+                0
+            } else {
+                self.read32(reg)
+            };
             let mut mask = 0u32;
             while i < data.len() && (offset + i as u64) & !3 == reg {
                 let shift = 8 * ((offset + i as u64) & 3);
@@ -206,7 +210,12 @@ impl Regs {
 
     /// Latches an operation's end; returns whether to raise the interrupt.
     pub fn complete(&mut self, c: &Completion, last_seq: u64) -> bool {
-        self.status = STATUS_DONE | if c.error == ErrorCode::None { 0 } else { STATUS_ERROR };
+        self.status = STATUS_DONE
+            | if c.error == ErrorCode::None {
+                0
+            } else {
+                STATUS_ERROR
+            };
         self.error = c.error as u32;
         self.checksum = c.checksum;
         self.bytes_done = c.bytes_done as u32;
@@ -284,7 +293,12 @@ mod tests {
         w32(&mut r, off::CONTROL, CONTROL_IRQ_EN);
         r.start();
         assert!(r.busy());
-        let c = Completion { error: ErrorCode::IommuFault, checksum: 7, bytes_done: 4, fault_addr: 0x1_2345_6000 };
+        let c = Completion {
+            error: ErrorCode::IommuFault,
+            checksum: 7,
+            bytes_done: 4,
+            fault_addr: 0x1_2345_6000,
+        };
         assert!(r.complete(&c, 9));
         assert_eq!(r32(&r, off::STATUS), STATUS_DONE | STATUS_ERROR);
         assert_eq!(r32(&r, off::ERROR), 1);
@@ -305,7 +319,15 @@ mod tests {
     #[test]
     fn read_only_registers_ignore_writes() {
         let mut r = Regs::new(32);
-        for o in [off::ID, off::VERSION, off::ADDR_BITS, off::CAPS, off::STATUS, off::ERROR, off::SEQ] {
+        for o in [
+            off::ID,
+            off::VERSION,
+            off::ADDR_BITS,
+            off::CAPS,
+            off::STATUS,
+            off::ERROR,
+            off::SEQ,
+        ] {
             let before = r32(&r, o);
             w32(&mut r, o, 0xdead_beef);
             assert_eq!(r32(&r, o), before, "offset {o:#x}");

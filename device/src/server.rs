@@ -13,9 +13,9 @@ use crate::irq::{self, NUM_IRQS};
 use crate::log::Log;
 use crate::maps::{MapEntry, MapError};
 use crate::proto::{
-    self, decode_request, encode_dma_read, encode_dma_write, encode_error, encode_reply, errno, negotiate,
-    parse_dma_read_reply, parse_dma_write_reply, read_frame_from_socket, u32s, Command, Frame, ReadError, Request,
-    DMA_UNMAP_ALL,
+    self, decode_request, encode_dma_read, encode_dma_write, encode_error, encode_reply, errno,
+    negotiate, parse_dma_read_reply, parse_dma_write_reply, read_frame_from_socket, u32s, Command,
+    Frame, ReadError, Request, DMA_UNMAP_ALL,
 };
 use crate::recorder::Recorder;
 use anyhow::{bail, Context, Result};
@@ -33,6 +33,11 @@ use std::time::{Duration, Instant};
 /// How long the engine waits for QEMU to answer one DMA message before it
 /// counts the access as failed.
 const DMA_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest DMA_READ/DMA_WRITE we send. QEMU 11.1 allows 1 MiB, but a 512 KiB
+/// DMA_READ was seen to wedge the connection here (the reply, larger than the
+/// socket buffer, never completed and QEMU stopped answering); 64 KiB pieces
+/// stay well inside the buffer.
+const DMA_PIECE: usize = 64 << 10;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -67,22 +72,31 @@ impl Shared {
     }
 
     fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner()).write_all(bytes)
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(bytes)
     }
 }
 
 pub fn run(opts: &Options) -> Result<()> {
     let start = Instant::now();
     if opts.socket.symlink_metadata().is_ok() {
-        bail!("{} already exists; refusing to replace it", opts.socket.display());
+        bail!(
+            "{} already exists; refusing to replace it",
+            opts.socket.display()
+        );
     }
     let log = Arc::new(match &opts.log {
-        Some(p) => Log::to_file(p, start).with_context(|| format!("opening log {}", p.display()))?,
+        Some(p) => {
+            Log::to_file(p, start).with_context(|| format!("opening log {}", p.display()))?
+        }
         None => Log::to_stderr(start),
     });
-    let recorder =
-        Recorder::create(&opts.records, start).with_context(|| format!("creating {}", opts.records.display()))?;
-    let listener = UnixListener::bind(&opts.socket).with_context(|| format!("binding {}", opts.socket.display()))?;
+    let recorder = Recorder::create(&opts.records, start)
+        .with_context(|| format!("creating {}", opts.records.display()))?;
+    let listener = UnixListener::bind(&opts.socket)
+        .with_context(|| format!("binding {}", opts.socket.display()))?;
     let _path = SocketPath(opts.socket.clone());
     let conn_slot: Arc<Mutex<Option<UnixStream>>> = Arc::default();
     watch_signals(&opts.socket, conn_slot.clone(), log.clone())?;
@@ -97,7 +111,10 @@ pub fn run(opts: &Options) -> Result<()> {
     log.line("client connected");
     *conn_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream.try_clone()?);
 
-    let cfg = EngineConfig { addr_bits: opts.addr_bits, decode_bits: opts.decode_bits };
+    let cfg = EngineConfig {
+        addr_bits: opts.addr_bits,
+        decode_bits: opts.decode_bits,
+    };
     let shared = Arc::new(Shared {
         dev: Mutex::new(Device::new(cfg, recorder, log.clone())),
         writer: Mutex::new(stream.try_clone()?),
@@ -126,22 +143,29 @@ pub fn run(opts: &Options) -> Result<()> {
 fn watch_signals(path: &Path, conn: Arc<Mutex<Option<UnixStream>>>, log: Arc<Log>) -> Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     let path = path.to_path_buf();
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            log.line(format_args!("signal {sig}: shutting down"));
-            let _ = std::fs::remove_file(&path);
-            match conn.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                Some(s) => {
-                    let _ = s.shutdown(Shutdown::Both);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log.line(format_args!("signal {sig}: shutting down"));
+                let _ = std::fs::remove_file(&path);
+                match conn.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    Some(s) => {
+                        let _ = s.shutdown(Shutdown::Both);
+                    }
+                    None => std::process::exit(0),
                 }
-                None => std::process::exit(0),
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 
-fn message_loop(stream: &UnixStream, sh: &Shared, jobs: &Sender<Job>, replies: &Sender<Frame>) -> Result<()> {
+fn message_loop(
+    stream: &UnixStream,
+    sh: &Shared,
+    jobs: &Sender<Job>,
+    replies: &Sender<Frame>,
+) -> Result<()> {
     loop {
         let frame = match read_frame_from_socket(stream) {
             Ok(Some(f)) => f,
@@ -170,8 +194,13 @@ fn handle(sh: &Shared, jobs: &Sender<Job>, frame: Frame) -> Vec<u8> {
     let req = match decode_request(&h, &frame.payload) {
         Ok(r) => r,
         Err(e) => {
-            sh.log.line(format_args!("msg {} cmd {}: {e}", h.id, h.command));
-            let code = if matches!(e, proto::ProtoError::UnknownCommand(_)) { errno::ENOSYS } else { errno::EINVAL };
+            sh.log
+                .line(format_args!("msg {} cmd {}: {e}", h.id, h.command));
+            let code = if matches!(e, proto::ProtoError::UnknownCommand(_)) {
+                errno::ENOSYS
+            } else {
+                errno::EINVAL
+            };
             return err(code);
         }
     };
@@ -180,7 +209,10 @@ fn handle(sh: &Shared, jobs: &Sender<Job>, frame: Frame) -> Vec<u8> {
         Request::Version(v) => match negotiate(&v) {
             Ok(ours) => {
                 sh.max_xfer.store(v.max_data_xfer(), Ordering::Relaxed);
-                sh.log.line(format_args!("version {}.{} caps {}", v.major, v.minor, v.capabilities));
+                sh.log.line(format_args!(
+                    "version {}.{} caps {}",
+                    v.major, v.minor, v.capabilities
+                ));
                 ok(&ours.encode())
             }
             Err(e) => {
@@ -192,7 +224,12 @@ fn handle(sh: &Shared, jobs: &Sender<Job>, frame: Frame) -> Vec<u8> {
             let has_fd = !frame.fds.is_empty();
             // The fd is dropped (closed) here: the device never maps guest
             // memory, so every access stays visible to QEMU's IOMMU.
-            let entry = MapEntry { size: m.size, flags: m.flags, offset: m.offset, has_fd };
+            let entry = MapEntry {
+                size: m.size,
+                flags: m.flags,
+                offset: m.offset,
+                has_fd,
+            };
             let mut dev = sh.dev();
             match dev.maps.map(m.address, entry) {
                 Ok(()) => {
@@ -208,20 +245,35 @@ fn handle(sh: &Shared, jobs: &Sender<Job>, frame: Frame) -> Vec<u8> {
                     ok(&[])
                 }
                 Err(e) => {
-                    sh.log.line(format_args!("dma_map iova {:#x} size {:#x} refused: {e:?}", m.address, m.size));
-                    err(if e == MapError::Overlap { errno::EEXIST } else { errno::EINVAL })
+                    sh.log.line(format_args!(
+                        "dma_map iova {:#x} size {:#x} refused: {e:?}",
+                        m.address, m.size
+                    ));
+                    err(if e == MapError::Overlap {
+                        errno::EEXIST
+                    } else {
+                        errno::EINVAL
+                    })
                 }
             }
         }
         Request::DmaUnmap(u) => {
             let mut dev = sh.dev();
-            let n = if u.flags & DMA_UNMAP_ALL != 0 { dev.maps.clear() } else { dev.maps.unmap(u.address, u.size) };
+            let n = if u.flags & DMA_UNMAP_ALL != 0 {
+                dev.maps.clear()
+            } else {
+                dev.maps.unmap(u.address, u.size)
+            };
             sh.log.line(format_args!(
                 "dma_unmap iova {:#x} size {:#x} flags {}: {n} removed{}",
                 u.address,
                 u.size,
                 u.flags,
-                if n == 0 { " (matched no map; accepted)" } else { "" }
+                if n == 0 {
+                    " (matched no map; accepted)"
+                } else {
+                    ""
+                }
             ));
             ok(&frame.payload[..24])
         }
@@ -257,30 +309,41 @@ fn handle(sh: &Shared, jobs: &Sender<Job>, frame: Frame) -> Vec<u8> {
                     ok(&[])
                 }
                 Err(why) => {
-                    sh.log.line(format_args!("set_irqs index {} flags {:#x}: {why}", s.index, s.flags));
+                    sh.log.line(format_args!(
+                        "set_irqs index {} flags {:#x}: {why}",
+                        s.index, s.flags
+                    ));
                     err(errno::EINVAL)
                 }
             }
         }
-        Request::RegionRead(r) => match sh.dev().region_read(r.region, r.offset, r.count as usize) {
-            Some(data) => {
-                let mut p = r.offset.to_le_bytes().to_vec();
-                p.extend_from_slice(&u32s(&[r.region, r.count]));
-                p.extend_from_slice(&data);
-                ok(&p)
+        Request::RegionRead(r) => {
+            match sh.dev().region_read(r.region, r.offset, r.count as usize) {
+                Some(data) => {
+                    let mut p = r.offset.to_le_bytes().to_vec();
+                    p.extend_from_slice(&u32s(&[r.region, r.count]));
+                    p.extend_from_slice(&data);
+                    ok(&p)
+                }
+                None => {
+                    sh.log.line(format_args!(
+                        "region {} read {:#x}+{}: out of range",
+                        r.region, r.offset, r.count
+                    ));
+                    err(errno::EINVAL)
+                }
             }
-            None => {
-                sh.log.line(format_args!("region {} read {:#x}+{}: out of range", r.region, r.offset, r.count));
-                err(errno::EINVAL)
-            }
-        },
+        }
         Request::RegionWrite(w) => {
             let mut dev = sh.dev();
             match dev.region_write(w.region, w.offset, &w.data) {
                 Some(fx) => {
                     if fx.doorbell {
                         if let Doorbell::Start(job) = dev.doorbell() {
-                            sh.log.line(format_args!("op {}: start {:?} tag {}", job.op_seq, job.req, job.tag));
+                            sh.log.line(format_args!(
+                                "op {}: start {:?} tag {}",
+                                job.op_seq, job.req, job.tag
+                            ));
                             let _ = jobs.send(job);
                         }
                     }
@@ -289,7 +352,10 @@ fn handle(sh: &Shared, jobs: &Sender<Job>, frame: Frame) -> Vec<u8> {
                     ok(&p)
                 }
                 None => {
-                    sh.log.line(format_args!("region {} write {:#x}+{}: out of range", w.region, w.offset, w.count));
+                    sh.log.line(format_args!(
+                        "region {} write {:#x}+{}: out of range",
+                        w.region, w.offset, w.count
+                    ));
                     err(errno::EINVAL)
                 }
             }
@@ -305,7 +371,12 @@ fn handle(sh: &Shared, jobs: &Sender<Job>, frame: Frame) -> Vec<u8> {
 fn engine_loop(sh: &Shared, jobs: &Receiver<Job>, replies: &Receiver<Frame>) {
     let mut next_id = 0u16;
     while let Ok(job) = jobs.recv() {
-        let mut port = MessagePort { sh, replies, next_id: &mut next_id, job };
+        let mut port = MessagePort {
+            sh,
+            replies,
+            next_id: &mut next_id,
+            job,
+        };
         let c = engine::run(sh.cfg, &job.req, &mut port);
         sh.log.line(format_args!(
             "op {}: end error {:?} bytes {} checksum {:#010x} fault {:#x}",
@@ -327,7 +398,9 @@ struct MessagePort<'a> {
 impl MessagePort<'_> {
     fn call(&mut self, id: u16, command: Command, msg: &[u8]) -> Result<Frame, Fault> {
         if let Err(e) = self.sh.send(msg) {
-            self.sh.log.line(format_args!("dma request send failed: {e}"));
+            self.sh
+                .log
+                .line(format_args!("dma request send failed: {e}"));
             return Err(Fault);
         }
         let deadline = Instant::now() + DMA_REPLY_TIMEOUT;
@@ -335,9 +408,14 @@ impl MessagePort<'_> {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.replies.recv_timeout(left) {
                 Ok(f) if f.header.id == id && f.header.command == command as u16 => return Ok(f),
-                Ok(f) => self.sh.log.line(format_args!("stray reply id {} cmd {}", f.header.id, f.header.command)),
+                Ok(f) => self.sh.log.line(format_args!(
+                    "stray reply id {} cmd {}",
+                    f.header.id, f.header.command
+                )),
                 Err(RecvTimeoutError::Timeout) => {
-                    self.sh.log.line(format_args!("no reply to {command:?} id {id}; counted as a fault"));
+                    self.sh.log.line(format_args!(
+                        "no reply to {command:?} id {id}; counted as a fault"
+                    ));
                     return Err(Fault);
                 }
                 Err(RecvTimeoutError::Disconnected) => return Err(Fault),
@@ -351,7 +429,10 @@ impl MessagePort<'_> {
     }
 
     fn piece(&self) -> usize {
-        self.sh.max_xfer.load(Ordering::Relaxed).clamp(4096, proto::MAX_DATA)
+        self.sh
+            .max_xfer
+            .load(Ordering::Relaxed)
+            .clamp(4096, DMA_PIECE)
     }
 }
 
@@ -361,11 +442,19 @@ impl DmaPort for MessagePort<'_> {
         for (i, part) in buf.chunks_mut(piece).enumerate() {
             let a = addr + (i * piece) as u64;
             let id = self.id();
-            let f = self.call(id, Command::DmaRead, &encode_dma_read(id, a, part.len() as u64))?;
+            let f = self.call(
+                id,
+                Command::DmaRead,
+                &encode_dma_read(id, a, part.len() as u64),
+            )?;
             match parse_dma_read_reply(&f.header, &f.payload, part.len()) {
                 Ok(data) => part.copy_from_slice(&data),
                 Err(e) => {
-                    self.sh.log.line(format_args!("dma_read {a:#x}+{:#x} refused: errno {}", part.len(), e.0));
+                    self.sh.log.line(format_args!(
+                        "dma_read {a:#x}+{:#x} refused: errno {}",
+                        part.len(),
+                        e.0
+                    ));
                     return Err(Fault);
                 }
             }
@@ -380,7 +469,11 @@ impl DmaPort for MessagePort<'_> {
             let id = self.id();
             let f = self.call(id, Command::DmaWrite, &encode_dma_write(id, a, part))?;
             if let Err(e) = parse_dma_write_reply(&f.header) {
-                self.sh.log.line(format_args!("dma_write {a:#x}+{:#x} refused: errno {}", part.len(), e.0));
+                self.sh.log.line(format_args!(
+                    "dma_write {a:#x}+{:#x} refused: errno {}",
+                    part.len(),
+                    e.0
+                ));
                 return Err(Fault);
             }
         }

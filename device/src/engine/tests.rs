@@ -12,7 +12,9 @@ struct FakeBus {
 
 impl FakeBus {
     fn hole(&self, addr: u64, len: usize) -> bool {
-        self.holes.iter().any(|&(s, e)| addr < e && addr + len as u64 > s)
+        self.holes
+            .iter()
+            .any(|&(s, e)| addr < e && addr + len as u64 > s)
     }
     fn put(&mut self, addr: u64, data: &[u8]) {
         for (i, b) in data.iter().enumerate() {
@@ -20,7 +22,9 @@ impl FakeBus {
         }
     }
     fn get(&self, addr: u64, len: usize) -> Vec<u8> {
-        (0..len as u64).map(|i| *self.mem.get(&(addr + i)).unwrap_or(&0)).collect()
+        (0..len as u64)
+            .map(|i| *self.mem.get(&(addr + i)).unwrap_or(&0))
+            .collect()
     }
 }
 
@@ -46,10 +50,19 @@ impl DmaPort for FakeBus {
     }
 }
 
-const CFG32: EngineConfig = EngineConfig { addr_bits: 32, decode_bits: 32 };
+const CFG32: EngineConfig = EngineConfig {
+    addr_bits: 32,
+    decode_bits: 32,
+};
 
 fn from_dev(addr: u64, len: u32, pattern: u32, seed: u32) -> OpRequest {
-    OpRequest { addr, length: len, control: CONTROL_FROM_DEVICE, pattern, seed }
+    OpRequest {
+        addr,
+        length: len,
+        control: CONTROL_FROM_DEVICE,
+        pattern,
+        seed,
+    }
 }
 
 #[test]
@@ -102,7 +115,13 @@ fn from_device_writes_pattern_and_checksums() {
 fn to_device_reads_and_checksums() {
     let mut bus = FakeBus::default();
     bus.put(0x2000, b"hello world");
-    let req = OpRequest { addr: 0x2000, length: 11, control: 0, pattern: 9, seed: 0 };
+    let req = OpRequest {
+        addr: 0x2000,
+        length: 11,
+        control: 0,
+        pattern: 9,
+        seed: 0,
+    };
     let c = run(CFG32, &req, &mut bus);
     assert_eq!(c.error, ErrorCode::None, "pattern is irrelevant to reads");
     assert_eq!(c.checksum, fnv1a(FNV_OFFSET, b"hello world"));
@@ -111,7 +130,10 @@ fn to_device_reads_and_checksums() {
 
 #[test]
 fn truncation_36_advertised_32_decoded() {
-    let cfg = EngineConfig { addr_bits: 36, decode_bits: 32 };
+    let cfg = EngineConfig {
+        addr_bits: 36,
+        decode_bits: 32,
+    };
     let mut bus = FakeBus::default();
     let c = run(cfg, &from_dev(0x1_0000_3000, 16, 0, 0x42), &mut bus);
     assert_eq!(c.error, ErrorCode::None);
@@ -123,29 +145,53 @@ fn truncation_36_advertised_32_decoded() {
 
 #[test]
 fn beyond_addr_bits_is_refused_without_access() {
-    let cfg = EngineConfig { addr_bits: 36, decode_bits: 32 };
+    let cfg = EngineConfig {
+        addr_bits: 36,
+        decode_bits: 32,
+    };
     let mut bus = FakeBus::default();
     let c = run(cfg, &from_dev(0x10_0000_0000, 16, 0, 0), &mut bus);
     assert_eq!(c.error, ErrorCode::BeyondAddrBits);
     assert!(bus.calls.is_empty());
     assert_eq!(bus.accesses[0].outcome, Outcome::BeyondAddrBits);
     // A range whose end crosses the limit is refused too.
-    let c = run(CFG32, &from_dev(0xffff_fff0, 32, 0, 0), &mut FakeBus::default());
+    let c = run(
+        CFG32,
+        &from_dev(0xffff_fff0, 32, 0, 0),
+        &mut FakeBus::default(),
+    );
     assert_eq!(c.error, ErrorCode::BeyondAddrBits);
     // 64 bits never refuses.
-    let cfg64 = EngineConfig { addr_bits: 64, decode_bits: 64 };
-    assert_eq!(run(cfg64, &from_dev(u64::MAX - 15, 16, 0, 0), &mut FakeBus::default()).error, ErrorCode::None);
+    let cfg64 = EngineConfig {
+        addr_bits: 64,
+        decode_bits: 64,
+    };
+    assert_eq!(
+        run(
+            cfg64,
+            &from_dev(u64::MAX - 15, 16, 0, 0),
+            &mut FakeBus::default()
+        )
+        .error,
+        ErrorCode::None
+    );
 }
 
 #[test]
 fn bad_lengths() {
     for len in [0, (1 << 20) + 1] {
         let mut bus = FakeBus::default();
-        assert_eq!(run(CFG32, &from_dev(0, len, 0, 0), &mut bus).error, ErrorCode::BadRequest);
+        assert_eq!(
+            run(CFG32, &from_dev(0, len, 0, 0), &mut bus).error,
+            ErrorCode::BadRequest
+        );
         assert!(bus.calls.is_empty());
         assert_eq!(bus.accesses[0].outcome, Outcome::BadRequest);
     }
-    assert_eq!(run(CFG32, &from_dev(0, 16, 3, 0), &mut FakeBus::default()).error, ErrorCode::BadRequest);
+    assert_eq!(
+        run(CFG32, &from_dev(0, 16, 3, 0), &mut FakeBus::default()).error,
+        ErrorCode::BadRequest
+    );
 }
 
 #[test]
@@ -172,7 +218,13 @@ fn scatter_gather_runs_pattern_across_segments() {
     let mut list = desc(0x10_000, 3, 0);
     list.extend(desc(0x20_000, 5, 0));
     bus.put(0x9000, &list);
-    let req = OpRequest { addr: 0x9000, length: 2, control: CONTROL_FROM_DEVICE | CONTROL_SG, pattern: 1, seed: 0 };
+    let req = OpRequest {
+        addr: 0x9000,
+        length: 2,
+        control: CONTROL_FROM_DEVICE | CONTROL_SG,
+        pattern: 1,
+        seed: 0,
+    };
     let c = run(CFG32, &req, &mut bus);
     assert_eq!(c.error, ErrorCode::None);
     assert_eq!(bus.get(0x10_000, 3), vec![0, 1, 2]);
@@ -180,7 +232,10 @@ fn scatter_gather_runs_pattern_across_segments() {
     assert_eq!(c.checksum, fnv1a(FNV_OFFSET, &[0, 1, 2, 3, 4, 5, 6, 7]));
     assert_eq!(c.bytes_done, 8);
     let kinds: Vec<_> = bus.accesses.iter().map(|a| a.kind).collect();
-    assert_eq!(kinds, vec![AccessKind::Descriptor, AccessKind::Data, AccessKind::Data]);
+    assert_eq!(
+        kinds,
+        vec![AccessKind::Descriptor, AccessKind::Data, AccessKind::Data]
+    );
     assert_eq!(bus.accesses[0].len, 32);
 }
 
@@ -195,14 +250,30 @@ fn scatter_gather_rejects_bad_descriptors() {
     ] {
         let mut bus = FakeBus::default();
         bus.put(0x9000, &list);
-        let req = OpRequest { addr: 0x9000, length: count, control: CONTROL_SG, pattern: 0, seed: 0 };
-        assert_eq!(run(CFG32, &req, &mut bus).error, ErrorCode::BadRequest, "count {count}");
+        let req = OpRequest {
+            addr: 0x9000,
+            length: count,
+            control: CONTROL_SG,
+            pattern: 0,
+            seed: 0,
+        };
+        assert_eq!(
+            run(CFG32, &req, &mut bus).error,
+            ErrorCode::BadRequest,
+            "count {count}"
+        );
     }
     // Sum above 4 MiB.
     let mut bus = FakeBus::default();
     let list: Vec<u8> = (0..5).flat_map(|i| desc(i << 20, 1 << 20, 0)).collect();
     bus.put(0x9000, &list);
-    let req = OpRequest { addr: 0x9000, length: 5, control: CONTROL_SG, pattern: 0, seed: 0 };
+    let req = OpRequest {
+        addr: 0x9000,
+        length: 5,
+        control: CONTROL_SG,
+        pattern: 0,
+        seed: 0,
+    };
     assert_eq!(run(CFG32, &req, &mut bus).error, ErrorCode::BadRequest);
 }
 
@@ -211,5 +282,11 @@ fn big_transfer_is_chunked_on_aligned_boundaries() {
     let mut bus = FakeBus::default();
     let c = run(CFG32, &from_dev(0xff000, 1 << 20, 0, 0), &mut bus);
     assert_eq!(c.error, ErrorCode::None);
-    assert_eq!(bus.calls, vec![(Dir::FromDevice, 0xff000, 0x1000), (Dir::FromDevice, 0x100000, 0xff000)]);
+    assert_eq!(
+        bus.calls,
+        vec![
+            (Dir::FromDevice, 0xff000, 0x1000),
+            (Dir::FromDevice, 0x100000, 0xff000)
+        ]
+    );
 }

@@ -108,11 +108,17 @@ pub fn decode_request(h: &Header, payload: &[u8]) -> Result<Request, ProtoError>
         }
         Command::DeviceGetRegionInfo => {
             c.need(12)?;
-            Request::GetRegionInfo { argsz: c.u32_at(0), index: c.u32_at(8) }
+            Request::GetRegionInfo {
+                argsz: c.u32_at(0),
+                index: c.u32_at(8),
+            }
         }
         Command::DeviceGetIrqInfo => {
             c.need(12)?;
-            Request::GetIrqInfo { argsz: c.u32_at(0), index: c.u32_at(8) }
+            Request::GetIrqInfo {
+                argsz: c.u32_at(0),
+                index: c.u32_at(8),
+            }
         }
         Command::DeviceSetIrqs => {
             c.need(20)?;
@@ -171,7 +177,16 @@ pub fn decode_message(buf: &[u8]) -> Result<(Header, Request), ProtoError> {
 fn frame(id: u16, command: u16, flags: u32, error: u32, payload: &[u8]) -> Vec<u8> {
     let size = (HEADER_LEN + payload.len()) as u32;
     let mut out = Vec::with_capacity(size as usize);
-    out.extend_from_slice(&Header { id, command, size, flags, error }.encode());
+    out.extend_from_slice(
+        &Header {
+            id,
+            command,
+            size,
+            flags,
+            error,
+        }
+        .encode(),
+    );
     out.extend_from_slice(payload);
     out
 }
@@ -206,7 +221,11 @@ pub struct DmaRefused(pub u32);
 
 /// The data of a DMA_READ reply; `Err` when QEMU refused the access or the
 /// reply does not carry exactly what was asked for.
-pub fn parse_dma_read_reply(h: &Header, payload: &[u8], want: usize) -> Result<Vec<u8>, DmaRefused> {
+pub fn parse_dma_read_reply(
+    h: &Header,
+    payload: &[u8],
+    want: usize,
+) -> Result<Vec<u8>, DmaRefused> {
     if h.is_error() {
         return Err(DmaRefused(h.error));
     }

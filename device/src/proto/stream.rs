@@ -54,7 +54,11 @@ pub fn read_frame(r: &mut impl Read) -> Result<Option<Frame>, ReadError> {
     }
     let header = Header::parse(&head)?;
     let payload = read_payload(r, &header)?;
-    Ok(Some(Frame { header, payload, fds: Vec::new() }))
+    Ok(Some(Frame {
+        header,
+        payload,
+        fds: Vec::new(),
+    }))
 }
 
 /// Like [`read_frame`], collecting SCM_RIGHTS fds sent with the header.
@@ -77,12 +81,20 @@ pub fn read_frame_from_socket(sock: &UnixStream) -> Result<Option<Frame>, ReadEr
             }
         }
         if n == 0 {
-            return if got == 0 { Ok(None) } else { Err(ReadError::HangUp) };
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(ReadError::HangUp)
+            };
         }
         got += n;
     }
     let header = Header::parse(&head)?;
     let mut r = sock;
     let payload = read_payload(&mut r, &header)?;
-    Ok(Some(Frame { header, payload, fds }))
+    Ok(Some(Frame {
+        header,
+        payload,
+        fds,
+    }))
 }

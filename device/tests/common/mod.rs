@@ -23,7 +23,10 @@ impl Drop for Guard {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// `PVHDMA_QEMU`, else `target/pvhdma/images.json`'s "qemu"; no silent skip.
@@ -38,8 +41,12 @@ pub fn qemu_path() -> Result<PathBuf> {
             images.display()
         )
     })?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", images.display()))?;
-    let q = v.get("qemu").and_then(|q| q.as_str()).with_context(|| format!("no \"qemu\" in {}", images.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", images.display()))?;
+    let q = v
+        .get("qemu")
+        .and_then(|q| q.as_str())
+        .with_context(|| format!("no \"qemu\" in {}", images.display()))?;
     Ok(PathBuf::from(q))
 }
 
@@ -70,7 +77,8 @@ impl Qtest {
 
     fn num(&mut self, line: &str) -> Result<u64> {
         let v = self.cmd(line)?;
-        u64::from_str_radix(v.trim_start_matches("0x"), 16).with_context(|| format!("qtest {line:?} gave {v:?}"))
+        u64::from_str_radix(v.trim_start_matches("0x"), 16)
+            .with_context(|| format!("qtest {line:?} gave {v:?}"))
     }
 
     pub fn readl(&mut self, addr: u64) -> Result<u32> {
@@ -80,20 +88,29 @@ impl Qtest {
         self.cmd(&format!("writel {addr:#x} {v:#x}")).map(drop)
     }
     pub fn cfg_read(&mut self, slot: u8, reg: u8) -> Result<u32> {
-        self.cmd(&format!("outl 0xcf8 {:#x}", 0x8000_0000u32 | u32::from(slot) << 11 | u32::from(reg)))?;
+        self.cmd(&format!(
+            "outl 0xcf8 {:#x}",
+            0x8000_0000u32 | u32::from(slot) << 11 | u32::from(reg)
+        ))?;
         Ok(self.num("inl 0xcfc")? as u32)
     }
     pub fn cfg_write(&mut self, slot: u8, reg: u8, v: u32) -> Result<()> {
-        self.cmd(&format!("outl 0xcf8 {:#x}", 0x8000_0000u32 | u32::from(slot) << 11 | u32::from(reg)))?;
+        self.cmd(&format!(
+            "outl 0xcf8 {:#x}",
+            0x8000_0000u32 | u32::from(slot) << 11 | u32::from(reg)
+        ))?;
         self.cmd(&format!("outl 0xcfc {v:#x}")).map(drop)
     }
     pub fn mem_read(&mut self, addr: u64, len: usize) -> Result<Vec<u8>> {
         let b64 = self.cmd(&format!("b64read {addr:#x} {len:#x}"))?;
-        base64::engine::general_purpose::STANDARD.decode(b64).context("b64read reply")
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .context("b64read reply")
     }
     pub fn mem_write(&mut self, addr: u64, data: &[u8]) -> Result<()> {
         let b64 = base64::engine::general_purpose::STANDARD.encode(data);
-        self.cmd(&format!("b64write {addr:#x} {:#x} {b64}", data.len())).map(drop)
+        self.cmd(&format!("b64write {addr:#x} {:#x} {b64}", data.len()))
+            .map(drop)
     }
     pub fn clock_step(&mut self, ns: u64) -> Result<()> {
         self.cmd(&format!("clock_step {ns}")).map(drop)
@@ -170,14 +187,25 @@ impl Rig {
         let listener = UnixListener::bind(&qt_path).context("qtest listener")?;
         listener.set_nonblocking(true)?;
         let mut cmd = Command::new(qemu_path()?);
-        cmd.args(["-M", "q35", "-accel", "qtest", "-display", "none", "-nodefaults", "-m", "256M"])
-            .arg("-qtest")
-            .arg(format!("unix:{}", qt_path.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("qemu.err"))?);
+        cmd.args([
+            "-M",
+            "q35",
+            "-accel",
+            "qtest",
+            "-display",
+            "none",
+            "-nodefaults",
+            "-m",
+            "256M",
+        ])
+        .arg("-qtest")
+        .arg(format!("unix:{}", qt_path.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("qemu.err"))?);
         for d in devices {
-            cmd.arg("-device").arg(d.replace("{SOCK}", &sock.display().to_string()));
+            cmd.arg("-device")
+                .arg(d.replace("{SOCK}", &sock.display().to_string()));
         }
         let mut qemu = Guard(cmd.spawn().context("starting QEMU")?);
         let t0 = Instant::now();
@@ -186,7 +214,8 @@ impl Rig {
                 Ok((s, _)) => break s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if let Some(st) = qemu.0.try_wait()? {
-                        let err = std::fs::read_to_string(dir.path().join("qemu.err")).unwrap_or_default();
+                        let err = std::fs::read_to_string(dir.path().join("qemu.err"))
+                            .unwrap_or_default();
                         bail!("QEMU exited early ({st}): {err}");
                     }
                     if t0.elapsed() > Duration::from_secs(30) {
@@ -199,14 +228,26 @@ impl Rig {
         };
         stream.set_nonblocking(false)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let qt = Qtest { r: BufReader::new(stream.try_clone()?), w: stream };
-        Ok(Rig { dir, qt, qemu, device })
+        let qt = Qtest {
+            r: BufReader::new(stream.try_clone()?),
+            w: stream,
+        };
+        Ok(Rig {
+            dir,
+            qt,
+            qemu,
+            device,
+        })
     }
 
     /// Starts our device as the only extra PCI function.
     pub fn with_device(device_args: &[&str]) -> Result<Rig> {
         let bin = Path::new(env!("CARGO_BIN_EXE_pvhdma-device"));
-        Rig::start(Some(bin), device_args, &[r#"{"driver":"vfio-user-pci","socket":{"type":"unix","path":"{SOCK}"}}"#])
+        Rig::start(
+            Some(bin),
+            device_args,
+            &[r#"{"driver":"vfio-user-pci","socket":{"type":"unix","path":"{SOCK}"}}"#],
+        )
     }
 }
 
@@ -262,5 +303,7 @@ pub fn run_dma(qt: &mut Qtest, bar: u64, d: &Dma) -> Result<(u32, u32)> {
 }
 
 pub fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
