@@ -9,4 +9,13 @@
 pub mod images;
 pub mod machine;
 pub mod outcome;
+pub mod process;
+pub mod console;
+pub mod trace;
+pub mod initrd;
+pub mod qmp;
 pub mod scenario;
+pub mod verdict;
+pub mod report;
+pub mod qemu;
+pub mod vm;

@@ -41,7 +41,13 @@ pub struct MachineSpec {
 
 impl Default for MachineSpec {
     fn default() -> Self {
-        Self { memory_mib: 8192, cpus: 2, iommu: IommuKind::Intel, accel: Accel::Tcg, extra_devices: vec![] }
+        Self {
+            memory_mib: 8192,
+            cpus: 2,
+            iommu: IommuKind::Intel,
+            accel: Accel::Tcg,
+            extra_devices: vec![],
+        }
     }
 }
 
@@ -60,7 +66,13 @@ pub struct BootSpec {
 
 impl Default for BootSpec {
     fn default() -> Self {
-        Self { dom0_mode: Dom0Mode::Pvh, dom0_mem_mib: 1024, xen_extra: vec![], dom0_extra: vec![], no_xen: false }
+        Self {
+            dom0_mode: Dom0Mode::Pvh,
+            dom0_mem_mib: 1024,
+            xen_extra: vec![],
+            dom0_extra: vec![],
+            no_xen: false,
+        }
     }
 }
 
@@ -75,7 +87,10 @@ pub struct DeviceSpec {
 
 impl Default for DeviceSpec {
     fn default() -> Self {
-        Self { addr_bits: 32, decode_bits: 32 }
+        Self {
+            addr_bits: 32,
+            decode_bits: 32,
+        }
     }
 }
 

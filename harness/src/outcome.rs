@@ -18,6 +18,8 @@ pub enum RunEnd {
     LinuxPanic(String),
     QemuExited(String),
     DeviceExited(String),
+    /// The dom0 agent gave up (e.g. the driver found no device).
+    AgentFailed(String),
     BootTimeout,
     RunTimeout,
 }
@@ -38,9 +40,28 @@ pub struct TraceEntry {
 /// Wall-clock milestones of a run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Timings {
+    pub to_qemu_started: Option<Duration>,
     pub to_xen_banner: Option<Duration>,
     pub to_dom0_marker: Option<Duration>,
     pub to_end: Option<Duration>,
+}
+
+impl RunEnd {
+    /// A short stable name for tables and failure messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunEnd::Finished => "finished",
+            RunEnd::XenPanic(_) => "xen_panic",
+            RunEnd::Dom0Crashed(_) => "dom0_crash",
+            RunEnd::Dom0Halted(_) => "dom0_halted",
+            RunEnd::LinuxPanic(_) => "linux_panic",
+            RunEnd::QemuExited(_) => "qemu_exited",
+            RunEnd::DeviceExited(_) => "device_exited",
+            RunEnd::AgentFailed(_) => "agent_failed",
+            RunEnd::BootTimeout => "boot_timeout",
+            RunEnd::RunTimeout => "run_timeout",
+        }
+    }
 }
 
 /// Everything a verdict is judged on.
@@ -53,6 +74,8 @@ pub struct RunOutcome {
     /// One list per device instance, in `RunSpec::devices` order.
     pub device_records: Vec<Vec<DmaRecord>>,
     pub iommu_trace: Vec<TraceEntry>,
+    /// Milestones the console showed: PVH dom0 built, IOMMU enabled, ...
+    pub milestones: Vec<String>,
     pub artifacts: PathBuf,
     pub timings: Timings,
 }

@@ -1,0 +1,202 @@
+//! The serial console: Xen's and dom0's output on one line stream, read live.
+//!
+//! `Scanner` is pure: it turns lines into events, so every failure kind the
+//! harness names is unit-tested on real log excerpts without booting.
+
+use pvhdma_agent::wire::{OpResult, Summary, BOOT_MARKER, DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX};
+
+/// What a console line means to the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    XenBanner,
+    /// Xen built dom0 as PVH ("*** Building a PVH Dom0 ***").
+    PvhDom0,
+    /// Xen enabled DMA remapping ("I/O virtualisation enabled").
+    IommuEnabled,
+    /// Linux runs as a PVH guest ("Booting kernel on Xen PVH").
+    LinuxPvh,
+    /// dom0's init is up.
+    Booted,
+    Result(Box<OpResult>),
+    Summary(Summary),
+    Done,
+    /// The agent gave up; the text says why.
+    AgentFailed(String),
+    /// A line announcing a fatal end; the run ends on it.
+    Fatal(Fatal),
+    /// A line that could not be decoded although it carried our prefix.
+    Garbled(String),
+}
+
+/// The fatal ends the console can announce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fatal {
+    XenPanic(String),
+    Dom0Crashed(String),
+    Dom0Halted(String),
+    LinuxPanic(String),
+}
+
+/// Line-by-line classifier, with the little state a Xen panic message needs.
+#[derive(Debug, Default)]
+pub struct Scanner {
+    /// Inside Xen's panic box: the reason is on the lines between the stars.
+    in_panic: Option<Vec<String>>,
+}
+
+const XEN_PANIC: &str = "Panic on CPU";
+const STARS: &str = "****************";
+
+impl Scanner {
+    /// Classify one line (without its newline). Some lines carry two meanings
+    /// only in theory; the first match wins.
+    pub fn line(&mut self, raw: &str) -> Option<Event> {
+        let line = raw.trim_end_matches('\r');
+        if let Some(reason) = self.in_panic.as_mut() {
+            let body = line.trim_start_matches("(XEN)").trim();
+            if body.starts_with(STARS) {
+                if !reason.is_empty() {
+                    let msg = reason.join(" ");
+                    self.in_panic = None;
+                    return Some(Event::Fatal(Fatal::XenPanic(msg)));
+                }
+            } else if !body.is_empty() {
+                reason.push(body.to_string());
+            }
+            return None;
+        }
+        if let Some(i) = line.find(RESULT_PREFIX) {
+            let json = &line[i + RESULT_PREFIX.len()..];
+            return Some(match serde_json::from_str(json) {
+                Ok(r) => Event::Result(Box::new(r)),
+                Err(e) => Event::Garbled(format!("{e}: {line}")),
+            });
+        }
+        if let Some(i) = line.find(SUMMARY_PREFIX) {
+            let json = &line[i + SUMMARY_PREFIX.len()..];
+            return Some(match serde_json::from_str(json) {
+                Ok(s) => Event::Summary(s),
+                Err(e) => Event::Garbled(format!("{e}: {line}")),
+            });
+        }
+        if let Some(i) = line.find("PVHDMA-AGENT-FAILED") {
+            return Some(Event::AgentFailed(
+                line[i + "PVHDMA-AGENT-FAILED".len()..].trim().to_string(),
+            ));
+        }
+        if line.contains(DONE_MARKER) {
+            return Some(Event::Done);
+        }
+        if line.contains(BOOT_MARKER) {
+            return Some(Event::Booted);
+        }
+        if line.contains(XEN_PANIC) && line.contains("(XEN)") {
+            self.in_panic = Some(Vec::new());
+            return None;
+        }
+        if let Some(i) = line.find("Hardware Dom0 crashed") {
+            return Some(Event::Fatal(Fatal::Dom0Crashed(line[i..].to_string())));
+        }
+        if let Some(i) = line.find("Hardware Dom0 halted") {
+            return Some(Event::Fatal(Fatal::Dom0Halted(line[i..].to_string())));
+        }
+        if let Some(i) = line.find("Kernel panic - not syncing") {
+            return Some(Event::Fatal(Fatal::LinuxPanic(line[i..].to_string())));
+        }
+        if line.starts_with("(XEN) Xen version") {
+            return Some(Event::XenBanner);
+        }
+        if line.contains("*** Building a PVH Dom0 ***") {
+            return Some(Event::PvhDom0);
+        }
+        if line.contains("(XEN) I/O virtualisation enabled") {
+            return Some(Event::IommuEnabled);
+        }
+        if line.contains("Booting kernel on Xen PVH") {
+            return Some(Event::LinuxPvh);
+        }
+        None
+    }
+
+    /// A panic box still open when the stream ended: report what it had.
+    pub fn flush(&mut self) -> Option<Event> {
+        self.in_panic.take().map(|r| Event::Fatal(Fatal::XenPanic(r.join(" "))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(text: &str) -> Vec<Event> {
+        let mut s = Scanner::default();
+        let mut out: Vec<Event> = text.lines().filter_map(|l| s.line(l)).collect();
+        out.extend(s.flush());
+        out
+    }
+
+    #[test]
+    fn xen_panic_reason_is_the_boxed_text() {
+        let log = "(XEN) ****************************************\n\
+                   (XEN) Panic on CPU 0:\n\
+                   (XEN) Couldn't enable IOMMU and iommu=required/force\n\
+                   (XEN) ****************************************\n\
+                   (XEN)\n(XEN) Manual reset required ('noreboot' specified)\n";
+        assert_eq!(
+            scan(log),
+            vec![Event::Fatal(Fatal::XenPanic(
+                "Couldn't enable IOMMU and iommu=required/force".into()
+            ))]
+        );
+    }
+
+    #[test]
+    fn dom0_halt_and_crash_and_linux_panic_are_fatal() {
+        let ev = scan(
+            "(XEN) Hardware Dom0 halted: halting machine\n\
+             (XEN) Hardware Dom0 crashed: rebooting machine in 5 seconds.\n\
+             [    3.1] Kernel panic - not syncing: VFS: Unable to mount root fs\n",
+        );
+        assert!(matches!(&ev[0], Event::Fatal(Fatal::Dom0Halted(m)) if m.contains("halting")));
+        assert!(matches!(&ev[1], Event::Fatal(Fatal::Dom0Crashed(_))));
+        assert!(matches!(&ev[2], Event::Fatal(Fatal::LinuxPanic(m)) if m.contains("VFS")));
+    }
+
+    #[test]
+    fn boot_milestones_from_a_real_boot() {
+        let ev = scan(
+            "(XEN) Xen version 4.20.5-pre (Debian 4.20.4)\n\
+             (XEN) I/O virtualisation enabled\n\
+             (XEN) *** Building a PVH Dom0 ***\n\
+             [    3.310327] Booting kernel on Xen PVH\n\
+             PVHDMA-BOOTED\n",
+        );
+        assert_eq!(
+            ev,
+            vec![
+                Event::XenBanner,
+                Event::IommuEnabled,
+                Event::PvhDom0,
+                Event::LinuxPvh,
+                Event::Booted
+            ]
+        );
+    }
+
+    #[test]
+    fn agent_lines_decode_or_are_named_garbled() {
+        let ev = scan(
+            "PVHDMA-SUMMARY {\"ops\":1,\"failed\":0,\"bounces\":3,\"overflow_warnings\":0,\"swiotlb\":null,\"kernel_warnings\":[]}\n\
+             (XEN) noise PVHDMA-RESULT {\"index\":0,\"trunc\n\
+             PVHDMA-DONE\n",
+        );
+        assert!(matches!(&ev[0], Event::Summary(s) if s.bounces == 3));
+        assert!(matches!(&ev[1], Event::Garbled(_)));
+        assert_eq!(ev[2], Event::Done);
+    }
+
+    #[test]
+    fn carriage_returns_are_ignored() {
+        assert_eq!(scan("PVHDMA-BOOTED\r\n"), vec![Event::Booted]);
+    }
+}

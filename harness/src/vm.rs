@@ -1,0 +1,344 @@
+//! One run end to end: devices, QEMU, QMP, console, and what they left.
+//!
+//! Every run gets a private directory under target/pvhdma/runs (or
+//! `$PVHDMA_ARTIFACTS`) holding console.log, qemu-cmdline.sh, qemu.stderr,
+//! qmp.log, the IOMMU trace and each device's socket, records and log. It is
+//! removed when the run is dropped unless `keep` was called.
+
+use crate::console::{Event, Fatal, Scanner};
+use crate::images::{workspace_root, Manifest};
+use crate::machine::{DeviceSpec, RunSpec};
+use crate::outcome::{RunEnd, RunOutcome, Timings};
+use crate::process::{self, Guarded};
+use crate::qemu::{self, RunPaths};
+use crate::qmp::Qmp;
+use anyhow::Context;
+use pvhdma_device::record::DmaRecord;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// A finished run and its artifact directory.
+pub struct Run {
+    pub outcome: RunOutcome,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Run {
+    /// Keep the artifacts after the run is dropped; returns their path.
+    pub fn keep(&mut self) -> PathBuf {
+        match self.dir.take() {
+            Some(d) => d.keep(),
+            None => self.outcome.artifacts.clone(),
+        }
+    }
+}
+
+/// Where run directories go.
+pub fn artifacts_root() -> PathBuf {
+    std::env::var_os("PVHDMA_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/pvhdma/runs"))
+}
+
+/// The device server binary: `$PVHDMA_DEVICE`, else the workspace's build.
+pub fn device_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("PVHDMA_DEVICE") {
+        return Ok(PathBuf::from(p));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    ["release", "debug"]
+        .iter()
+        .map(|p| target.join(p).join("pvhdma-device"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "No pvhdma-device binary in {}: run `cargo build -p pvhdma-device`",
+                target.display()
+            )
+        })
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect()
+}
+
+/// Boot, run the workload, and collect everything.
+pub async fn run(m: &Manifest, spec: &RunSpec) -> anyhow::Result<Run> {
+    let root = artifacts_root();
+    std::fs::create_dir_all(&root).with_context(|| format!("Cannot create {}", root.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{}-", sanitize(&spec.name)))
+        .tempdir_in(&root)?;
+    let mut run = Run {
+        outcome: RunOutcome {
+            end: RunEnd::Finished,
+            console: String::new(),
+            results: vec![],
+            summary: None,
+            device_records: vec![],
+            iommu_trace: vec![],
+            milestones: vec![],
+            artifacts: dir.path().to_path_buf(),
+            timings: Timings::default(),
+        },
+        dir: Some(dir),
+    };
+    let path = run.outcome.artifacts.clone();
+    run_in(m, spec, &path, &mut run.outcome).await?;
+    Ok(run)
+}
+
+async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let paths = RunPaths::in_dir(dir, spec.devices.len());
+    write_initrd(m, spec, &paths.initrd)?;
+    std::fs::write(
+        &paths.trace_events,
+        qemu::trace_events(spec.machine.iommu).join("\n") + "\n",
+    )?;
+
+    let mut devices = Vec::new();
+    for (i, d) in spec.devices.iter().enumerate() {
+        devices.push(start_device(dir, i, d, &paths.device_sockets[i]).await?);
+    }
+
+    let args = qemu::args(m, spec, &paths);
+    std::fs::write(
+        dir.join("qemu-cmdline.sh"),
+        format!("#!/bin/sh\n{}\n", qemu::shell_line(&m.qemu, &args)),
+    )?;
+    let mut cmd = Command::new(&m.qemu);
+    cmd.args(&args).stderr(process::log_stdio(&dir.join("qemu.stderr"))?);
+    if spec.shell {
+        cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
+    } else {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+    }
+    let mut qemu = process::spawn("QEMU", cmd)?;
+    out.timings.to_qemu_started = Some(started.elapsed());
+
+    let qmp = connect_qmp(&mut qemu, &paths.qmp, &dir.join("qmp.log")).await;
+    let qmp = match qmp {
+        Ok(q) => Some(q),
+        Err(e) => {
+            out.end = RunEnd::QemuExited(format!("{e:#}; {}", tail(&dir.join("qemu.stderr"))));
+            None
+        }
+    };
+
+    if let Some(qmp) = &qmp {
+        let status = qmp.status().await.unwrap_or_else(|e| format!("unknown ({e:#})"));
+        log_line(dir, &format!("QEMU status after start: {status}"));
+        if spec.shell {
+            let _ = qemu.child_mut().wait().await;
+        } else {
+            out.end = watch_console(spec, dir, &mut qemu, &mut devices, out, started).await?;
+        }
+        qmp.quit(Duration::from_secs(2)).await;
+    }
+    if let RunEnd::QemuExited(why) = &mut out.end {
+        if !why.contains("stderr") {
+            why.push_str(&format!("; {}", tail(&dir.join("qemu.stderr"))));
+        }
+    }
+    let _ = qemu.finish(Duration::from_secs(5)).await;
+    for d in devices {
+        let _ = d.finish(Duration::from_secs(2)).await;
+    }
+    out.timings.to_end = Some(started.elapsed());
+
+    for i in 0..spec.devices.len() {
+        out.device_records
+            .push(read_records(&dir.join(format!("dev{i}/dma.jsonl")))?);
+    }
+    out.iommu_trace = crate::trace::parse(&std::fs::read_to_string(&paths.trace_log).unwrap_or_default());
+    out.console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    std::fs::write(dir.join("outcome.json"), serde_json::to_string_pretty(&*out)?)?;
+    Ok(())
+}
+
+fn write_initrd(m: &Manifest, spec: &RunSpec, dst: &Path) -> anyhow::Result<()> {
+    let mut bytes =
+        std::fs::read(&m.initrd).with_context(|| format!("Cannot read the base initramfs {}", m.initrd.display()))?;
+    let mut workload = spec.workload.clone().unwrap_or_default();
+    workload.shell |= spec.shell;
+    let json = serde_json::to_vec_pretty(&workload)?;
+    std::fs::write(dst.with_file_name("workload.json"), &json)?;
+    bytes.extend(crate::initrd::workload_archive(&json)?);
+    std::fs::write(dst, bytes)?;
+    Ok(())
+}
+
+async fn start_device(dir: &Path, i: usize, d: &DeviceSpec, socket: &Path) -> anyhow::Result<Guarded> {
+    let ddir = dir.join(format!("dev{i}"));
+    std::fs::create_dir_all(&ddir)?;
+    // The socket lives in a private directory: only this run's QEMU connects.
+    std::fs::set_permissions(&ddir, std::fs::Permissions::from_mode(0o700))?;
+    let mut cmd = Command::new(device_binary()?);
+    cmd.arg("--socket")
+        .arg(socket)
+        .arg("--records")
+        .arg(ddir.join("dma.jsonl"))
+        .arg("--log")
+        .arg(ddir.join("device.log"))
+        .arg("--addr-bits")
+        .arg(d.addr_bits.to_string())
+        .arg("--decode-bits")
+        .arg(d.decode_bits.to_string())
+        .stdin(Stdio::null())
+        .stdout(process::log_stdio(&ddir.join("device.stderr"))?)
+        .stderr(process::log_stdio(&ddir.join("device.stderr"))?);
+    let mut child = process::spawn(&format!("device {i}"), cmd)?;
+    process::wait_for_path(&mut child, socket, Duration::from_secs(10)).await?;
+    Ok(child)
+}
+
+async fn connect_qmp(qemu: &mut Guarded, socket: &Path, transcript: &Path) -> anyhow::Result<Qmp> {
+    process::wait_for_path(qemu, socket, Duration::from_secs(30)).await?;
+    Qmp::connect(socket, transcript).await
+}
+
+/// Read the console until the run ends one way or another.
+async fn watch_console(
+    spec: &RunSpec,
+    dir: &Path,
+    qemu: &mut Guarded,
+    devices: &mut [Guarded],
+    out: &mut RunOutcome,
+    started: Instant,
+) -> anyhow::Result<RunEnd> {
+    let stdout = qemu.child_mut().stdout.take().context("QEMU's stdout is not piped")?;
+    let mut reader = BufReader::new(stdout);
+    let mut log = std::io::BufWriter::new(std::fs::File::create(dir.join("console.log"))?);
+    let mut scanner = Scanner::default();
+    let mut buf = Vec::new();
+    let mut booted_at: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        let deadline = match booted_at {
+            None => started + spec.boot_timeout,
+            Some(t) => t + spec.run_timeout,
+        };
+        buf.clear();
+        let read = tokio::select! {
+            r = reader.read_until(b'\n', &mut buf) => Some(r),
+            _ = tick.tick() => None,
+        };
+        let Some(read) = read else {
+            log.flush()?;
+            if tokio::time::Instant::now().into_std() >= deadline {
+                return Ok(if booted_at.is_none() {
+                    RunEnd::BootTimeout
+                } else {
+                    RunEnd::RunTimeout
+                });
+            }
+            for d in devices.iter_mut() {
+                if let Some(how) = d.exited() {
+                    return Ok(RunEnd::DeviceExited(format!("{} exited ({how})", d.name())));
+                }
+            }
+            continue;
+        };
+        if read? == 0 {
+            log.flush()?;
+            if let Some(Event::Fatal(f)) = scanner.flush() {
+                return Ok(fatal_end(f));
+            }
+            let how = qemu.exited().unwrap_or_else(|| "closed its console".into());
+            return Ok(RunEnd::QemuExited(format!(
+                "QEMU exited ({how}) before the run finished"
+            )));
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end_matches('\n');
+        log.write_all(line.as_bytes())?;
+        log.write_all(b"\n")?;
+        if spec.live_console {
+            eprintln!("{line}");
+        }
+        let Some(event) = scanner.line(line) else { continue };
+        match event {
+            Event::Fatal(f) => {
+                log.flush()?;
+                return Ok(fatal_end(f));
+            }
+            Event::Booted => {
+                booted_at = Some(Instant::now());
+                out.timings.to_dom0_marker = Some(started.elapsed());
+                out.milestones.push("dom0_booted".into());
+            }
+            Event::XenBanner => {
+                out.timings.to_xen_banner = Some(started.elapsed());
+                out.milestones.push("xen_banner".into());
+            }
+            Event::PvhDom0 => out.milestones.push("pvh_dom0".into()),
+            Event::IommuEnabled => out.milestones.push("iommu_enabled".into()),
+            Event::LinuxPvh => out.milestones.push("linux_pvh".into()),
+            Event::Result(r) => out.results.push(*r),
+            Event::Summary(s) => out.summary = Some(s),
+            Event::AgentFailed(why) => {
+                log.flush()?;
+                return Ok(RunEnd::AgentFailed(why));
+            }
+            Event::Garbled(why) => log_line(dir, &format!("garbled agent line: {why}")),
+            Event::Done => {
+                log.flush()?;
+                return Ok(RunEnd::Finished);
+            }
+        }
+    }
+}
+
+fn fatal_end(f: Fatal) -> RunEnd {
+    match f {
+        Fatal::XenPanic(m) => RunEnd::XenPanic(m),
+        Fatal::Dom0Crashed(m) => RunEnd::Dom0Crashed(m),
+        Fatal::Dom0Halted(m) => RunEnd::Dom0Halted(m),
+        Fatal::LinuxPanic(m) => RunEnd::LinuxPanic(m),
+    }
+}
+
+fn read_records(path: &Path) -> anyhow::Result<Vec<DmaRecord>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(vec![]);
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}: bad device record", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Harness notes kept beside the other artifacts.
+fn log_line(dir: &Path, text: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("harness.log"))
+    {
+        let _ = writeln!(f, "{text}");
+    }
+}
+
+/// The last lines of a log, for a failure message.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    if lines.is_empty() {
+        format!("{} is empty", path.display())
+    } else {
+        format!("stderr: {}", lines.into_iter().rev().collect::<Vec<_>>().join(" | "))
+    }
+}

@@ -1,0 +1,83 @@
+//! The base dom0 initramfs: busybox, init, the driver and the agent.
+//! Layout: images/initramfs/README.md.
+
+use anyhow::Context;
+use pvhdma_harness::images::workspace_root;
+use pvhdma_harness::initrd::{Entry, Writer};
+use std::path::Path;
+use std::process::Command;
+
+pub fn write(dst: &Path, dom0_root: &Path, driver: &Path, agent: &Path) -> anyhow::Result<()> {
+    let busybox_path = super::roots::find_one(dom0_root, "usr/bin/busybox")?;
+    let busybox = std::fs::read(&busybox_path)?;
+    let init =
+        std::fs::read(workspace_root().join("images/initramfs/init")).context("images/initramfs/init is missing")?;
+    let ko = std::fs::read(driver)?;
+    let agent = std::fs::read(agent)?;
+
+    // Debian's busybox-static is static, so the host can ask it for its applets.
+    let list = Command::new(&busybox_path)
+        .arg("--list-full")
+        .output()
+        .context("Cannot run busybox --list-full")?;
+    anyhow::ensure!(list.status.success(), "busybox --list-full failed");
+    let applets = String::from_utf8(list.stdout)?;
+
+    let mut w = Writer::new(std::io::BufWriter::new(std::fs::File::create(dst)?));
+    for d in [
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "run",
+        "lib",
+        "lib/modules",
+        "pvhdma",
+    ] {
+        w.add(&Entry::Dir { path: d })?;
+    }
+    w.add(&Entry::CharDev {
+        path: "dev/console",
+        major: 5,
+        minor: 1,
+    })?;
+    w.add(&Entry::File {
+        path: "bin/busybox",
+        mode: 0o755,
+        data: &busybox,
+    })?;
+    for applet in applets
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "bin/busybox")
+    {
+        let depth = applet.matches('/').count();
+        let target = format!("{}bin/busybox", "../".repeat(depth));
+        w.add(&Entry::Symlink {
+            path: applet,
+            target: &target,
+        })?;
+    }
+    w.add(&Entry::File {
+        path: "init",
+        mode: 0o755,
+        data: &init,
+    })?;
+    w.add(&Entry::File {
+        path: "lib/modules/pvhdma.ko",
+        mode: 0o644,
+        data: &ko,
+    })?;
+    w.add(&Entry::File {
+        path: "bin/pvhdma-agent",
+        mode: 0o755,
+        data: &agent,
+    })?;
+    w.finish()?;
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Image recipes: data under images/recipes/, one TOML file per image set.
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One Debian root to build with mmdebstrap.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RootSpec {
+    pub suite: String,
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Installed from `<suite>-backports` with `-t`, dependencies included.
+    #[serde(default)]
+    pub backports: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct XenSpec {
+    #[serde(flatten)]
+    pub root: RootSpec,
+    /// Path of the (gzipped) hypervisor inside the root.
+    pub image: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Dom0Spec {
+    #[serde(flatten)]
+    pub root: RootSpec,
+    /// Path of the kernel image inside the root.
+    pub kernel: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub name: String,
+    pub mirror: String,
+    pub qemu: RootSpec,
+    pub xen: XenSpec,
+    pub dom0: Dom0Spec,
+}
+
+impl Recipe {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("Cannot read recipe {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("Invalid recipe {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_recipe_parses() {
+        let dir = pvhdma_harness::images::workspace_root().join("images/recipes");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            Recipe::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+            n += 1;
+        }
+        assert!(n >= 3);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = toml::from_str::<RootSpec>("suite = \"trixie\"\npackges = []\n").unwrap_err();
+        assert!(err.to_string().contains("packges"), "{err}");
+    }
+}
