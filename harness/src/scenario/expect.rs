@@ -70,15 +70,10 @@ impl BootExpectWrapper {
 }
 
 impl StrOrMap for BootExpectWrapper {
-    const EXPECTING: &'static str = "one of ok, xen_panic, dom0_crashed, dom0_halted, linux_panic, qemu_exited, device_exited, boot_timeout, run_timeout, or {outcome, message}";
+    const EXPECTING: &'static str = "one of ok, xen_panic, dom0_crashed, dom0_halted, linux_panic, qemu_exited, device_exited, agent_failed, boot_timeout, run_timeout, or {outcome, message}";
     type Map = BootExpectMap;
     fn from_str(s: &str) -> Option<Self> {
-        BootOutcome::from_word(s).map(|outcome| {
-            Self(BootExpectMap {
-                outcome,
-                message: None,
-            })
-        })
+        BootOutcome::from_word(s).map(|outcome| Self(BootExpectMap { outcome, message: None }))
     }
     fn from_map(m: BootExpectMap) -> Self {
         Self(m)
@@ -116,12 +111,13 @@ pub enum BootOutcome {
     LinuxPanic,
     QemuExited,
     DeviceExited,
+    AgentFailed,
     BootTimeout,
     RunTimeout,
 }
 
 impl BootOutcome {
-    pub const ALL: [BootOutcome; 9] = [
+    pub const ALL: [BootOutcome; 10] = [
         BootOutcome::Ok,
         BootOutcome::XenPanic,
         BootOutcome::Dom0Crashed,
@@ -129,6 +125,7 @@ impl BootOutcome {
         BootOutcome::LinuxPanic,
         BootOutcome::QemuExited,
         BootOutcome::DeviceExited,
+        BootOutcome::AgentFailed,
         BootOutcome::BootTimeout,
         BootOutcome::RunTimeout,
     ];
@@ -142,6 +139,7 @@ impl BootOutcome {
             BootOutcome::LinuxPanic => "linux_panic",
             BootOutcome::QemuExited => "qemu_exited",
             BootOutcome::DeviceExited => "device_exited",
+            BootOutcome::AgentFailed => "agent_failed",
             BootOutcome::BootTimeout => "boot_timeout",
             BootOutcome::RunTimeout => "run_timeout",
         }
@@ -217,11 +215,7 @@ impl<'de> Deserialize<'de> for Count {
                 f.write_str("a count (3), true (at least one), false (none), or {count | min, max}")
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Count, E> {
-                Ok(if v {
-                    Count::at_least(1)
-                } else {
-                    Count::exactly(0)
-                })
+                Ok(if v { Count::at_least(1) } else { Count::exactly(0) })
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
                 Ok(Count::exactly(v))
@@ -538,10 +532,7 @@ mod tests {
         for o in BootOutcome::ALL {
             assert_eq!(BootOutcome::from_word(o.word()), Some(o));
         }
-        assert_eq!(
-            BootOutcome::from_word("dom0_crash"),
-            Some(BootOutcome::Dom0Crashed)
-        );
+        assert_eq!(BootOutcome::from_word("dom0_crash"), Some(BootOutcome::Dom0Crashed));
         assert_eq!(BootOutcome::from_word("exploded"), None);
     }
 }

@@ -16,12 +16,12 @@ mod util;
 mod tests;
 
 pub use expect::{
-    id_matches, BootExpect, BootExpectMap, BootOutcome, Check, Count, DeviceAddrs, Expect,
-    ExpectFailure, LogExpect, OpCheck, OpExpect, TranslatedAddrs,
+    id_matches, BootExpect, BootExpectMap, BootOutcome, Check, Count, DeviceAddrs, Expect, ExpectFailure, LogExpect,
+    OpCheck, OpExpect, TranslatedAddrs,
 };
 pub use model::{
-    AccelCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, IommuCfg, MachineCfg, OpCfg,
-    OpKindCfg, PatternCfg, PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
+    AccelCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, IommuCfg, MachineCfg, OpCfg, OpKindCfg, PatternCfg,
+    PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
 };
 pub use parse::{load, parse_str, scenario_files, ScenarioError};
 pub use size::{parse_bytes, parse_duration, ByteSize, HumanDuration, MemSize, SizeError};
@@ -152,6 +152,7 @@ impl OpCfg {
             seed: self.seed,
             segments: self.segments,
             bus_addr: self.bus_addr.map(ByteSize::bytes),
+            device: self.device,
         }
     }
 }

@@ -229,9 +229,7 @@ impl DeviceCfg {
 fn addr_bits<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = u32::deserialize(d)?;
     if !(12..=64).contains(&v) {
-        return Err(serde::de::Error::custom(format!(
-            "{v} address bits: expected 12..=64"
-        )));
+        return Err(serde::de::Error::custom(format!("{v} address bits: expected 12..=64")));
     }
     Ok(v)
 }
@@ -309,6 +307,9 @@ pub struct OpCfg {
     /// raw only (and required there): the bus address to program.
     #[serde(default)]
     pub bus_addr: Option<ByteSize>,
+    /// Which device instance runs it (index into `devices`). Default 0.
+    #[serde(default)]
+    pub device: u32,
 }
 
 fn one() -> u32 {

@@ -38,12 +38,7 @@ impl fmt::Display for ScenarioError {
 }
 
 impl ScenarioError {
-    fn at(
-        file: &Path,
-        loc: Option<Location>,
-        path: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    fn at(file: &Path, loc: Option<Location>, path: impl Into<String>, message: impl Into<String>) -> Self {
         let loc = loc.filter(|l| l.line() > 0);
         Self {
             file: file.to_path_buf(),
@@ -69,24 +64,16 @@ fn yaml_options() -> Options {
 /// default `name` (its stem).
 pub fn parse_str(text: &str, file: &Path) -> Result<Scenario, ScenarioError> {
     let mut path = String::new();
-    let parsed =
-        serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
-            serde_path_to_error::deserialize::<_, Scenario>(de).map_err(|e| {
-                path = e.path().to_string();
-                e.into_inner()
-            })
-        });
+    let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
+        serde_path_to_error::deserialize::<_, Scenario>(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    });
     let mut scenario = parsed.map_err(|e| {
-        let message = DefaultMessageFormatter
-            .format_message(&e)
-            .escape_debug()
-            .to_string();
+        let message = DefaultMessageFormatter.format_message(&e).escape_debug().to_string();
         // serde_path_to_error prints `.` for the root.
-        let path = if path == "." {
-            String::new()
-        } else {
-            path.clone()
-        };
+        let path = if path == "." { String::new() } else { path.clone() };
         ScenarioError::at(file, e.location(), path, message)
     })?;
     if scenario.name.is_empty() {
@@ -101,8 +88,8 @@ pub fn parse_str(text: &str, file: &Path) -> Result<Scenario, ScenarioError> {
 
 /// Read and parse one scenario file.
 pub fn load(file: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| ScenarioError::at(file, None, "", format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| ScenarioError::at(file, None, "", format!("cannot read: {e}")))?;
     parse_str(&text, file)
 }
 
@@ -110,9 +97,7 @@ pub fn load(file: &Path) -> Result<Scenario, ScenarioError> {
 pub fn scenario_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
     files.sort();
     Ok(files)
@@ -121,9 +106,7 @@ pub fn scenario_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Checks that span several fields (single fields check themselves while
 /// deserializing, with their own location).
 fn validate(s: &Scenario, file: &Path) -> Result<(), ScenarioError> {
-    let err = |loc: Option<Location>, path: String, msg: String| {
-        Err(ScenarioError::at(file, loc, path, msg))
-    };
+    let err = |loc: Option<Location>, path: String, msg: String| Err(ScenarioError::at(file, loc, path, msg));
 
     if s.devices.is_empty() {
         return err(
@@ -151,15 +134,17 @@ fn validate(s: &Scenario, file: &Path) -> Result<(), ScenarioError> {
         let path = |f: &str| format!("workload[{i}].{f}");
         let name = op.name.value.as_str();
         if name.is_empty() || name.contains(char::is_whitespace) || name.contains('.') {
-            return err(loc, path("name"), format!("`{name}`: op names are non-empty, without spaces or dots (they appear in assertion ids)"));
+            return err(
+                loc,
+                path("name"),
+                format!("`{name}`: op names are non-empty, without spaces or dots (they appear in assertion ids)"),
+            );
         }
         if !names.insert(name) {
             return err(loc, path("name"), format!("duplicate op name `{name}`"));
         }
         match (op.kind, op.bus_addr) {
-            (OpKindCfg::Raw, None) => {
-                return err(loc, path("bus_addr"), "a raw op needs bus_addr".into())
-            }
+            (OpKindCfg::Raw, None) => return err(loc, path("bus_addr"), "a raw op needs bus_addr".into()),
             (k, Some(_)) if k != OpKindCfg::Raw => {
                 return err(
                     loc,
@@ -168,6 +153,14 @@ fn validate(s: &Scenario, file: &Path) -> Result<(), ScenarioError> {
                 )
             }
             _ => {}
+        }
+        if op.device as usize >= s.devices.len() {
+            let n = s.devices.len();
+            return err(
+                loc,
+                path("device"),
+                format!("device {} does not exist ({n} devices)", op.device),
+            );
         }
         if op.segments > 1 && op.kind != OpKindCfg::Sg {
             return err(loc, path("segments"), "segments is only for kind sg".into());

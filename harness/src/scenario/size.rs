@@ -64,9 +64,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, SizeError> {
             _ => syntax(),
         });
     }
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '_'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '_')).unwrap_or(t.len());
     let (num, suffix) = t.split_at(split);
     let digits: String = num.chars().filter(|c| *c != '_').collect();
     if digits.is_empty() {
@@ -129,9 +127,7 @@ impl JsonSchema for ByteSize {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        bytes_schema(
-            "Bytes or an address: 4096, \"4K\", \"8G\" (binary suffixes) or \"0x7000_0000\"",
-        )
+        bytes_schema("Bytes or an address: 4096, \"4K\", \"8G\" (binary suffixes) or \"0x7000_0000\"")
     }
 }
 
@@ -289,10 +285,7 @@ mod tests {
         assert!(matches!(parse_bytes("0x"), Err(SizeError::Syntax(_))));
         assert!(matches!(parse_bytes("0xZZ"), Err(SizeError::Syntax(_))));
         assert!(matches!(parse_bytes("-4K"), Err(SizeError::Syntax(_))));
-        assert!(matches!(
-            parse_bytes("99999999999T"),
-            Err(SizeError::Overflow(_))
-        ));
+        assert!(matches!(parse_bytes("99999999999T"), Err(SizeError::Overflow(_))));
         assert!(matches!(
             parse_bytes("0x1_0000_0000_0000_0000"),
             Err(SizeError::Overflow(_))

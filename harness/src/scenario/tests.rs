@@ -15,11 +15,7 @@ fn every_catalog_file_parses() {
     assert!(files.len() >= 9, "catalog has {} files", files.len());
     for f in files {
         let s = load(&f).unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            !s.description.trim().is_empty(),
-            "{}: no description",
-            f.display()
-        );
+        assert!(!s.description.trim().is_empty(), "{}: no description", f.display());
         let spec = s.to_run_spec();
         assert_eq!(spec.name, f.file_stem().unwrap().to_string_lossy());
         // Twins are named neg-*, so the default set is obvious from a listing.
@@ -43,24 +39,16 @@ fn misspelled_field_names_file_line_column_and_path() {
         shown.starts_with("scenarios/x.yaml:5:5: expect.device_addrs.belo: unknown field `belo`"),
         "{shown}"
     );
-    assert!(
-        shown.contains("below"),
-        "lists the expected fields: {shown}"
-    );
+    assert!(shown.contains("below"), "lists the expected fields: {shown}");
 }
 
 #[test]
 fn bad_values_are_located_too() {
     let e = parse("description: d\nmachine:\n  memory: 8Q\n").unwrap_err();
-    assert_eq!(
-        (e.line, e.path.as_str()),
-        (Some(3), "machine.memory"),
-        "{e}"
-    );
+    assert_eq!((e.line, e.path.as_str()), (Some(3), "machine.memory"), "{e}");
     assert!(e.message.contains("8Q"), "{e}");
 
-    let e =
-        parse("description: d\nworkload:\n  - {name: a, kind: single, size: 2M}\n").unwrap_err();
+    let e = parse("description: d\nworkload:\n  - {name: a, kind: single, size: 2M}\n").unwrap_err();
     assert_eq!(e.path, "workload[0].size", "{e}");
     assert_eq!(e.line, Some(3), "{e}");
 
@@ -120,21 +108,12 @@ fn full_mapping_to_run_spec() {
     let spec = s.to_run_spec();
     assert_eq!(spec.name, "custom");
     assert_eq!((spec.machine.memory_mib, spec.machine.cpus), (6144, 1));
-    assert_eq!(
-        (spec.machine.iommu, spec.machine.accel),
-        (IommuKind::Amd, Accel::Kvm)
-    );
-    assert_eq!(
-        (spec.boot.dom0_mode, spec.boot.dom0_mem_mib),
-        (Dom0Mode::Pv, 1536)
-    );
+    assert_eq!((spec.machine.iommu, spec.machine.accel), (IommuKind::Amd, Accel::Kvm));
+    assert_eq!((spec.boot.dom0_mode, spec.boot.dom0_mem_mib), (Dom0Mode::Pv, 1536));
     assert_eq!(spec.boot.xen_extra, vec!["bootscrub=false"]);
     assert_eq!(spec.boot.dom0_extra, vec!["swiotlb=noforce"]);
     assert_eq!(spec.devices[0].decode_bits, 32);
-    assert_eq!(
-        spec.devices[1].decode_bits, 64,
-        "decode_bits defaults to addr_bits"
-    );
+    assert_eq!(spec.devices[1].decode_bits, 64, "decode_bits defaults to addr_bits");
     assert_eq!(
         (spec.boot_timeout, spec.run_timeout),
         (Duration::from_secs(90), Duration::from_secs(60))
@@ -145,16 +124,9 @@ fn full_mapping_to_run_spec() {
     assert_eq!(w.ops[0].kind, wire::OpKind::Raw);
     assert_eq!(w.ops[0].dir, wire::Direction::ToDevice);
     assert_eq!(w.ops[0].pattern, wire::Pattern::Fill);
-    assert_eq!(
-        (w.ops[1].size, w.ops[1].segments, w.ops[1].count),
-        (512, 3, 2)
-    );
+    assert_eq!((w.ops[1].size, w.ops[1].segments, w.ops[1].count), (512, 3, 2));
     assert_eq!(w.ops[1].placement, wire::Placement::High);
-    assert_eq!(
-        w.ops[1].dir,
-        wire::Direction::FromDevice,
-        "dir defaults to from_device"
-    );
+    assert_eq!(w.ops[1].dir, wire::Direction::FromDevice, "dir defaults to from_device");
 }
 
 #[test]
@@ -178,7 +150,8 @@ fn boot_and_count_forms() {
     let e = parse("description: d\nexpect: {boot: {outcome: ok, mesage: x}}\n").unwrap_err();
     assert_eq!(e.path, "expect.boot.mesage", "{e}");
 
-    let s = parse("description: d\nexpect: {bounces: 0, iommu_faults: true, mapping_errors: {min: 1, max: 3}}\n").unwrap();
+    let s =
+        parse("description: d\nexpect: {bounces: 0, iommu_faults: true, mapping_errors: {min: 1, max: 3}}\n").unwrap();
     assert_eq!(s.expect.bounces, Some(Count::exactly(0)));
     assert_eq!(s.expect.iommu_faults, Some(Count::at_least(1)));
     assert_eq!(
@@ -196,27 +169,22 @@ fn boot_and_count_forms() {
 
 #[test]
 fn cross_field_checks_point_at_the_op() {
-    let dup = "description: d\nworkload:\n  - {name: a, kind: coherent, size: 4K}\n  - {name: a, kind: single, size: 4K}\n";
+    let dup =
+        "description: d\nworkload:\n  - {name: a, kind: coherent, size: 4K}\n  - {name: a, kind: single, size: 4K}\n";
     let e = parse(dup).unwrap_err();
-    assert_eq!(
-        (e.line, e.path.as_str()),
-        (Some(4), "workload[1].name"),
-        "{e}"
-    );
+    assert_eq!((e.line, e.path.as_str()), (Some(4), "workload[1].name"), "{e}");
 
     let e = parse("description: d\nworkload:\n  - {name: r, kind: raw, size: 4K}\n").unwrap_err();
     assert_eq!(e.path, "workload[0].bus_addr", "{e}");
-    let e =
-        parse("description: d\nworkload:\n  - {name: c, kind: coherent, size: 4K, bus_addr: 0}\n")
-            .unwrap_err();
+    let e = parse("description: d\nworkload:\n  - {name: c, kind: coherent, size: 4K, bus_addr: 0}\n").unwrap_err();
     assert_eq!(e.path, "workload[0].bus_addr", "{e}");
-    let e =
-        parse("description: d\nworkload:\n  - {name: c, kind: single, size: 4K, segments: 2}\n")
-            .unwrap_err();
+    let e = parse("description: d\nworkload:\n  - {name: c, kind: single, size: 4K, segments: 2}\n").unwrap_err();
     assert_eq!(e.path, "workload[0].segments", "{e}");
 
-    let e = parse("description: d\nworkload:\n  - {name: a, kind: coherent, size: 4K}\nexpect:\n  ops:\n    b: {intact: true}\n")
-        .unwrap_err();
+    let e = parse(
+        "description: d\nworkload:\n  - {name: a, kind: coherent, size: 4K}\nexpect:\n  ops:\n    b: {intact: true}\n",
+    )
+    .unwrap_err();
     assert_eq!(e.path, "expect.ops.b", "{e}");
     assert_eq!(e.line, Some(6), "{e}");
 
@@ -226,19 +194,13 @@ fn cross_field_checks_point_at_the_op() {
 
 #[test]
 fn expect_failure_must_name_a_stated_assertion() {
-    let ok = "description: d\nexpect: {device_addrs: {below: 4G}}\nexpect_failure: {assertion: device_addrs, reason: r}\n";
+    let ok =
+        "description: d\nexpect: {device_addrs: {below: 4G}}\nexpect_failure: {assertion: device_addrs, reason: r}\n";
     parse(ok).unwrap();
     let bad = "description: d\nexpect: {data_intact: true}\nexpect_failure: {assertion: bounces, reason: r}\n";
     let e = parse(bad).unwrap_err();
-    assert_eq!(
-        (e.line, e.path.as_str()),
-        (Some(3), "expect_failure.assertion"),
-        "{e}"
-    );
-    assert!(
-        e.message.contains("data_intact"),
-        "lists the ids it has: {e}"
-    );
+    assert_eq!((e.line, e.path.as_str()), (Some(3), "expect_failure.assertion"), "{e}");
+    assert!(e.message.contains("data_intact"), "lists the ids it has: {e}");
 }
 
 #[test]

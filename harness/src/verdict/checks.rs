@@ -1,0 +1,430 @@
+//! One function per assertion. Each returns pass or fail with a message that
+//! names the record (or result) that broke it.
+
+use super::join::{accesses, Access};
+use super::{hex, run_end_kind, AssertionResult, Status};
+use crate::outcome::RunOutcome;
+use crate::scenario::{BootExpect, BootOutcome, Check, Count, Expect, OpCheck, Pattern};
+use pvhdma_agent::wire::{OpKind, OpResult, Range};
+use pvhdma_device::record::{AccessKind, Outcome as RecOutcome};
+
+struct Ctx<'a> {
+    out: &'a RunOutcome,
+    acc: Vec<Access<'a>>,
+}
+
+type Judged = (bool, String, String); // (held, expected, detail)
+
+/// Evaluate every check of `expect`, boot first. When the run did not end as
+/// the scenario expects, only `boot` and the log checks are judged: the rest
+/// would fail merely as consequences and bury the real failure.
+pub fn evaluate_all(expect: &Expect, out: &RunOutcome) -> Vec<AssertionResult> {
+    let ctx = Ctx {
+        out,
+        acc: accesses(&out.device_records, &out.results, &out.iommu_trace),
+    };
+    let mut results = Vec::new();
+    let mut boot_failed = None;
+    for check in expect.checks() {
+        let id = check.id();
+        if let (Some(kind), false) = (
+            &boot_failed,
+            matches!(check, Check::LogContains(_) | Check::LogLacks(_)),
+        ) {
+            results.push(AssertionResult {
+                id,
+                status: Status::Skipped,
+                expected: String::new(),
+                detail: format!("not judged: the run ended with {kind}"),
+            });
+            continue;
+        }
+        let (held, expected, detail) = ctx.judge(&check);
+        if let (Check::Boot(_), false) = (&check, held) {
+            boot_failed = Some(run_end_kind(&out.end).0);
+        }
+        results.push(AssertionResult {
+            id,
+            status: if held { Status::Pass } else { Status::Fail },
+            expected,
+            detail,
+        });
+    }
+    results
+}
+
+fn count_judged(c: Count, n: u64, what: &str, extra: String) -> Judged {
+    let sep = if extra.is_empty() { "" } else { "; " };
+    (c.holds(n), format!("{c} {what}"), format!("saw {n}{sep}{extra}"))
+}
+
+fn in_range(r: &Range, addr: u64, len: u64) -> bool {
+    addr >= r.start && addr.saturating_add(len.max(1)) <= r.end
+}
+
+impl<'a> Ctx<'a> {
+    fn judge(&self, check: &Check<'_>) -> Judged {
+        match check {
+            Check::Boot(b) => self.boot(b),
+            Check::DeviceAddrsBelow(lim) => self.addrs_below(*lim, self.acc.iter().collect()),
+            Check::DeviceAddrsAtLeastOne => {
+                let n = self.acc.iter().filter(|a| a.ok()).count();
+                let total = self.acc.len();
+                (
+                    n > 0,
+                    "at least one successful device access".into(),
+                    format!("saw {n} of {total} records ok"),
+                )
+            }
+            Check::TranslatedSomeAtOrAbove(lim) => self.translated_some_at_or_above(*lim),
+            Check::TranslatedAllBelow(lim) => self.translated_all_below(*lim),
+            Check::TranslationsAgree(want) => self.translations_agree(*want),
+            Check::DataIntact(want) => self.data_intact(*want, self.out.results.iter().collect()),
+            Check::IommuFaults(c) => self.iommu_faults(*c, self.acc.iter().collect()),
+            Check::Bounces(c) => self.bounces(*c),
+            Check::InSwiotlb(want) => self.in_swiotlb(*want, |a| self.is_streaming(a)),
+            Check::MappingErrors(c) => {
+                let errs: Vec<&OpResult> = self.out.results.iter().filter(|r| r.map_error).collect();
+                let first = errs
+                    .first()
+                    .map(|r| format!("first: {}", describe_result(r)))
+                    .unwrap_or_default();
+                count_judged(*c, errs.len() as u64, "mapping errors", first)
+            }
+            Check::LogContains(ps) => self.log_contains(ps),
+            Check::LogLacks(ps) => self.log_lacks(ps),
+            Check::Op(name, c) => self.op(name, *c),
+        }
+    }
+
+    fn boot(&self, b: &BootExpect) -> Judged {
+        let (kind, detail) = run_end_kind(&self.out.end);
+        let seen = BootOutcome::from_word(&kind);
+        let want = b.outcome();
+        let mut expected = format!("the run to end with {want}");
+        let shown = match &detail {
+            Some(d) => format!("it ended with {kind}: {d}"),
+            None => format!("it ended with {kind}"),
+        };
+        if seen != Some(want) {
+            return (false, expected, shown);
+        }
+        if let Some(p) = b.message() {
+            expected.push_str(&format!(" matching {p}"));
+            let hay = detail.as_deref().unwrap_or_default();
+            if !p.is_match(hay) && !p.is_match(&self.out.console) {
+                return (
+                    false,
+                    expected,
+                    format!("{shown}; neither the detail nor the console matches"),
+                );
+            }
+        }
+        (true, expected, shown)
+    }
+
+    fn addrs_below(&self, lim: u64, acc: Vec<&Access<'_>>) -> Judged {
+        let expected = format!("every bus address < {}", hex(lim));
+        let bad: Vec<&&Access<'_>> = acc
+            .iter()
+            .filter(|a| a.record.bus_addr.saturating_add(a.record.len.max(1) - 1) >= lim)
+            .collect();
+        match bad.first() {
+            None => (true, expected, format!("{} records checked", acc.len())),
+            Some(a) => {
+                let more = if bad.len() > 1 {
+                    format!(" (and {} more records)", bad.len() - 1)
+                } else {
+                    String::new()
+                };
+                let detail = format!(
+                    "{} had bus_addr {} len {:#x}{more}",
+                    a.describe(),
+                    hex(a.record.bus_addr),
+                    a.record.len
+                );
+                (false, expected, detail)
+            }
+        }
+    }
+
+    fn translated_some_at_or_above(&self, lim: u64) -> Judged {
+        let expected = format!("some access translated to >= {}", hex(lim));
+        let known: Vec<(&Access<'_>, u64)> = self.acc.iter().filter_map(|a| a.translated().map(|t| (a, t))).collect();
+        if let Some((a, t)) = known.iter().find(|(_, t)| *t >= lim) {
+            return (
+                true,
+                expected,
+                format!("{} at bus {} went to {}", a.describe(), hex(a.record.bus_addr), hex(*t)),
+            );
+        }
+        let ok = self.acc.iter().filter(|a| a.ok()).count();
+        let highest = known
+            .iter()
+            .map(|(_, t)| *t)
+            .max()
+            .map(hex)
+            .unwrap_or_else(|| "none".into());
+        let detail = format!(
+            "{ok} successful accesses, {} with a known translation, highest {highest}; {} trace entries",
+            known.len(),
+            self.out.iommu_trace.len()
+        );
+        (false, expected, detail)
+    }
+
+    fn translated_all_below(&self, lim: u64) -> Judged {
+        let expected = format!("every known translation < {}", hex(lim));
+        let known: Vec<(&Access<'_>, u64)> = self.acc.iter().filter_map(|a| a.translated().map(|t| (a, t))).collect();
+        match known.iter().find(|(_, t)| *t >= lim) {
+            None => (true, expected, format!("{} translations checked", known.len())),
+            Some((a, t)) => (
+                false,
+                expected,
+                format!("{} at bus {} went to {}", a.describe(), hex(a.record.bus_addr), hex(*t)),
+            ),
+        }
+    }
+
+    fn translations_agree(&self, want: bool) -> Judged {
+        let both: Vec<(&Access<'_>, u64, u64)> = self
+            .acc
+            .iter()
+            .filter_map(|a| Some((a, a.device_target?, a.trace_target?)))
+            .collect();
+        let differ = both.iter().find(|(_, d, t)| d != t);
+        let expected = if want {
+            "the device's DMA_MAP view and the IOMMU trace to agree (on at least one access)".to_string()
+        } else {
+            "the device's DMA_MAP view and the IOMMU trace to disagree somewhere".to_string()
+        };
+        let detail = match differ {
+            Some((a, d, t)) => format!(
+                "{} at bus {}: device says {}, trace says {}",
+                a.describe(),
+                hex(a.record.decoded_addr),
+                hex(*d),
+                hex(*t)
+            ),
+            None => format!("{} accesses had both views and all agree", both.len()),
+        };
+        let held = if want {
+            !both.is_empty() && differ.is_none()
+        } else {
+            differ.is_some()
+        };
+        (held, expected, detail)
+    }
+
+    fn data_intact(&self, want: bool, results: Vec<&OpResult>) -> Judged {
+        // A refused mapping moved nothing; mapping_errors judges those.
+        let moved: Vec<&&OpResult> = results.iter().filter(|r| !r.map_error).collect();
+        let broken: Vec<&&&OpResult> = moved.iter().filter(|r| !r.intact).collect();
+        if want {
+            let expected = "every op that was mapped to move intact data".to_string();
+            if moved.is_empty() {
+                return (false, expected, "no op result moved data (nothing to judge)".into());
+            }
+            match broken.first() {
+                None => (true, expected, format!("{} results intact", moved.len())),
+                Some(r) => {
+                    let more = if broken.len() > 1 {
+                        format!(" (and {} more)", broken.len() - 1)
+                    } else {
+                        String::new()
+                    };
+                    (false, expected, format!("{} was not intact{more}", describe_result(r)))
+                }
+            }
+        } else {
+            let expected = "some op's data not intact".to_string();
+            match broken.first() {
+                Some(r) => (true, expected, format!("{} was not intact", describe_result(r))),
+                None => (
+                    false,
+                    expected,
+                    format!("all {} results that moved data were intact", moved.len()),
+                ),
+            }
+        }
+    }
+
+    fn iommu_faults(&self, c: Count, acc: Vec<&Access<'_>>) -> Judged {
+        let faults: Vec<&&Access<'_>> = acc
+            .iter()
+            .filter(|a| a.record.outcome == RecOutcome::IommuFault)
+            .collect();
+        let traced = self.out.iommu_trace.iter().filter(|e| e.fault).count();
+        let first = faults
+            .first()
+            .map(|a| format!("first: {} at bus {}; ", a.describe(), hex(a.record.decoded_addr)))
+            .unwrap_or_default();
+        count_judged(
+            c,
+            faults.len() as u64,
+            "IOMMU-refused device accesses",
+            format!("{first}{traced} faults in the IOMMU trace"),
+        )
+    }
+
+    fn bounces(&self, c: Count) -> Judged {
+        match &self.out.summary {
+            None => (
+                false,
+                format!("{c} swiotlb bounces"),
+                "the agent printed no PVHDMA-SUMMARY".into(),
+            ),
+            Some(s) => {
+                let flagged = self.out.results.iter().filter(|r| r.bounced).count();
+                count_judged(
+                    c,
+                    s.bounces,
+                    "swiotlb bounces",
+                    format!("{flagged} results flagged bounced"),
+                )
+            }
+        }
+    }
+
+    fn is_streaming(&self, a: &Access<'_>) -> bool {
+        a.record.kind == AccessKind::Data && a.op.is_some_and(|o| matches!(o.kind, OpKind::Single | OpKind::Sg))
+    }
+
+    fn in_swiotlb(&self, want: bool, select: impl Fn(&Access<'_>) -> bool) -> Judged {
+        let which = if want { "within" } else { "outside" };
+        let Some(pool) = self.out.summary.as_ref().and_then(|s| s.swiotlb) else {
+            return (
+                false,
+                format!("data accesses {which} the swiotlb pool"),
+                "dom0 reported no swiotlb pool".into(),
+            );
+        };
+        let expected = format!(
+            "data accesses {which} the swiotlb pool [{}, {})",
+            hex(pool.start),
+            hex(pool.end)
+        );
+        let chosen: Vec<&Access<'_>> = self.acc.iter().filter(|a| select(a)).collect();
+        if chosen.is_empty() {
+            return (false, expected, "no data access to judge".into());
+        }
+        match chosen
+            .iter()
+            .find(|a| in_range(&pool, a.record.bus_addr, a.record.len) != want)
+        {
+            None => (true, expected, format!("{} accesses checked", chosen.len())),
+            Some(a) => (
+                false,
+                expected,
+                format!(
+                    "{} had bus_addr {} len {:#x}",
+                    a.describe(),
+                    hex(a.record.bus_addr),
+                    a.record.len
+                ),
+            ),
+        }
+    }
+
+    fn log_contains(&self, ps: &[Pattern]) -> Judged {
+        let missing: Vec<String> = ps
+            .iter()
+            .filter(|p| !p.is_match(&self.out.console))
+            .map(|p| p.to_string())
+            .collect();
+        let expected = format!("the console to match {}", join(ps));
+        if missing.is_empty() {
+            (true, expected, "all found".into())
+        } else {
+            (false, expected, format!("not found: {}", missing.join(", ")))
+        }
+    }
+
+    fn log_lacks(&self, ps: &[Pattern]) -> Judged {
+        let expected = format!("the console not to match {}", join(ps));
+        for p in ps {
+            if let Some(line) = self.out.console.lines().find(|l| p.is_match(l)) {
+                return (false, expected, format!("{p} matched: {}", line.trim()));
+            }
+            if p.is_match(&self.out.console) {
+                return (false, expected, format!("{p} matched across lines"));
+            }
+        }
+        (true, expected, "none found".into())
+    }
+
+    fn op(&self, name: &str, c: OpCheck) -> Judged {
+        let results: Vec<&OpResult> = self.out.results.iter().filter(|r| r.name == name).collect();
+        let of_op = |a: &Access<'_>| a.op.is_some_and(|o| o.name == name);
+        let per_result = |what: String, ok: &dyn Fn(&OpResult) -> bool, show: &dyn Fn(&OpResult) -> String| -> Judged {
+            if results.is_empty() {
+                return (false, what, format!("no result for op \"{name}\""));
+            }
+            match results.iter().find(|r| !ok(r)) {
+                None => (true, what, format!("{} results checked", results.len())),
+                Some(r) => (false, what, format!("{} had {}", describe_result(r), show(r))),
+            }
+        };
+        match c {
+            OpCheck::MapError(b) => per_result(format!("map_error: {b}"), &|r| r.map_error == b, &|r| {
+                format!(
+                    "map_error: {} (error: {:?}, dma_addrs {})",
+                    r.map_error,
+                    r.error,
+                    hexes(&r.dma_addrs)
+                )
+            }),
+            OpCheck::Intact(b) => per_result(format!("intact: {b}"), &|r| r.intact == b, &|r| {
+                format!("intact: {} (device_error {})", r.intact, r.device_error)
+            }),
+            OpCheck::DeviceError(n) => per_result(format!("device_error: {n}"), &|r| r.device_error == n, &|r| {
+                format!("device_error: {}", r.device_error)
+            }),
+            OpCheck::Bounced(b) => per_result(format!("bounced: {b}"), &|r| r.bounced == b, &|r| {
+                format!(
+                    "bounced: {} (dma_addrs {}, phys_addrs {})",
+                    r.bounced,
+                    hexes(&r.dma_addrs),
+                    hexes(&r.phys_addrs)
+                )
+            }),
+            OpCheck::Error(b) => per_result(format!("error: {b}"), &|r| r.error.is_some() == b, &|r| {
+                format!("error: {:?}", r.error)
+            }),
+            OpCheck::Irq(b) => per_result(format!("irq: {b}"), &|r| r.irq == b, &|r| format!("irq: {}", r.irq)),
+            OpCheck::DeviceAddrsBelow(lim) => {
+                if results.is_empty() {
+                    return (
+                        false,
+                        format!("every bus address < {}", hex(lim)),
+                        format!("no result for op \"{name}\""),
+                    );
+                }
+                self.addrs_below(lim, self.acc.iter().filter(|a| of_op(a)).collect())
+            }
+            OpCheck::InSwiotlb(b) => self.in_swiotlb(b, |a| of_op(a) && a.record.kind == AccessKind::Data),
+            OpCheck::IommuFaults(cnt) => {
+                if results.is_empty() {
+                    return (
+                        false,
+                        format!("{cnt} IOMMU-refused device accesses"),
+                        format!("no result for op \"{name}\""),
+                    );
+                }
+                self.iommu_faults(cnt, self.acc.iter().filter(|a| of_op(a)).collect())
+            }
+        }
+    }
+}
+
+fn describe_result(r: &OpResult) -> String {
+    format!("result #{} (tag {}, op \"{}\")", r.index, r.tag, r.name)
+}
+
+fn hexes(v: &[u64]) -> String {
+    format!("[{}]", v.iter().map(|a| hex(*a)).collect::<Vec<_>>().join(", "))
+}
+
+fn join(ps: &[Pattern]) -> String {
+    ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+}

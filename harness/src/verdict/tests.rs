@@ -1,0 +1,531 @@
+//! Every assertion, passing and failing, on hand-built runs; then the
+//! expect_failure rule.
+
+use super::*;
+use crate::outcome::{RunEnd, RunOutcome, Timings, TraceEntry};
+use crate::scenario::parse_str;
+use pvhdma_agent::wire::{OpKind, OpResult, Range, Summary};
+use pvhdma_device::record::{DmaRecord, Outcome as RecOutcome, Translation};
+use std::path::{Path, PathBuf};
+
+const G4: u64 = 1 << 32;
+
+/// The one place that builds a `RunOutcome` (adjust here when it grows).
+fn outcome(end: RunEnd, results: Vec<OpResult>, records: Vec<DmaRecord>, trace: Vec<TraceEntry>) -> RunOutcome {
+    RunOutcome {
+        end,
+        console: "Xen 4.20\nLinux version 6.12\nPVHDMA-BOOTED\nPVHDMA-DONE\n".into(),
+        results,
+        summary: Some(Summary {
+            ops: 1,
+            ..Summary::default()
+        }),
+        device_records: vec![records],
+        iommu_trace: trace,
+        milestones: vec![],
+        artifacts: PathBuf::from("/tmp/none"),
+        timings: Timings::default(),
+    }
+}
+
+fn result(index: u32, name: &str, kind: OpKind, tag: u32, dma: u64) -> OpResult {
+    // Through serde, so fields the agent adds later (with defaults) need no edit here.
+    serde_json::from_value(serde_json::json!({
+        "index": index, "name": name, "kind": kind, "tag": tag, "map_error": false, "error": null,
+        "dma_addrs": [dma], "phys_addrs": [dma], "bounced": false, "device_status": 2, "device_error": 0,
+        "device_seq": index + 1, "intact": true, "irq": true, "len": 4096
+    }))
+    .unwrap()
+}
+
+fn record(seq: u64, tag: u32, bus: u64) -> DmaRecord {
+    serde_json::from_value(serde_json::json!({
+        "seq": seq, "t_us": seq * 10, "tag": tag, "op_seq": seq, "kind": "data", "dir": "from_device",
+        "bus_addr": bus, "decoded_addr": bus, "len": 4096, "outcome": "ok", "checksum": 1
+    }))
+    .unwrap()
+}
+
+fn translation(iova: u64, target: u64, target_kind: &str) -> Translation {
+    serde_json::from_value(serde_json::json!({
+        "iova": iova, "len": 4096, "target": target, "source": "dma_map", "target_kind": target_kind
+    }))
+    .unwrap()
+}
+
+fn miss(iova: u64, target: u64) -> TraceEntry {
+    TraceEntry {
+        device: "00:03.00".into(),
+        iova,
+        target,
+        mask: 0xfff,
+        fault: false,
+    }
+}
+
+fn scenario(expect: &str) -> Scenario {
+    let text = format!(
+        "description: t\nworkload:\n  - {{name: coh, kind: coherent, size: 4K}}\n  - {{name: hs, kind: single, size: 4K}}\n\
+         \x20 - {{name: raw, kind: raw, size: 4K, bus_addr: 0x70000000}}\nexpect:\n{expect}"
+    );
+    parse_str(&text, Path::new("t.yaml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn twin(expect: &str, assertion: &str) -> Scenario {
+    let mut s = scenario(expect);
+    let f = parse_str(
+        &format!("description: t\nexpect:\n{expect}expect_failure: {{assertion: {assertion}, reason: because}}\n"),
+        Path::new("t.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    s.expect_failure = f.expect_failure;
+    s
+}
+
+/// A healthy run of the main scenario: low bus addresses, high translations.
+fn good_run() -> RunOutcome {
+    outcome(
+        RunEnd::Finished,
+        vec![
+            result(0, "coh", OpKind::Coherent, 1, 0x10_0000),
+            result(1, "hs", OpKind::Single, 2, 0x20_0000),
+        ],
+        vec![record(1, 1, 0x10_0000), record(2, 2, 0x20_0000)],
+        vec![miss(0x10_0000, 0x2_6d40_0000), miss(0x20_0000, 0x2_6d60_0000)],
+    )
+}
+
+fn one(s: &Scenario, o: &RunOutcome, id: &str) -> AssertionResult {
+    let v = evaluate(s, o);
+    v.assertions
+        .into_iter()
+        .find(|a| a.id == id)
+        .unwrap_or_else(|| panic!("no assertion {id}"))
+}
+
+fn passes(expect: &str, o: &RunOutcome, id: &str) {
+    let a = one(&scenario(expect), o, id);
+    assert_eq!(a.status, Status::Pass, "{a}");
+}
+
+fn fails(expect: &str, o: &RunOutcome, id: &str) -> String {
+    let a = one(&scenario(expect), o, id);
+    assert_eq!(a.status, Status::Fail, "{a}");
+    a.to_string()
+}
+
+#[test]
+fn hex_groups_by_four() {
+    assert_eq!(hex(0x1_2345_6000), "0x1_2345_6000");
+    assert_eq!(hex(0x1000), "0x1000");
+    assert_eq!(hex(0), "0x0");
+    assert_eq!(hex(G4), "0x1_0000_0000");
+}
+
+#[test]
+fn boot_ok_and_failure_kind_first() {
+    passes("  boot: ok\n", &good_run(), "boot");
+    let mut o = good_run();
+    o.end = RunEnd::XenPanic("Couldn't enable IOMMU".into());
+    let s = scenario("  data_intact: true\n  log: {contains: [Xen]}\n");
+    let v = evaluate(&s, &o);
+    assert!(!v.passed());
+    assert_eq!(v.failure_kind.as_deref(), Some("xen_panic"));
+    let text = v.to_string();
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.contains("xen_panic") && first.contains("Couldn't enable IOMMU"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("  boot: expected the run to end with ok"),
+        "{text}"
+    );
+    // Consequences are not judged; the log still is.
+    let by_id = |id: &str| v.assertions.iter().find(|a| a.id == id).unwrap().status;
+    assert_eq!(by_id("data_intact"), Status::Skipped);
+    assert_eq!(by_id("log.contains"), Status::Pass);
+}
+
+#[test]
+fn boot_expecting_a_panic() {
+    let mut o = good_run();
+    o.end = RunEnd::XenPanic("Couldn't enable IOMMU and iommu=required/force".into());
+    passes("  boot: xen_panic\n", &o, "boot");
+    passes("  boot: {outcome: xen_panic, message: '(?i)iommu'}\n", &o, "boot");
+    let msg = fails("  boot: {outcome: xen_panic, message: 'out of memory'}\n", &o, "boot");
+    assert!(msg.contains("neither the detail nor the console"), "{msg}");
+    let msg = fails("  boot: xen_panic\n", &good_run(), "boot");
+    assert!(msg.contains("ended with finished"), "{msg}");
+    o.end = RunEnd::Dom0Crashed("SVM Insn len".into());
+    passes("  boot: dom0_crash\n", &o, "boot");
+    o.end = RunEnd::BootTimeout;
+    passes("  boot: boot_timeout\n", &o, "boot");
+}
+
+#[test]
+fn device_addrs_below() {
+    passes("  device_addrs: {below: 4G}\n", &good_run(), "device_addrs.below");
+    let mut o = good_run();
+    o.device_records[0][1].bus_addr = 0x1_2345_6000;
+    o.device_records[0][1].seq = 12;
+    let msg = fails("  device_addrs: {below: 4G}\n", &o, "device_addrs.below");
+    assert_eq!(
+        msg,
+        "device_addrs.below: expected every bus address < 0x1_0000_0000, record seq 12 (tag 2, op \"hs\") had bus_addr 0x1_2345_6000 len 0x1000"
+    );
+    // An access that starts below but runs past the limit fails too.
+    let mut o = good_run();
+    o.device_records[0][0].bus_addr = G4 - 0x800;
+    fails("  device_addrs: {below: 4G}\n", &o, "device_addrs.below");
+}
+
+#[test]
+fn device_addrs_at_least_one() {
+    passes(
+        "  device_addrs: {at_least_one_access: true}\n",
+        &good_run(),
+        "device_addrs.at_least_one_access",
+    );
+    let mut o = good_run();
+    o.device_records = vec![vec![]];
+    fails(
+        "  device_addrs: {at_least_one_access: true}\n",
+        &o,
+        "device_addrs.at_least_one_access",
+    );
+}
+
+#[test]
+fn translated_addrs_from_the_trace() {
+    passes(
+        "  translated_addrs: {some_at_or_above: 4G}\n",
+        &good_run(),
+        "translated_addrs.some_at_or_above",
+    );
+    let mut o = good_run();
+    o.iommu_trace = vec![miss(0x10_0000, 0x4000_0000)];
+    let msg = fails(
+        "  translated_addrs: {some_at_or_above: 4G}\n",
+        &o,
+        "translated_addrs.some_at_or_above",
+    );
+    assert!(msg.contains("highest 0x4000_0000"), "{msg}");
+    passes(
+        "  translated_addrs: {all_below: 4G}\n",
+        &o,
+        "translated_addrs.all_below",
+    );
+    let msg = fails(
+        "  translated_addrs: {all_below: 4G}\n",
+        &good_run(),
+        "translated_addrs.all_below",
+    );
+    assert!(msg.contains("went to 0x2_6d40_0000"), "{msg}");
+}
+
+#[test]
+fn translated_addrs_from_the_device_view() {
+    let mut o = good_run();
+    o.iommu_trace.clear();
+    o.device_records[0][0].translated = vec![translation(0x10_0000, 0x2_0010_0000, "")];
+    passes(
+        "  translated_addrs: {some_at_or_above: 4G}\n",
+        &o,
+        "translated_addrs.some_at_or_above",
+    );
+    // With default RAM QEMU sends no address: such a target means nothing.
+    o.device_records[0][0].translated[0].target_kind = "unknown".into();
+    fails(
+        "  translated_addrs: {some_at_or_above: 4G}\n",
+        &o,
+        "translated_addrs.some_at_or_above",
+    );
+}
+
+#[test]
+fn translations_agree() {
+    let mut o = good_run();
+    let t = |target| translation(0x10_0000, target, "");
+    // No access with both views: nothing shows agreement.
+    fails("  translations_agree: true\n", &o, "translations_agree");
+    o.device_records[0][0].translated = vec![t(0x2_6d40_0000)];
+    passes("  translations_agree: true\n", &o, "translations_agree");
+    o.device_records[0][0].translated = vec![t(0x2_0000_0000)];
+    let msg = fails("  translations_agree: true\n", &o, "translations_agree");
+    assert!(
+        msg.contains("device says 0x2_0000_0000, trace says 0x2_6d40_0000"),
+        "{msg}"
+    );
+    passes("  translations_agree: false\n", &o, "translations_agree");
+}
+
+#[test]
+fn data_intact() {
+    passes("  data_intact: true\n", &good_run(), "data_intact");
+    let mut o = good_run();
+    o.results[1].intact = false;
+    let msg = fails("  data_intact: true\n", &o, "data_intact");
+    assert!(msg.contains("result #1 (tag 2, op \"hs\") was not intact"), "{msg}");
+    passes("  data_intact: false\n", &o, "data_intact");
+    fails("  data_intact: false\n", &good_run(), "data_intact");
+    // Mapping errors moved nothing and are not judged here; but something must be.
+    let mut o = good_run();
+    o.results.iter_mut().for_each(|r| {
+        r.map_error = true;
+        r.intact = false;
+    });
+    let msg = fails("  data_intact: true\n", &o, "data_intact");
+    assert!(msg.contains("nothing to judge"), "{msg}");
+}
+
+#[test]
+fn iommu_faults() {
+    passes("  iommu_faults: 0\n", &good_run(), "iommu_faults");
+    let mut o = good_run();
+    o.results.push(result(2, "raw", OpKind::Raw, 3, 0x7000_0000));
+    let mut r = record(3, 3, 0x7000_0000);
+    r.outcome = RecOutcome::IommuFault;
+    o.device_records[0].push(r);
+    o.iommu_trace.push(TraceEntry {
+        device: "00:03.00".into(),
+        iova: 0x7000_0000,
+        target: 0,
+        mask: 0,
+        fault: true,
+    });
+    let msg = fails("  iommu_faults: 0\n", &o, "iommu_faults");
+    assert!(
+        msg.contains("saw 1") && msg.contains("op \"raw\"") && msg.contains("1 faults in the IOMMU trace"),
+        "{msg}"
+    );
+    passes("  iommu_faults: {min: 1}\n", &o, "iommu_faults");
+    passes("  iommu_faults: true\n", &o, "iommu_faults");
+    fails("  iommu_faults: {min: 2, max: 3}\n", &o, "iommu_faults");
+}
+
+#[test]
+fn bounces() {
+    passes("  bounces: 0\n", &good_run(), "bounces");
+    let mut o = good_run();
+    o.summary.as_mut().unwrap().bounces = 4;
+    let msg = fails("  bounces: 0\n", &o, "bounces");
+    assert!(msg.contains("expected exactly 0 swiotlb bounces, saw 4"), "{msg}");
+    passes("  bounces: {min: 1}\n", &o, "bounces");
+    o.summary = None;
+    let msg = fails("  bounces: {min: 1}\n", &o, "bounces");
+    assert!(msg.contains("PVHDMA-SUMMARY"), "{msg}");
+}
+
+#[test]
+fn device_addrs_in_swiotlb() {
+    let mut o = good_run();
+    // Only the streaming op's data is judged: the coherent buffer is elsewhere.
+    o.summary.as_mut().unwrap().swiotlb = Some(Range {
+        start: 0x20_0000,
+        end: 0x40_0000,
+    });
+    passes("  device_addrs_in_swiotlb: true\n", &o, "device_addrs_in_swiotlb");
+    o.summary.as_mut().unwrap().swiotlb = Some(Range {
+        start: 0x30_0000,
+        end: 0x40_0000,
+    });
+    let msg = fails("  device_addrs_in_swiotlb: true\n", &o, "device_addrs_in_swiotlb");
+    assert!(
+        msg.contains("record seq 2 (tag 2, op \"hs\") had bus_addr 0x20_0000"),
+        "{msg}"
+    );
+    o.summary.as_mut().unwrap().swiotlb = None;
+    let msg = fails("  device_addrs_in_swiotlb: true\n", &o, "device_addrs_in_swiotlb");
+    assert!(msg.contains("no swiotlb pool"), "{msg}");
+}
+
+#[test]
+fn mapping_errors() {
+    passes("  mapping_errors: 0\n", &good_run(), "mapping_errors");
+    let mut o = good_run();
+    o.results[1].map_error = true;
+    let msg = fails("  mapping_errors: 0\n", &o, "mapping_errors");
+    assert!(msg.contains("first: result #1 (tag 2, op \"hs\")"), "{msg}");
+    passes("  mapping_errors: true\n", &o, "mapping_errors");
+    passes("  mapping_errors: 1\n", &o, "mapping_errors");
+}
+
+#[test]
+fn log_contains_and_lacks() {
+    passes(
+        "  log: {contains: ['Xen 4\\.\\d+', 'PVHDMA-DONE']}\n",
+        &good_run(),
+        "log.contains",
+    );
+    let msg = fails(
+        "  log: {contains: [Xen, 'overflow mask']}\n",
+        &good_run(),
+        "log.contains",
+    );
+    assert!(msg.contains("not found: /overflow mask/"), "{msg}");
+    passes("  log: {lacks: ['BUG:']}\n", &good_run(), "log.lacks");
+    let msg = fails("  log: {lacks: ['Linux version \\S+']}\n", &good_run(), "log.lacks");
+    assert!(msg.contains("matched: Linux version 6.12"), "{msg}");
+}
+
+#[test]
+fn per_op_expectations() {
+    let o = good_run();
+    passes(
+        "  ops: {hs: {map_error: false, intact: true, device_error: 0, irq: true, error: false}}\n",
+        &o,
+        "ops.hs.map_error",
+    );
+    passes(
+        "  ops: {hs: {device_addrs_below: 4G}}\n",
+        &o,
+        "ops.hs.device_addrs_below",
+    );
+    passes("  ops: {hs: {bounced: false}}\n", &o, "ops.hs.bounced");
+    let msg = fails("  ops: {hs: {map_error: true}}\n", &o, "ops.hs.map_error");
+    assert!(
+        msg.starts_with(
+            "ops.hs.map_error: expected map_error: true, result #1 (tag 2, op \"hs\") had map_error: false"
+        ),
+        "{msg}"
+    );
+    fails("  ops: {hs: {device_error: 1}}\n", &o, "ops.hs.device_error");
+    // An op that never produced a result fails every expectation on it.
+    let msg = fails("  ops: {raw: {device_error: 1}}\n", &o, "ops.raw.device_error");
+    assert!(msg.contains("no result for op \"raw\""), "{msg}");
+    // Faults and pool membership per op.
+    let mut o = good_run();
+    o.results.push(result(2, "raw", OpKind::Raw, 3, 0x7000_0000));
+    let mut r = record(3, 3, 0x7000_0000);
+    r.outcome = RecOutcome::IommuFault;
+    o.device_records[0].push(r);
+    passes(
+        "  ops: {raw: {iommu_faults: 1}, hs: {iommu_faults: 0}}\n",
+        &o,
+        "ops.raw.iommu_faults",
+    );
+    passes(
+        "  ops: {raw: {iommu_faults: 1}, hs: {iommu_faults: 0}}\n",
+        &o,
+        "ops.hs.iommu_faults",
+    );
+    o.summary.as_mut().unwrap().swiotlb = Some(Range {
+        start: 0x20_0000,
+        end: 0x40_0000,
+    });
+    passes(
+        "  ops: {hs: {in_swiotlb: true}, coh: {in_swiotlb: false}}\n",
+        &o,
+        "ops.hs.in_swiotlb",
+    );
+    passes(
+        "  ops: {hs: {in_swiotlb: true}, coh: {in_swiotlb: false}}\n",
+        &o,
+        "ops.coh.in_swiotlb",
+    );
+}
+
+#[test]
+fn records_join_results_by_tag_then_address() {
+    // Two results share tag 5: the bus address decides.
+    let mut a = result(0, "coh", OpKind::Coherent, 5, 0x10_0000);
+    a.len = 0x1000;
+    let b = result(1, "hs", OpKind::Single, 5, 0x90_0000);
+    let results = vec![a, b];
+    let r = record(1, 5, 0x90_0800);
+    assert_eq!(join::op_for_record(&results, 0, &r).unwrap().name, "hs");
+    let r = record(2, 5, 0x10_0010);
+    assert_eq!(join::op_for_record(&results, 0, &r).unwrap().name, "coh");
+    assert!(join::op_for_record(&results, 0, &record(3, 9, 0)).is_none());
+}
+
+// ---- expect_failure ----
+
+#[test]
+fn plain_scenario_pass_and_fail() {
+    let s = scenario("  data_intact: true\n  bounces: 0\n");
+    let v = evaluate(&s, &good_run());
+    assert_eq!(v.outcome, Outcome::Pass);
+    assert!(v.passed());
+    assert_eq!(v.failure_kind, None);
+    let mut o = good_run();
+    o.results[0].intact = false;
+    let v = evaluate(&s, &o);
+    assert_eq!(v.outcome, Outcome::Fail);
+    assert_eq!(v.failure_kind.as_deref(), Some("assertion"));
+    assert_eq!(v.failed_assertions().count(), 1);
+}
+
+#[test]
+fn twin_passes_when_the_named_assertion_fails() {
+    let s = twin("  data_intact: true\n  mapping_errors: 0\n", "data_intact");
+    let mut o = good_run();
+    o.results[1].intact = false;
+    let v = evaluate(&s, &o);
+    assert_eq!(v.outcome, Outcome::ExpectedFailure, "{v}");
+    assert!(v.passed());
+    assert!(v.to_string().contains("expected failure of `data_intact`"), "{v}");
+}
+
+#[test]
+fn twin_accepts_a_prefix_id() {
+    let s = twin(
+        "  device_addrs: {below: 4G, at_least_one_access: true}\n",
+        "device_addrs",
+    );
+    let mut o = good_run();
+    o.device_records[0][1].bus_addr = 0x1_2345_6000;
+    assert_eq!(evaluate(&s, &o).outcome, Outcome::ExpectedFailure);
+}
+
+#[test]
+fn twin_fails_loudly_on_unexpected_pass() {
+    let s = twin("  iommu_faults: 0\n", "iommu_faults");
+    let v = evaluate(&s, &good_run());
+    assert_eq!(v.outcome, Outcome::UnexpectedPass);
+    assert!(!v.passed());
+    assert_eq!(v.failure_kind.as_deref(), Some("unexpected_pass"));
+    assert!(
+        v.to_string()
+            .contains("unexpected pass: `iommu_faults` must fail (because)"),
+        "{v}"
+    );
+}
+
+#[test]
+fn twin_fails_when_another_assertion_fails() {
+    let s = twin("  data_intact: true\n  bounces: 0\n", "bounces");
+    let mut o = good_run();
+    o.summary.as_mut().unwrap().bounces = 2; // the named one fails, as it should
+    o.results[0].intact = false; // but this one must not
+    let v = evaluate(&s, &o);
+    assert_eq!(v.outcome, Outcome::WrongFailure, "{v}");
+    assert!(!v.passed());
+    let text = v.to_string();
+    assert!(text.contains("\n  data_intact: expected"), "{text}");
+    assert!(text.contains("\n  (expected) bounces: expected"), "{text}");
+}
+
+#[test]
+fn twin_with_a_broken_boot_names_the_end_first() {
+    let s = twin("  bounces: 0\n", "bounces");
+    let mut o = good_run();
+    o.end = RunEnd::RunTimeout;
+    let v = evaluate(&s, &o);
+    assert_eq!(v.outcome, Outcome::WrongFailure);
+    assert_eq!(v.failure_kind.as_deref(), Some("run_timeout"));
+}
+
+#[test]
+fn verdict_serializes() {
+    let v = evaluate(&scenario("  data_intact: true\n"), &good_run());
+    let j: serde_json::Value = serde_json::to_value(&v).unwrap();
+    assert_eq!(j["outcome"], "pass");
+    assert_eq!(j["run_end"], "finished");
+    assert_eq!(j["assertions"][1]["id"], "data_intact");
+    assert_eq!(j["assertions"][1]["status"], "pass");
+}
