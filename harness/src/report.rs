@@ -1,1 +1,332 @@
-//! Per-run reports (verdict.json, report.html) and the many-scenario summary table.
+//! Reports: per run, `verdict.json` and a self-contained `report.html` (the
+//! verdict, the address plot, the accesses) in the run's artifact directory;
+//! across runs, the summary table `cargo xtask test` prints at the end.
+//! JUnit is nextest's job.
+
+pub mod svg;
+
+use crate::outcome::RunOutcome;
+use crate::scenario::Scenario;
+use crate::verdict::{hex, join, Status, Verdict};
+use anyhow::Context;
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Duration;
+
+/// Write `verdict.json` and `report.html` into `dir` (the run's artifact directory).
+pub fn write_run_report(
+    dir: &Path,
+    scenario: &Scenario,
+    outcome: &RunOutcome,
+    verdict: &Verdict,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(verdict).context("serializing the verdict")?;
+    let path = dir.join("verdict.json");
+    std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    let path = dir.join("report.html");
+    std::fs::write(&path, render_html(scenario, outcome, verdict))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The points of the address plot, one per device access.
+pub fn plot_points(outcome: &RunOutcome) -> Vec<svg::Point> {
+    join::accesses(&outcome.device_records, &outcome.results, &outcome.iommu_trace)
+        .iter()
+        .map(|a| svg::Point {
+            bus: a.record.decoded_addr,
+            translated: a.translated(),
+            fault: a.record.outcome == pvhdma_device::record::Outcome::IommuFault,
+            label: format!(
+                "{}: bus {} -> {}",
+                a.describe(),
+                hex(a.record.bus_addr),
+                a.translated().map(hex).unwrap_or_else(|| "?".into())
+            ),
+        })
+        .collect()
+}
+
+/// The whole page; inline CSS and SVG only.
+pub fn render_html(scenario: &Scenario, outcome: &RunOutcome, verdict: &Verdict) -> String {
+    let mut h = String::new();
+    let (word, color) = if verdict.passed() {
+        ("PASS", "#1a7f37")
+    } else {
+        ("FAIL", "#c00")
+    };
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{name}: {word}</title><style>\
+         body{{font-family:sans-serif;margin:2em;max-width:70em}} table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-family:monospace}}\
+         .pass{{color:#1a7f37}} .fail{{color:#c00}} .skipped{{color:#777}} pre{{background:#f4f4f4;padding:1em}}\
+         </style></head><body><h1>{name} <span style=\"color:{color}\">{word}</span> <small>({outcome})</small></h1>\
+         <p>{desc}</p>",
+        name = esc(&scenario.name),
+        outcome = verdict.outcome.word(),
+        desc = esc(&scenario.description),
+    );
+    let _ = write!(h, "<pre>{}</pre>", esc(&verdict.to_string()));
+    h.push_str("<h2>Assertions</h2><table><tr><th>id</th><th>status</th><th>expected</th><th>seen</th></tr>");
+    for a in &verdict.assertions {
+        let class = match a.status {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Skipped => "skipped",
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"{class}\">{class}</td><td>{}</td><td>{}</td></tr>",
+            esc(&a.id),
+            esc(&a.expected),
+            esc(&a.detail)
+        );
+    }
+    h.push_str("</table><h2>Device accesses</h2>");
+    h.push_str(&svg::plot(&plot_points(outcome)));
+    h.push_str("<table><tr><th>seq</th><th>op</th><th>tag</th><th>kind</th><th>bus</th><th>decoded</th><th>len</th><th>outcome</th><th>translated (trace)</th><th>translated (device)</th></tr>");
+    for a in join::accesses(&outcome.device_records, &outcome.results, &outcome.iommu_trace) {
+        let r = a.record;
+        let opt = |v: Option<u64>| v.map(hex).unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{:#x}</td><td>{:?}</td><td>{}</td><td>{}</td></tr>",
+            r.seq,
+            esc(a.op.map(|o| o.name.as_str()).unwrap_or("?")),
+            r.tag,
+            r.kind,
+            hex(r.bus_addr),
+            hex(r.decoded_addr),
+            r.len,
+            r.outcome,
+            opt(a.trace_target),
+            opt(a.device_target)
+        );
+    }
+    h.push_str("</table>");
+    if let Some(s) = &outcome.summary {
+        let pool = s
+            .swiotlb
+            .map(|r| format!("[{}, {})", hex(r.start), hex(r.end)))
+            .unwrap_or_else(|| "none".into());
+        let _ = write!(
+            h,
+            "<h2>dom0 summary</h2><p>ops {}, failed {}, bounces {}, overflow warnings {}, swiotlb pool {}</p>",
+            s.ops,
+            s.failed,
+            s.bounces,
+            s.overflow_warnings,
+            esc(&pool)
+        );
+    }
+    let _ = write!(
+        h,
+        "<h2>Run</h2><p>ended: {} &middot; artifacts: {}</p></body></html>",
+        esc(&verdict.run_end),
+        esc(&outcome.artifacts.display().to_string())
+    );
+    h.push('\n');
+    h
+}
+
+/// One line of the summary table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub name: String,
+    /// `pass`, `fail`, `expected-failure`, `unexpected-pass`, `wrong-failure`,
+    /// or `error` when the run could not be judged at all.
+    pub result: String,
+    pub passed: bool,
+    pub wall: Option<Duration>,
+    /// `xen_panic`, `assertion`, `unexpected_pass`, ... (empty when passed).
+    pub failure_kind: Option<String>,
+}
+
+impl SummaryRow {
+    pub fn from_verdict(v: &Verdict, wall: Option<Duration>) -> Self {
+        Self {
+            name: v.scenario.clone(),
+            result: v.outcome.word().into(),
+            passed: v.passed(),
+            wall,
+            failure_kind: v.failure_kind.clone(),
+        }
+    }
+
+    /// A run that produced no verdict (the harness itself failed).
+    pub fn error(name: &str, wall: Option<Duration>, why: &str) -> Self {
+        Self {
+            name: name.into(),
+            result: "error".into(),
+            passed: false,
+            wall,
+            failure_kind: Some(why.into()),
+        }
+    }
+}
+
+/// The aligned text table, sorted as given, with a closing count line.
+pub fn summary_table(rows: &[SummaryRow]) -> String {
+    let cells: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.result.clone(),
+                r.wall
+                    .map(|d| format!("{:.1}s", d.as_secs_f64()))
+                    .unwrap_or_else(|| "-".into()),
+                r.failure_kind.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let head = ["scenario", "result", "wall", "failure"];
+    let mut width = head.map(str::len);
+    for c in &cells {
+        for (w, s) in width.iter_mut().zip(c) {
+            *w = (*w).max(s.len());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, c: [&str; 4]| {
+        let _ = writeln!(
+            out,
+            "{:<a$}  {:<b$}  {:>c$}  {}",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            a = width[0],
+            b = width[1],
+            c = width[2]
+        );
+    };
+    line(&mut out, head);
+    for c in &cells {
+        line(&mut out, [&c[0], &c[1], &c[2], &c[3]]);
+    }
+    let passed = rows.iter().filter(|r| r.passed).count();
+    let _ = writeln!(out, "scenarios: {passed} passed, {} failed", rows.len() - passed);
+    // trim the padding of the last column
+    out.lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{RunEnd, Timings, TraceEntry};
+    use crate::scenario::parse_str;
+    use crate::verdict::evaluate;
+
+    fn run() -> (Scenario, RunOutcome) {
+        let s = parse_str(
+            "description: plot <me>\nworkload: [{name: hs, kind: single, size: 4K}]\nexpect: {data_intact: true}\n",
+            Path::new("demo.yaml"),
+        )
+        .unwrap();
+        let result = serde_json::from_value(serde_json::json!({
+            "index": 0, "name": "hs", "kind": "single", "tag": 1, "map_error": false, "error": null,
+            "dma_addrs": [0x10_0000], "phys_addrs": [0x10_0000], "bounced": false, "device_status": 2,
+            "device_error": 0, "device_seq": 1, "intact": false, "irq": true, "len": 4096
+        }))
+        .unwrap();
+        let record = serde_json::from_value(serde_json::json!({
+            "seq": 1, "t_us": 5, "tag": 1, "op_seq": 1, "kind": "data", "dir": "from_device",
+            "bus_addr": 0x10_0000, "decoded_addr": 0x10_0000, "len": 4096, "outcome": "ok", "checksum": 1
+        }))
+        .unwrap();
+        let o = RunOutcome {
+            end: RunEnd::Finished,
+            console: String::new(),
+            results: vec![result],
+            summary: None,
+            device_records: vec![vec![record]],
+            iommu_trace: vec![TraceEntry {
+                device: "00:03.00".into(),
+                iova: 0x10_0000,
+                target: 0x2_0010_0000,
+                mask: 0xfff,
+                fault: false,
+            }],
+            milestones: vec![],
+            artifacts: "/tmp/x".into(),
+            timings: Timings::default(),
+        };
+        (s, o)
+    }
+
+    #[test]
+    fn writes_verdict_json_and_html() {
+        let (s, o) = run();
+        let v = evaluate(&s, &o);
+        let dir = tempfile::tempdir().unwrap();
+        write_run_report(dir.path(), &s, &o, &v).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("verdict.json")).unwrap()).unwrap();
+        assert_eq!(j["outcome"], "fail");
+        let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+        assert!(html.contains("<svg") && html.contains("FAIL"));
+        assert!(html.contains("plot &lt;me&gt;"), "escaped");
+        assert!(html.contains("0x2_0010_0000"), "the trace translation is shown");
+        assert!(!html.contains("<script") && !html.contains("href="), "self-contained");
+    }
+
+    #[test]
+    fn plot_points_carry_translations() {
+        let (_, o) = run();
+        let p = plot_points(&o);
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            (p[0].bus, p[0].translated, p[0].fault),
+            (0x10_0000, Some(0x2_0010_0000), false)
+        );
+    }
+
+    #[test]
+    fn summary_table_aligns_and_counts() {
+        let rows = vec![
+            SummaryRow {
+                name: "pvh-vtd-noforce".into(),
+                result: "pass".into(),
+                passed: true,
+                wall: Some(Duration::from_millis(21_340)),
+                failure_kind: None,
+            },
+            SummaryRow {
+                name: "neg-x".into(),
+                result: "unexpected-pass".into(),
+                passed: false,
+                wall: Some(Duration::from_secs(30)),
+                failure_kind: Some("unexpected_pass".into()),
+            },
+            SummaryRow::error("broken", None, "qemu did not start"),
+        ];
+        let t = summary_table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "scenario         result            wall  failure");
+        assert_eq!(lines[1], "pvh-vtd-noforce  pass             21.3s");
+        assert_eq!(lines[2], "neg-x            unexpected-pass  30.0s  unexpected_pass");
+        assert_eq!(lines[3], "broken           error                -  qemu did not start");
+        assert_eq!(lines[4], "scenarios: 1 passed, 2 failed");
+    }
+
+    #[test]
+    fn summary_row_from_verdict() {
+        let (s, o) = run();
+        let v = evaluate(&s, &o);
+        let r = SummaryRow::from_verdict(&v, None);
+        assert_eq!(
+            (r.result.as_str(), r.passed, r.failure_kind.as_deref()),
+            ("fail", false, Some("assertion"))
+        );
+    }
+}
