@@ -29,9 +29,6 @@ mod tests {
     #[test]
     fn opcode_matches_the_c_macro() {
         // _IOWR: dir 3 in bits 31:30, size in 29:16, type in 15:8, nr in 7:0.
-        assert_eq!(
-            u64::from(super::RUN),
-            (3 << 30) | (384 << 16) | (0xd3 << 8) | 1
-        );
+        assert_eq!(u64::from(super::RUN), (3 << 30) | (384 << 16) | (0xd3 << 8) | 1);
     }
 }

@@ -77,11 +77,7 @@ impl LogFacts {
 pub fn read_all(path: &str) -> std::io::Result<LogFacts> {
     use rustix::fs::{Mode, OFlags};
     // Non-blocking: at the end of the buffer a read says EAGAIN instead of waiting.
-    let fd = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())?;
     let mut f = std::fs::File::from(fd);
     let mut facts = LogFacts::default();
     let mut buf = vec![0u8; 8192];
@@ -119,10 +115,7 @@ mod tests {
 
     #[test]
     fn swiotlb_range_from_real_line() {
-        let r = swiotlb_range(
-            "software IO TLB: mapped [mem 0x0000000033d00000-0x0000000037d00000] (64MB)",
-        )
-        .unwrap();
+        let r = swiotlb_range("software IO TLB: mapped [mem 0x0000000033d00000-0x0000000037d00000] (64MB)").unwrap();
         assert_eq!(
             r,
             Range {
@@ -150,13 +143,9 @@ mod tests {
         assert!(is_kernel_warning(
             "WARNING: CPU: 0 PID: 85 at kernel/dma/direct.h:105 dma_map_page_attrs+0x1/0x2"
         ));
-        assert!(is_kernel_warning(
-            "BUG: unable to handle page fault for address: 0"
-        ));
+        assert!(is_kernel_warning("BUG: unable to handle page fault for address: 0"));
         assert!(is_kernel_warning("kernel BUG at mm/slub.c:1!"));
-        assert!(!is_kernel_warning(
-            "pvhdma 0000:00:03.0: WARNING is not at the start"
-        ));
+        assert!(!is_kernel_warning("pvhdma 0000:00:03.0: WARNING is not at the start"));
     }
 
     #[test]

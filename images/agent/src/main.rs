@@ -9,9 +9,7 @@ use std::process::ExitCode;
 
 use pvhdma_agent::report::{self, Slot};
 use pvhdma_agent::trace::{Tracer, TRACEFS};
-use pvhdma_agent::wire::{
-    Summary, Workload, DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX, WORKLOAD_PATH,
-};
+use pvhdma_agent::wire::{Summary, Workload, DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX, WORKLOAD_PATH};
 use pvhdma_agent::{ioctl, kmsg, uapi};
 
 const CLASS_MISC: &str = "/sys/class/misc";
@@ -57,10 +55,8 @@ fn note(msg: &str) {
 }
 
 fn run(o: &Opts) -> Result<(), String> {
-    let text = std::fs::read_to_string(&o.workload)
-        .map_err(|e| format!("cannot read {}: {e}", o.workload))?;
-    let workload: Workload =
-        serde_json::from_str(&text).map_err(|e| format!("bad workload {}: {e}", o.workload))?;
+    let text = std::fs::read_to_string(&o.workload).map_err(|e| format!("cannot read {}: {e}", o.workload))?;
+    let workload: Workload = serde_json::from_str(&text).map_err(|e| format!("bad workload {}: {e}", o.workload))?;
 
     let mut summary = Summary::default();
     let tracer = if workload.tracepoints {
@@ -135,9 +131,7 @@ fn run(o: &Opts) -> Result<(), String> {
             summary.overflow_warnings = facts.overflow_warnings;
             summary.kernel_warnings = facts.kernel_warnings;
         }
-        Err(e) => summary
-            .kernel_warnings
-            .push(format!("cannot read /dev/kmsg: {e}")),
+        Err(e) => summary.kernel_warnings.push(format!("cannot read /dev/kmsg: {e}")),
     }
     emit(
         SUMMARY_PREFIX,

@@ -7,9 +7,7 @@ use crate::wire::Pattern;
 pub fn pattern_bytes(pattern: Pattern, seed: u32, len: usize) -> Vec<u8> {
     match pattern {
         Pattern::Fill => vec![seed as u8; len],
-        Pattern::Incrementing => (0..len)
-            .map(|i| seed.wrapping_add(i as u32) as u8)
-            .collect(),
+        Pattern::Incrementing => (0..len).map(|i| seed.wrapping_add(i as u32) as u8).collect(),
         Pattern::Xorshift => {
             let mut x = if seed == 0 { 1 } else { seed };
             let mut out = Vec::with_capacity(len + 3);
@@ -59,19 +57,13 @@ mod tests {
 
     #[test]
     fn incrementing_wraps() {
-        assert_eq!(
-            pattern_bytes(Pattern::Incrementing, 0xfe, 4),
-            vec![0xfe, 0xff, 0, 1]
-        );
+        assert_eq!(pattern_bytes(Pattern::Incrementing, 0xfe, 4), vec![0xfe, 0xff, 0, 1]);
     }
 
     #[test]
     fn xorshift_first_word_and_zero_seed() {
         // x = 1: 1 ^ 1<<13 = 0x2001; ^ >>17 = 0x2001; ^ <<5 = 0x42021.
-        assert_eq!(
-            pattern_bytes(Pattern::Xorshift, 0, 4),
-            0x0004_2021u32.to_le_bytes()
-        );
+        assert_eq!(pattern_bytes(Pattern::Xorshift, 0, 4), 0x0004_2021u32.to_le_bytes());
         assert_eq!(
             pattern_bytes(Pattern::Xorshift, 1, 6),
             pattern_bytes(Pattern::Xorshift, 0, 6)

@@ -119,12 +119,7 @@ pub fn devices(class_misc: &Path) -> Vec<DeviceInfo> {
                 return None;
             }
             let dev = e.path().join("device");
-            let attr = |a: &str| {
-                fs::read_to_string(dev.join(a))
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string()
-            };
+            let attr = |a: &str| fs::read_to_string(dev.join(a)).unwrap_or_default().trim().to_string();
             let caps = u32::from_str_radix(attr("caps").trim_start_matches("0x"), 16).unwrap_or(0);
             let bdf = fs::read_link(&dev)
                 .ok()

@@ -64,10 +64,7 @@ fn event_name(line: &str) -> Option<&str> {
     // the first that ends in ':' and parses as a number.
     let mut parts = line.split(": ");
     for p in parts.by_ref() {
-        if p.rsplit(' ')
-            .next()
-            .is_some_and(|ts| ts.parse::<f64>().is_ok())
-        {
+        if p.rsplit(' ').next().is_some_and(|ts| ts.parse::<f64>().is_ok()) {
             break;
         }
     }

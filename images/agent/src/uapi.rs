@@ -60,11 +60,7 @@ const _: () = assert!(std::mem::size_of::<RawOp>() == 384);
 
 /// Turn a workload op into the driver's request, or say why it cannot be one.
 pub fn request(op: &Op, tag: u32) -> Result<RawOp, String> {
-    let segments = if op.kind == OpKind::Sg {
-        op.segments
-    } else {
-        1
-    };
+    let segments = if op.kind == OpKind::Sg { op.segments } else { 1 };
     if op.size == 0 || op.size > MAX_XFER {
         return Err(format!("size {} outside 1..={MAX_XFER}", op.size));
     }
@@ -149,10 +145,7 @@ mod tests {
     fn request_encodes_enums_like_the_header() {
         let r = request(&op(OpKind::Sg), 5).unwrap();
         assert_eq!((r.kind, r.placement, r.dir, r.pattern), (2, 2, 1, 1));
-        assert_eq!(
-            (r.version, r.tag, r.segments, r.size, r.seed),
-            (1, 5, 3, 4096, 9)
-        );
+        assert_eq!((r.version, r.tag, r.segments, r.size, r.seed), (1, 5, 3, 4096, 9));
     }
 
     #[test]

@@ -204,20 +204,17 @@ mod tests {
         .unwrap();
         let op = &w.ops[0];
         assert_eq!((op.count, op.segments, op.seed, op.device), (1, 1, 0, 0));
-        assert_eq!(
-            (op.placement, op.pattern),
-            (Placement::Any, Pattern::Xorshift)
-        );
+        assert_eq!((op.placement, op.pattern), (Placement::Any, Pattern::Xorshift));
         assert_eq!(op.bus_addr, Some(1 << 32));
         assert!(!w.tracepoints && !w.shell);
     }
 
     #[test]
     fn unknown_kind_is_rejected() {
-        assert!(serde_json::from_str::<Workload>(
-            r#"{"ops":[{"name":"x","kind":"dma","size":1,"dir":"to_device"}]}"#
-        )
-        .is_err());
+        assert!(
+            serde_json::from_str::<Workload>(r#"{"ops":[{"name":"x","kind":"dma","size":1,"dir":"to_device"}]}"#)
+                .is_err()
+        );
     }
 
     #[test]
