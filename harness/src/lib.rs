@@ -6,16 +6,17 @@
 //! `vm` (one run end to end), `trace` (QEMU's IOMMU trace), `initrd`
 //! (the per-run workload archive), `scenario`, `verdict`, `report`.
 
+pub mod console;
 pub mod images;
+pub mod initrd;
 pub mod machine;
 pub mod outcome;
 pub mod process;
-pub mod console;
-pub mod trace;
-pub mod initrd;
-pub mod qmp;
-pub mod scenario;
-pub mod verdict;
-pub mod report;
 pub mod qemu;
+pub mod qmp;
+pub mod report;
+pub mod scenario;
+pub mod suite;
+pub mod trace;
+pub mod verdict;
 pub mod vm;

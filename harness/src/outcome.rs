@@ -43,7 +43,11 @@ pub struct Timings {
     pub to_qemu_started: Option<Duration>,
     pub to_xen_banner: Option<Duration>,
     pub to_dom0_marker: Option<Duration>,
+    /// The agent's done marker: the boot-to-verdict path ends here.
+    pub to_agent_done: Option<Duration>,
     pub to_end: Option<Duration>,
+    /// QEMU's peak resident memory (VmHWM), in KiB, read just before quit.
+    pub qemu_peak_rss_kib: Option<u64>,
 }
 
 impl RunEnd {

@@ -143,6 +143,7 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
         } else {
             out.end = watch_console(spec, dir, &mut qemu, &mut devices, out, started).await?;
         }
+        out.timings.qemu_peak_rss_kib = qemu.pid().and_then(peak_rss_kib);
         qmp.quit(Duration::from_secs(2)).await;
     }
     if let RunEnd::QemuExited(why) = &mut out.end {
@@ -292,6 +293,7 @@ async fn watch_console(
             }
             Event::Garbled(why) => log_line(dir, &format!("garbled agent line: {why}")),
             Event::Done => {
+                out.timings.to_agent_done = Some(started.elapsed());
                 log.flush()?;
                 return Ok(RunEnd::Finished);
             }
@@ -319,6 +321,13 @@ fn read_records(path: &Path) -> anyhow::Result<Vec<DmaRecord>> {
             serde_json::from_str(l).with_context(|| format!("{}:{}: bad device record", path.display(), i + 1))
         })
         .collect()
+}
+
+/// VmHWM of a live process, from /proc.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Harness notes kept beside the other artifacts.

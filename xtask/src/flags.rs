@@ -8,43 +8,118 @@ pub const HELP: &str = "\
 cargo xtask <command>
 
 Commands:
-  images [--recipe FILE] [--xen FILE] [--kernel-tree DIR]
-        Build (or find in the cache) the Xen + PVH dom0 image set.
-        --xen: your own Xen (ELF or .gz); --kernel-tree: your own built Linux tree.
-  help  This text.
+  images              Build (or find in the cache) the Xen + PVH dom0 image set.
+  test [-- ARGS]      Run the scenario catalog (one nextest test per YAML file),
+                      then print a summary table. ARGS go to nextest
+                      (e.g. -- --partition hash:1/2, or a name filter).
+  check [-- ARGS]     Run every test of the workspace: unit, qtest, boot, scenarios.
+  run FILE [--shell]  Run one scenario with the console live and artifacts kept;
+                      --shell gives an interactive dom0 shell on the same setup.
+  schema              Regenerate scenarios/schema.json.
+  help                This text.
+
+Image flags (images, test, check, run):
+  --recipe FILE       A recipe under images/recipes/ (default: default.toml).
+  --xen FILE          Your own Xen (ELF, or gzipped as Debian ships it).
+  --kernel-tree DIR   Your own built Linux tree (bzImage; the driver is built against it).
 ";
 
 pub enum Cmd {
     Help,
     Images(ImageOptions),
+    Check(ImageOptions, Vec<String>),
+    Test(ImageOptions, Vec<String>),
+    Run {
+        images: ImageOptions,
+        file: PathBuf,
+        shell: bool,
+    },
+    Schema,
 }
 
 pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Cmd> {
     let Some(cmd) = args.next() else { return Ok(Cmd::Help) };
     let rest: Vec<String> = args.collect();
+    // Everything after `--` belongs to nextest.
+    let (ours, theirs) = match rest.iter().position(|a| a == "--") {
+        Some(i) => (rest[..i].to_vec(), rest[i + 1..].to_vec()),
+        None => (rest, vec![]),
+    };
     match cmd.as_str() {
         "help" | "-h" | "--help" => Ok(Cmd::Help),
-        "images" => Ok(Cmd::Images(image_options(&rest)?)),
+        "images" => Ok(Cmd::Images(image_options(&ours)?.0)),
+        "check" => Ok(Cmd::Check(only_images(&ours)?, theirs)),
+        "test" => Ok(Cmd::Test(only_images(&ours)?, theirs)),
+        "run" => {
+            let (images, left) = image_options(&ours)?;
+            let shell = left.iter().any(|a| a == "--shell");
+            let files: Vec<&String> = left.iter().filter(|a| *a != "--shell").collect();
+            match files.as_slice() {
+                [f] if !f.starts_with('-') => Ok(Cmd::Run {
+                    images,
+                    file: PathBuf::from(f),
+                    shell,
+                }),
+                _ => anyhow::bail!("Usage: cargo xtask run scenarios/X.yaml [--shell]"),
+            }
+        }
+        "schema" => Ok(Cmd::Schema),
         other => anyhow::bail!("Unknown command `{other}`; try `cargo xtask help`"),
     }
 }
 
-/// Parse the image flags out of `args`, leaving others to the caller.
-pub fn image_options(args: &[String]) -> anyhow::Result<ImageOptions> {
+fn only_images(args: &[String]) -> anyhow::Result<ImageOptions> {
+    let (o, left) = image_options(args)?;
+    if let Some(a) = left.first() {
+        anyhow::bail!("Unknown argument `{a}`; nextest arguments go after `--`");
+    }
+    Ok(o)
+}
+
+/// Take the image flags out of `args`; return the rest.
+pub fn image_options(args: &[String]) -> anyhow::Result<(ImageOptions, Vec<String>)> {
     let mut o = ImageOptions::default();
+    let mut left = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| -> anyhow::Result<PathBuf> {
-            Ok(PathBuf::from(
-                it.next().with_context(|| format!("{name} needs a value"))?,
-            ))
+            let v = it.next().with_context(|| format!("{name} needs a value"))?;
+            Ok(std::path::absolute(v)?)
         };
         match a.as_str() {
             "--recipe" => o.recipe = Some(value("--recipe")?),
-            "--xen" => o.xen = Some(std::path::absolute(value("--xen")?)?),
-            "--kernel-tree" => o.kernel_tree = Some(std::path::absolute(value("--kernel-tree")?)?),
-            other => anyhow::bail!("Unknown flag `{other}` for images; try `cargo xtask help`"),
+            "--xen" => o.xen = Some(value("--xen")?),
+            "--kernel-tree" => o.kernel_tree = Some(value("--kernel-tree")?),
+            _ => left.push(a.clone()),
         }
     }
-    Ok(o)
+    Ok((o, left))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> anyhow::Result<Cmd> {
+        parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn nextest_args_pass_through_after_dashes() {
+        let Ok(Cmd::Test(_, extra)) = p("test -- --partition hash:1/2") else {
+            panic!()
+        };
+        assert_eq!(extra, ["--partition", "hash:1/2"]);
+        assert!(p("test --partition hash:1/2").is_err());
+    }
+
+    #[test]
+    fn run_takes_one_file_and_shell() {
+        let Ok(Cmd::Run { file, shell, .. }) = p("run scenarios/a.yaml --shell") else {
+            panic!()
+        };
+        assert_eq!((file, shell), (PathBuf::from("scenarios/a.yaml"), true));
+        assert!(p("run").is_err());
+        assert!(p("frobnicate").is_err());
+    }
 }

@@ -3,7 +3,9 @@
 //! Runs from anywhere in the workspace; every path is the workspace's.
 
 mod flags;
+mod hostdeps;
 mod images;
+mod tasks;
 
 use std::process::ExitCode;
 
@@ -24,8 +26,13 @@ fn run(cmd: flags::Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         flags::Cmd::Images(opts) => {
+            hostdeps::ensure()?;
             images::build(&opts)?;
             Ok(ExitCode::SUCCESS)
         }
+        flags::Cmd::Check(opts, extra) => tasks::check(&opts, &extra),
+        flags::Cmd::Test(opts, extra) => tasks::test(&opts, &extra),
+        flags::Cmd::Run { images, file, shell } => tasks::run(&images, &file, shell),
+        flags::Cmd::Schema => tasks::schema(),
     }
 }

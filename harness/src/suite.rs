@@ -1,0 +1,91 @@
+//! One scenario file, end to end: parse, boot, judge, report.
+//!
+//! Shared by the nextest runner (tests/scenarios.rs) and `cargo xtask run`,
+//! so a scenario behaves the same from both.
+
+use crate::images::{workspace_root, Manifest};
+use crate::report::{self, SummaryRow};
+use crate::scenario;
+use crate::verdict::{self, Verdict};
+use crate::vm;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// How to run a scenario.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Echo the console while it runs.
+    pub live_console: bool,
+    /// An interactive dom0 shell instead of the workload.
+    pub shell: bool,
+    /// Keep the artifacts even when the verdict passes.
+    pub keep: bool,
+}
+
+/// What a scenario run produced.
+pub struct Finished {
+    pub row: SummaryRow,
+    pub verdict: Verdict,
+    /// The artifact directory, when kept.
+    pub artifacts: Option<PathBuf>,
+}
+
+/// Where each scenario's summary row goes, for `cargo xtask test`'s table.
+pub fn results_dir() -> PathBuf {
+    workspace_root().join("target/pvhdma/results")
+}
+
+pub async fn run_file(m: &Manifest, path: &Path, opts: Options) -> anyhow::Result<Finished> {
+    let scenario = scenario::load(path)?;
+    let mut spec = scenario.to_run_spec();
+    spec.live_console = opts.live_console;
+    spec.shell = opts.shell;
+    let started = Instant::now();
+    let mut run = vm::run(m, &spec)
+        .await
+        .with_context(|| format!("Running {}", path.display()))?;
+    let verdict = verdict::evaluate(&scenario, &run.outcome);
+    report::write_run_report(&run.outcome.artifacts, &scenario, &run.outcome, &verdict)?;
+    let row = SummaryRow::from_verdict(&verdict, Some(started.elapsed()));
+    let artifacts = (!verdict.passed() || opts.keep).then(|| run.keep());
+    record_row(&row)?;
+    Ok(Finished {
+        row,
+        verdict,
+        artifacts,
+    })
+}
+
+/// Record a row for the summary table (also for runs that produced no verdict).
+pub fn record_row(row: &SummaryRow) -> anyhow::Result<()> {
+    let dir = results_dir();
+    std::fs::create_dir_all(&dir)?;
+    let json = serde_json::json!({
+        "name": row.name, "result": row.result, "passed": row.passed,
+        "wall_s": row.wall.map(|w| w.as_secs_f64()), "failure_kind": row.failure_kind,
+    });
+    std::fs::write(dir.join(format!("{}.json", row.name)), json.to_string())?;
+    Ok(())
+}
+
+/// Read back the rows recorded by a test run, sorted by name.
+pub fn recorded_rows() -> Vec<SummaryRow> {
+    let mut rows: Vec<SummaryRow> = std::fs::read_dir(results_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()?;
+            Some(SummaryRow {
+                name: v["name"].as_str()?.to_string(),
+                result: v["result"].as_str()?.to_string(),
+                passed: v["passed"].as_bool()?,
+                wall: v["wall_s"].as_f64().map(std::time::Duration::from_secs_f64),
+                failure_kind: v["failure_kind"].as_str().map(String::from),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}

@@ -1,0 +1,40 @@
+//! Host packages the image build and tests need, installed on demand.
+//!
+//! Only bookworm's own packages: newer userlands go into their own roots.
+
+use std::process::Command;
+
+/// (command that must exist, Debian package that provides it)
+const NEEDED: &[(&str, &str)] = &[("mmdebstrap", "mmdebstrap"), ("cpio", "cpio"), ("gzip", "gzip")];
+
+pub fn ensure() -> anyhow::Result<()> {
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(cmd, _)| !on_path(cmd))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !rustix::process::geteuid().is_root() {
+        anyhow::bail!(
+            "Missing host packages: {}. Install them with `sudo apt-get install {}`",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    eprintln!("[deps] installing {}", missing.join(", "));
+    let update = Command::new("apt-get").args(["update", "-qq"]).status()?;
+    anyhow::ensure!(update.success(), "apt-get update failed");
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()?;
+    anyhow::ensure!(status.success(), "apt-get install {} failed", missing.join(" "));
+    Ok(())
+}
+
+fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+}
