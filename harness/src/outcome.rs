@@ -20,6 +20,9 @@ pub enum RunEnd {
     DeviceExited(String),
     /// The dom0 agent gave up (e.g. the driver found no device).
     AgentFailed(String),
+    /// The agent's summary counts more results than the console delivered:
+    /// lines were lost on the way (judging the rest would be dishonest).
+    ConsoleLost(String),
     BootTimeout,
     RunTimeout,
 }
@@ -62,6 +65,7 @@ impl RunEnd {
             RunEnd::QemuExited(_) => "qemu_exited",
             RunEnd::DeviceExited(_) => "device_exited",
             RunEnd::AgentFailed(_) => "agent_failed",
+            RunEnd::ConsoleLost(_) => "console_lost",
             RunEnd::BootTimeout => "boot_timeout",
             RunEnd::RunTimeout => "run_timeout",
         }

@@ -142,6 +142,12 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
             let _ = qemu.child_mut().wait().await;
         } else {
             out.end = watch_console(spec, dir, &mut qemu, &mut devices, out, started).await?;
+            if let (RunEnd::Finished, Some(s)) = (&out.end, &out.summary) {
+                if s.ops as usize != out.results.len() {
+                    let why = format!("the agent reported {} results, the console carried {}", s.ops, out.results.len());
+                    out.end = RunEnd::ConsoleLost(why);
+                }
+            }
         }
         out.timings.qemu_peak_rss_kib = qemu.pid().and_then(peak_rss_kib);
         qmp.quit(Duration::from_secs(2)).await;

@@ -1,0 +1,114 @@
+//! No orphans: QEMU and the device die with their test, whether the run is
+//! cancelled, the test panics, or the test process is SIGKILLed (nextest's
+//! timeout, a ^C'd run).
+
+use pvhdma_harness::images::Manifest;
+use pvhdma_harness::machine::{BootSpec, DeviceSpec, MachineSpec, RunSpec};
+use pvhdma_harness::vm;
+use std::time::{Duration, Instant};
+
+fn spec(name: &str) -> RunSpec {
+    RunSpec {
+        name: name.into(),
+        machine: MachineSpec::default(),
+        boot: BootSpec::default(),
+        devices: vec![DeviceSpec::default()],
+        workload: None,
+        boot_timeout: Duration::from_secs(120),
+        run_timeout: Duration::from_secs(60),
+        live_console: false,
+        shell: false,
+    }
+}
+
+/// Pids whose command line mentions `marker` (every run path carries the run name).
+fn processes_with(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
+            !zombie && String::from_utf8_lossy(&cmd).contains(marker)
+        })
+        .collect()
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+fn unique(tag: &str) -> String {
+    format!("lifecycle-{tag}-{}", std::process::id())
+}
+
+#[test]
+fn cancelled_run_leaves_no_process() -> anyhow::Result<()> {
+    let m = Manifest::load_default()?;
+    let name = unique("cancel");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let s = spec(&name);
+    let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(4), vm::run(&m, &s)).await });
+    assert!(r.is_err(), "the run should still be booting after 4 s");
+    assert!(wait_until(Duration::from_secs(3), || processes_with(&name).is_empty()), "left behind: {:?}", processes_with(&name));
+    Ok(())
+}
+
+#[test]
+fn panicking_test_leaves_no_process() -> anyhow::Result<()> {
+    let m = Manifest::load_default()?;
+    let name = unique("panic");
+    let s = spec(&name);
+    let seen = std::panic::catch_unwind(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            tokio::select! {
+                _ = vm::run(&m, &s) => unreachable!("the run cannot finish in 4 s"),
+                _ = tokio::time::sleep(Duration::from_secs(4)) => {
+                    assert!(!processes_with(&name).is_empty(), "the run never started");
+                    panic!("test body panics mid-run");
+                }
+            }
+        })
+    });
+    assert!(seen.is_err());
+    assert!(wait_until(Duration::from_secs(3), || processes_with(&name).is_empty()), "left behind: {:?}", processes_with(&name));
+    Ok(())
+}
+
+/// Re-runs this test binary as a child that boots a VM, SIGKILLs it, and
+/// checks that the kernel's parent-death signal took QEMU and the device.
+#[test]
+fn sigkilled_test_process_leaves_no_process() -> anyhow::Result<()> {
+    if let Ok(name) = std::env::var("PVHDMA_LIFECYCLE_CHILD") {
+        let m = Manifest::load_default()?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(vm::run(&m, &spec(&name)))?;
+        return Ok(());
+    }
+    let name = unique("sigkill");
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["--exact", "sigkilled_test_process_leaves_no_process", "--nocapture"])
+        .env("PVHDMA_LIFECYCLE_CHILD", &name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let started = wait_until(Duration::from_secs(20), || processes_with(&name).len() >= 2);
+    // Let QEMU get into Xen's boot, so the kill lands mid-run.
+    std::thread::sleep(Duration::from_secs(3));
+    child.kill()?;
+    child.wait()?;
+    assert!(started, "QEMU and the device never started");
+    assert!(wait_until(Duration::from_secs(5), || processes_with(&name).is_empty()), "left behind: {:?}", processes_with(&name));
+    Ok(())
+}
