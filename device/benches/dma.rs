@@ -56,12 +56,7 @@ fn ours(rows: &mut Vec<Row>) -> Result<f64> {
             for _ in 0..ops {
                 ring(&mut rig.qt)?;
             }
-            rows.push(row(
-                format!("pvhdma {dir} {len} B"),
-                ops,
-                len.into(),
-                t0.elapsed(),
-            ));
+            rows.push(row(format!("pvhdma {dir} {len} B"), ops, len.into(), t0.elapsed()));
         }
     }
     // Records per second: 256-descriptor SG operations, 257 records each.
@@ -90,12 +85,7 @@ fn ours(rows: &mut Vec<Row>) -> Result<f64> {
     }
     let t = t0.elapsed();
     let after = std::fs::read_to_string(rig.records())?.lines().count();
-    rows.push(row(
-        "pvhdma SG 256 x 64 B from_device".into(),
-        20,
-        256 * 64,
-        t,
-    ));
+    rows.push(row("pvhdma SG 256 x 64 B from_device".into(), 20, 256 * 64, t));
     Ok((after - before) as f64 / t.as_secs_f64())
 }
 

@@ -56,9 +56,7 @@ pub struct Device {
 }
 
 fn in_bar0(offset: u64, len: usize) -> bool {
-    offset
-        .checked_add(len as u64)
-        .is_some_and(|end| end <= BAR0_SIZE)
+    offset.checked_add(len as u64).is_some_and(|end| end <= BAR0_SIZE)
 }
 
 impl Device {
@@ -86,10 +84,7 @@ impl Device {
     pub fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Option<WriteEffect> {
         match region {
             BAR0_REGION if in_bar0(offset, data.len()) => Some(self.regs.write(offset, data)),
-            CONFIG_REGION => self
-                .pci
-                .write(offset, data)
-                .map(|()| WriteEffect::default()),
+            CONFIG_REGION => self.pci.write(offset, data).map(|()| WriteEffect::default()),
             _ => None,
         }
     }
@@ -125,10 +120,8 @@ impl Device {
             checksum: 0,
         };
         if self.regs.busy() {
-            self.log.line(format_args!(
-                "op {}: doorbell while busy, refused",
-                job.op_seq
-            ));
+            self.log
+                .line(format_args!("op {}: doorbell while busy, refused", job.op_seq));
             let a = immediate(Outcome::DeviceBusy);
             self.record(&a, job.tag, job.op_seq);
             self.regs.refuse_busy();
@@ -136,8 +129,7 @@ impl Device {
         }
         self.regs.start();
         if !self.pci.bus_master() {
-            self.log
-                .line(format_args!("op {}: bus mastering disabled", job.op_seq));
+            self.log.line(format_args!("op {}: bus mastering disabled", job.op_seq));
             let a = immediate(Outcome::BusMasterOff);
             self.record(&a, job.tag, job.op_seq);
             self.finish(&Completion::failed(ErrorCode::BusMasterOff));
@@ -157,9 +149,7 @@ impl Device {
         match self.irqs.raise() {
             Ok(Delivered::None) => self.log.line("interrupt pending (masked or no eventfd)"),
             Ok(d) => self.log.line(format_args!("interrupt raised ({d:?})")),
-            Err(e) => self
-                .log
-                .line(format_args!("interrupt eventfd write failed: {e}")),
+            Err(e) => self.log.line(format_args!("interrupt eventfd write failed: {e}")),
         }
     }
 

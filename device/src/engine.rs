@@ -179,15 +179,7 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn record(
-        &mut self,
-        kind: AccessKind,
-        dir: Dir,
-        bus: u64,
-        len: u64,
-        outcome: Outcome,
-        checksum: u32,
-    ) {
+    fn record(&mut self, kind: AccessKind, dir: Dir, bus: u64, len: u64, outcome: Outcome, checksum: u32) {
         let decoded_addr = bus & self.cfg.decode_mask();
         self.port.access(&Access {
             kind,
@@ -202,13 +194,7 @@ impl Run<'_> {
 
     /// Moves one contiguous range. Data segments feed the operation's checksum
     /// and byte count; a descriptor-list read returns its bytes instead.
-    fn segment(
-        &mut self,
-        kind: AccessKind,
-        dir: Dir,
-        bus: u64,
-        len: u64,
-    ) -> Result<Vec<u8>, ErrorCode> {
+    fn segment(&mut self, kind: AccessKind, dir: Dir, bus: u64, len: u64) -> Result<Vec<u8>, ErrorCode> {
         if self.cfg.beyond(bus, len) {
             self.fault_addr = bus;
             self.record(kind, dir, bus, len, Outcome::BeyondAddrBits, 0);
@@ -251,14 +237,7 @@ impl Run<'_> {
         } else {
             Outcome::IommuFault
         };
-        self.record(
-            kind,
-            dir,
-            bus,
-            len,
-            outcome,
-            if seg_moved > 0 { seg_sum } else { 0 },
-        );
+        self.record(kind, dir, bus, len, outcome, if seg_moved > 0 { seg_sum } else { 0 });
         result.map(|()| kept)
     }
 

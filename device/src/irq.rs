@@ -76,11 +76,7 @@ impl Irqs {
         let action = flags & (SET_ACTION_MASK | SET_ACTION_UNMASK | SET_ACTION_TRIGGER);
         match action {
             SET_ACTION_TRIGGER if flags & SET_DATA_EVENTFD != 0 => {
-                let fd = if count == 0 {
-                    None
-                } else {
-                    fds.pop().map(File::from)
-                };
+                let fd = if count == 0 { None } else { fds.pop().map(File::from) };
                 if index == INTX {
                     self.intx = fd;
                     self.intx_masked = false;

@@ -8,14 +8,10 @@ const USAGE: &str =
     "usage: pvhdma-device --socket PATH --records PATH [--log PATH] [--addr-bits 32] [--decode-bits 32]";
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Options> {
-    let (mut socket, mut records, mut log, mut addr_bits, mut decode_bits) =
-        (None, None, None, 32u32, None);
+    let (mut socket, mut records, mut log, mut addr_bits, mut decode_bits) = (None, None, None, 32u32, None);
     let mut args = args.peekable();
     while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
+        let mut value = || args.next().with_context(|| format!("{flag} needs a value\n{USAGE}"));
         match flag.as_str() {
             "--socket" => socket = Some(PathBuf::from(value()?)),
             "--records" => records = Some(PathBuf::from(value()?)),

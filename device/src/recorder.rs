@@ -79,10 +79,7 @@ mod tests {
         assert_eq!(r.write(&a, 3, 1, vec![]).unwrap(), 1);
         assert_eq!(r.write(&a, 3, 2, vec![]).unwrap(), 2);
         let text = std::fs::read_to_string(&path).unwrap();
-        let recs: Vec<DmaRecord> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let recs: Vec<DmaRecord> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(recs.len(), 2);
         assert_eq!((recs[1].seq, recs[1].op_seq, recs[1].tag), (2, 2, 3));
         assert!(text.contains("\"dir\":\"from_device\""));

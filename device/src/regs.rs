@@ -153,11 +153,7 @@ impl Regs {
         let mut i = 0usize;
         while i < data.len() {
             let reg = (offset + i as u64) & !3;
-            let mut value = if reg == off::DOORBELL {
-                0
-            } else {
-                self.read32(reg)
-            };
+            let mut value = if reg == off::DOORBELL { 0 } else { self.read32(reg) };
             let mut mask = 0u32;
             while i < data.len() && (offset + i as u64) & !3 == reg {
                 let shift = 8 * ((offset + i as u64) & 3);
@@ -210,12 +206,7 @@ impl Regs {
 
     /// Latches an operation's end; returns whether to raise the interrupt.
     pub fn complete(&mut self, c: &Completion, last_seq: u64) -> bool {
-        self.status = STATUS_DONE
-            | if c.error == ErrorCode::None {
-                0
-            } else {
-                STATUS_ERROR
-            };
+        self.status = STATUS_DONE | if c.error == ErrorCode::None { 0 } else { STATUS_ERROR };
         self.error = c.error as u32;
         self.checksum = c.checksum;
         self.bytes_done = c.bytes_done as u32;

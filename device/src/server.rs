@@ -13,9 +13,9 @@ use crate::irq::{self, NUM_IRQS};
 use crate::log::Log;
 use crate::maps::{MapEntry, MapError};
 use crate::proto::{
-    self, decode_request, encode_dma_read, encode_dma_write, encode_error, encode_reply, errno,
-    negotiate, parse_dma_read_reply, parse_dma_write_reply, read_frame_from_socket, u32s, Command,
-    Frame, ReadError, Request, DMA_UNMAP_ALL,
+    self, decode_request, encode_dma_read, encode_dma_write, encode_error, encode_reply, errno, negotiate,
+    parse_dma_read_reply, parse_dma_write_reply, read_frame_from_socket, u32s, Command, Frame, ReadError, Request,
+    DMA_UNMAP_ALL,
 };
 use crate::recorder::Recorder;
 use anyhow::{bail, Context, Result};
@@ -72,31 +72,22 @@ impl Shared {
     }
 
     fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write_all(bytes)
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).write_all(bytes)
     }
 }
 
 pub fn run(opts: &Options) -> Result<()> {
     let start = Instant::now();
     if opts.socket.symlink_metadata().is_ok() {
-        bail!(
-            "{} already exists; refusing to replace it",
-            opts.socket.display()
-        );
+        bail!("{} already exists; refusing to replace it", opts.socket.display());
     }
     let log = Arc::new(match &opts.log {
-        Some(p) => {
-            Log::to_file(p, start).with_context(|| format!("opening log {}", p.display()))?
-        }
+        Some(p) => Log::to_file(p, start).with_context(|| format!("opening log {}", p.display()))?,
         None => Log::to_stderr(start),
     });
-    let recorder = Recorder::create(&opts.records, start)
-        .with_context(|| format!("creating {}", opts.records.display()))?;
-    let listener = UnixListener::bind(&opts.socket)
-        .with_context(|| format!("binding {}", opts.socket.display()))?;
+    let recorder =
+        Recorder::create(&opts.records, start).with_context(|| format!("creating {}", opts.records.display()))?;
+    let listener = UnixListener::bind(&opts.socket).with_context(|| format!("binding {}", opts.socket.display()))?;
     let _path = SocketPath(opts.socket.clone());
     let conn_slot: Arc<Mutex<Option<UnixStream>>> = Arc::default();
     watch_signals(&opts.socket, conn_slot.clone(), log.clone())?;
@@ -143,29 +134,22 @@ pub fn run(opts: &Options) -> Result<()> {
 fn watch_signals(path: &Path, conn: Arc<Mutex<Option<UnixStream>>>, log: Arc<Log>) -> Result<()> {
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     let path = path.to_path_buf();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                log.line(format_args!("signal {sig}: shutting down"));
-                let _ = std::fs::remove_file(&path);
-                match conn.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                    Some(s) => {
-                        let _ = s.shutdown(Shutdown::Both);
-                    }
-                    None => std::process::exit(0),
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            log.line(format_args!("signal {sig}: shutting down"));
+            let _ = std::fs::remove_file(&path);
+            match conn.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                Some(s) => {
+                    let _ = s.shutdown(Shutdown::Both);
                 }
+                None => std::process::exit(0),
             }
-        })?;
+        }
+    })?;
     Ok(())
 }
 
-fn message_loop(
-    stream: &UnixStream,
-    sh: &Shared,
-    jobs: &Sender<Job>,
-    replies: &Sender<Frame>,
-) -> Result<()> {
+fn message_loop(stream: &UnixStream, sh: &Shared, jobs: &Sender<Job>, replies: &Sender<Frame>) -> Result<()> {
     loop {
         let frame = match read_frame_from_socket(stream) {
             Ok(Some(f)) => f,
@@ -194,8 +178,7 @@ fn handle(sh: &Shared, jobs: &Sender<Job>, frame: Frame) -> Vec<u8> {
     let req = match decode_request(&h, &frame.payload) {
         Ok(r) => r,
         Err(e) => {
-            sh.log
-                .line(format_args!("msg {} cmd {}: {e}", h.id, h.command));
+            sh.log.line(format_args!("msg {} cmd {}: {e}", h.id, h.command));
             let code = if matches!(e, proto::ProtoError::UnknownCommand(_)) {
                 errno::ENOSYS
             } else {
@@ -209,10 +192,8 @@ fn handle(sh: &Shared, jobs: &Sender<Job>, frame: Frame) -> Vec<u8> {
         Request::Version(v) => match negotiate(&v) {
             Ok(ours) => {
                 sh.max_xfer.store(v.max_data_xfer(), Ordering::Relaxed);
-                sh.log.line(format_args!(
-                    "version {}.{} caps {}",
-                    v.major, v.minor, v.capabilities
-                ));
+                sh.log
+                    .line(format_args!("version {}.{} caps {}", v.major, v.minor, v.capabilities));
                 ok(&ours.encode())
             }
             Err(e) => {
@@ -269,11 +250,7 @@ fn handle(sh: &Shared, jobs: &Sender<Job>, frame: Frame) -> Vec<u8> {
                 u.address,
                 u.size,
                 u.flags,
-                if n == 0 {
-                    " (matched no map; accepted)"
-                } else {
-                    ""
-                }
+                if n == 0 { " (matched no map; accepted)" } else { "" }
             ));
             ok(&frame.payload[..24])
         }
@@ -309,41 +286,35 @@ fn handle(sh: &Shared, jobs: &Sender<Job>, frame: Frame) -> Vec<u8> {
                     ok(&[])
                 }
                 Err(why) => {
-                    sh.log.line(format_args!(
-                        "set_irqs index {} flags {:#x}: {why}",
-                        s.index, s.flags
-                    ));
+                    sh.log
+                        .line(format_args!("set_irqs index {} flags {:#x}: {why}", s.index, s.flags));
                     err(errno::EINVAL)
                 }
             }
         }
-        Request::RegionRead(r) => {
-            match sh.dev().region_read(r.region, r.offset, r.count as usize) {
-                Some(data) => {
-                    let mut p = r.offset.to_le_bytes().to_vec();
-                    p.extend_from_slice(&u32s(&[r.region, r.count]));
-                    p.extend_from_slice(&data);
-                    ok(&p)
-                }
-                None => {
-                    sh.log.line(format_args!(
-                        "region {} read {:#x}+{}: out of range",
-                        r.region, r.offset, r.count
-                    ));
-                    err(errno::EINVAL)
-                }
+        Request::RegionRead(r) => match sh.dev().region_read(r.region, r.offset, r.count as usize) {
+            Some(data) => {
+                let mut p = r.offset.to_le_bytes().to_vec();
+                p.extend_from_slice(&u32s(&[r.region, r.count]));
+                p.extend_from_slice(&data);
+                ok(&p)
             }
-        }
+            None => {
+                sh.log.line(format_args!(
+                    "region {} read {:#x}+{}: out of range",
+                    r.region, r.offset, r.count
+                ));
+                err(errno::EINVAL)
+            }
+        },
         Request::RegionWrite(w) => {
             let mut dev = sh.dev();
             match dev.region_write(w.region, w.offset, &w.data) {
                 Some(fx) => {
                     if fx.doorbell {
                         if let Doorbell::Start(job) = dev.doorbell() {
-                            sh.log.line(format_args!(
-                                "op {}: start {:?} tag {}",
-                                job.op_seq, job.req, job.tag
-                            ));
+                            sh.log
+                                .line(format_args!("op {}: start {:?} tag {}", job.op_seq, job.req, job.tag));
                             let _ = jobs.send(job);
                         }
                     }
@@ -398,9 +369,7 @@ struct MessagePort<'a> {
 impl MessagePort<'_> {
     fn call(&mut self, id: u16, command: Command, msg: &[u8]) -> Result<Frame, Fault> {
         if let Err(e) = self.sh.send(msg) {
-            self.sh
-                .log
-                .line(format_args!("dma request send failed: {e}"));
+            self.sh.log.line(format_args!("dma request send failed: {e}"));
             return Err(Fault);
         }
         let deadline = Instant::now() + DMA_REPLY_TIMEOUT;
@@ -408,14 +377,14 @@ impl MessagePort<'_> {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.replies.recv_timeout(left) {
                 Ok(f) if f.header.id == id && f.header.command == command as u16 => return Ok(f),
-                Ok(f) => self.sh.log.line(format_args!(
-                    "stray reply id {} cmd {}",
-                    f.header.id, f.header.command
-                )),
+                Ok(f) => self
+                    .sh
+                    .log
+                    .line(format_args!("stray reply id {} cmd {}", f.header.id, f.header.command)),
                 Err(RecvTimeoutError::Timeout) => {
-                    self.sh.log.line(format_args!(
-                        "no reply to {command:?} id {id}; counted as a fault"
-                    ));
+                    self.sh
+                        .log
+                        .line(format_args!("no reply to {command:?} id {id}; counted as a fault"));
                     return Err(Fault);
                 }
                 Err(RecvTimeoutError::Disconnected) => return Err(Fault),
@@ -429,10 +398,7 @@ impl MessagePort<'_> {
     }
 
     fn piece(&self) -> usize {
-        self.sh
-            .max_xfer
-            .load(Ordering::Relaxed)
-            .clamp(4096, DMA_PIECE)
+        self.sh.max_xfer.load(Ordering::Relaxed).clamp(4096, DMA_PIECE)
     }
 }
 
@@ -442,19 +408,13 @@ impl DmaPort for MessagePort<'_> {
         for (i, part) in buf.chunks_mut(piece).enumerate() {
             let a = addr + (i * piece) as u64;
             let id = self.id();
-            let f = self.call(
-                id,
-                Command::DmaRead,
-                &encode_dma_read(id, a, part.len() as u64),
-            )?;
+            let f = self.call(id, Command::DmaRead, &encode_dma_read(id, a, part.len() as u64))?;
             match parse_dma_read_reply(&f.header, &f.payload, part.len()) {
                 Ok(data) => part.copy_from_slice(&data),
                 Err(e) => {
-                    self.sh.log.line(format_args!(
-                        "dma_read {a:#x}+{:#x} refused: errno {}",
-                        part.len(),
-                        e.0
-                    ));
+                    self.sh
+                        .log
+                        .line(format_args!("dma_read {a:#x}+{:#x} refused: errno {}", part.len(), e.0));
                     return Err(Fault);
                 }
             }

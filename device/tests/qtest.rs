@@ -15,10 +15,7 @@ fn records(rig: &Rig) -> Result<Vec<DmaRecord>> {
 }
 
 fn attach(rig: &mut Rig, bus_master: bool) -> Result<()> {
-    let slot = rig
-        .qt
-        .find(0x5056, 0xd3a0)?
-        .context("device not found on bus 0")?;
+    let slot = rig.qt.find(0x5056, 0xd3a0)?.context("device not found on bus 0")?;
     rig.qt.enable(slot, BAR0, bus_master)?;
     ensure!(rig.qt.readl(BAR0 + reg::ID)? == 0x5056_4844, "ID register");
     Ok(())
@@ -28,15 +25,9 @@ fn attach(rig: &mut Rig, bus_master: bool) -> Result<()> {
 fn dma_both_directions_lands_and_is_recorded() -> Result<()> {
     let mut rig = Rig::with_device(&[])?;
     let slot = rig.qt.find(0x5056, 0xd3a0)?.context("device not found")?;
-    ensure!(
-        rig.qt.cfg_read(slot, 0x08)? == 0x0880_0001,
-        "class/revision"
-    );
+    ensure!(rig.qt.cfg_read(slot, 0x08)? == 0x0880_0001, "class/revision");
     ensure!(rig.qt.cfg_read(slot, 0x2c)? == 0x0001_5056, "subsystem");
-    ensure!(
-        (rig.qt.cfg_read(slot, 0x3c)? >> 8) & 0xff == 1,
-        "interrupt pin A"
-    );
+    ensure!((rig.qt.cfg_read(slot, 0x3c)? >> 8) & 0xff == 1, "interrupt pin A");
     rig.qt.cfg_write(slot, 0x10, u32::MAX)?;
     ensure!(
         rig.qt.cfg_read(slot, 0x10)? == 0xffff_f000,
@@ -55,10 +46,7 @@ fn dma_both_directions_lands_and_is_recorded() -> Result<()> {
         tag: 7,
     };
     let (status, error) = run_dma(&mut rig.qt, BAR0, &d)?;
-    ensure!(
-        status == 2 && error == 0,
-        "status {status:#x} error {error}"
-    );
+    ensure!(status == 2 && error == 0, "status {status:#x} error {error}");
     let want: Vec<u8> = (0..4096u32).map(|i| (0x10 + i) as u8).collect();
     ensure!(
         rig.qt.mem_read(0x10_0000, 4096)? == want,
@@ -79,10 +67,7 @@ fn dma_both_directions_lands_and_is_recorded() -> Result<()> {
         tag: 8,
     };
     let (status, error) = run_dma(&mut rig.qt, BAR0, &d)?;
-    ensure!(
-        status == 2 && error == 0,
-        "status {status:#x} error {error}"
-    );
+    ensure!(status == 2 && error == 0, "status {status:#x} error {error}");
     ensure!(rig.qt.readl(BAR0 + reg::CHECKSUM)? == fnv1a(&data));
     ensure!(rig.qt.readl(BAR0 + reg::SEQ)? == 2);
 
@@ -94,10 +79,7 @@ fn dma_both_directions_lands_and_is_recorded() -> Result<()> {
     ensure!(r.bus_addr == 0x10_0000 && r.decoded_addr == 0x10_0000 && r.len == 4096);
     ensure!(r.checksum == fnv1a(&want));
     // QEMU maps guest RAM without an fd here: the table knows the window only.
-    let t = r
-        .translated
-        .first()
-        .context("no translation from the DMA_MAP table")?;
+    let t = r.translated.first().context("no translation from the DMA_MAP table")?;
     ensure!(
         t.source == "dma_map" && t.target_kind == "unknown" && t.iova == 0x10_0000 && t.len == 4096,
         "{t:?}"
@@ -122,10 +104,7 @@ fn advertised_36_decoded_32_truncates_and_refuses_beyond() -> Result<()> {
         tag: 1,
     };
     let (status, error) = run_dma(&mut rig.qt, BAR0, &d)?;
-    ensure!(
-        status == 2 && error == 0,
-        "status {status:#x} error {error}"
-    );
+    ensure!(status == 2 && error == 0, "status {status:#x} error {error}");
     ensure!(
         rig.qt.mem_read(0x30_0000, 64)? == vec![0x5a; 64],
         "truncated write did not land at 3 MiB"
@@ -141,14 +120,8 @@ fn advertised_36_decoded_32_truncates_and_refuses_beyond() -> Result<()> {
         tag: 2,
     };
     let (status, error) = run_dma(&mut rig.qt, BAR0, &d)?;
-    ensure!(
-        status == 2 | 4 && error == 2,
-        "status {status:#x} error {error}"
-    );
-    ensure!(
-        rig.qt.mem_read(0x40_0000, 16)? == before,
-        "refused DMA touched memory"
-    );
+    ensure!(status == 2 | 4 && error == 2, "status {status:#x} error {error}");
+    ensure!(rig.qt.mem_read(0x40_0000, 16)? == before, "refused DMA touched memory");
 
     let recs = records(&rig)?;
     ensure!(recs.len() == 2);
@@ -186,16 +159,10 @@ fn bus_master_off_then_unbacked_address_faults() -> Result<()> {
         tag: 2,
     };
     let (status, error) = run_dma(&mut rig.qt, BAR0, &d)?;
-    ensure!(
-        status == 2 | 4 && error == 1,
-        "status {status:#x} error {error}"
-    );
+    ensure!(status == 2 | 4 && error == 1, "status {status:#x} error {error}");
     ensure!(rig.qt.readl(BAR0 + reg::FAULT_ADDR_LO)? == 0x8000_1000);
     let recs = records(&rig)?;
-    ensure!(
-        recs.iter().map(|r| r.outcome).collect::<Vec<_>>()
-            == [Outcome::BusMasterOff, Outcome::IommuFault]
-    );
+    ensure!(recs.iter().map(|r| r.outcome).collect::<Vec<_>>() == [Outcome::BusMasterOff, Outcome::IommuFault]);
     Ok(())
 }
 
@@ -218,10 +185,7 @@ fn device_exits_and_removes_socket_when_qemu_goes() -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     };
     ensure!(status.success(), "device exit {status}: {}", rig.log());
-    ensure!(
-        !rig.dir.path().join("dev.sock").exists(),
-        "socket left behind"
-    );
+    ensure!(!rig.dir.path().join("dev.sock").exists(), "socket left behind");
     ensure!(rig.log().contains("client disconnected"));
     Ok(())
 }

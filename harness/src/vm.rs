@@ -144,7 +144,11 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
             out.end = watch_console(spec, dir, &mut qemu, &mut devices, out, started).await?;
             if let (RunEnd::Finished, Some(s)) = (&out.end, &out.summary) {
                 if s.ops as usize != out.results.len() {
-                    let why = format!("the agent reported {} results, the console carried {}", s.ops, out.results.len());
+                    let why = format!(
+                        "the agent reported {} results, the console carried {}",
+                        s.ops,
+                        out.results.len()
+                    );
                     out.end = RunEnd::ConsoleLost(why);
                 }
             }

@@ -60,7 +60,11 @@ fn cancelled_run_leaves_no_process() -> anyhow::Result<()> {
     let s = spec(&name);
     let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(4), vm::run(&m, &s)).await });
     assert!(r.is_err(), "the run should still be booting after 4 s");
-    assert!(wait_until(Duration::from_secs(3), || processes_with(&name).is_empty()), "left behind: {:?}", processes_with(&name));
+    assert!(
+        wait_until(Duration::from_secs(3), || processes_with(&name).is_empty()),
+        "left behind: {:?}",
+        processes_with(&name)
+    );
     Ok(())
 }
 
@@ -70,7 +74,10 @@ fn panicking_test_leaves_no_process() -> anyhow::Result<()> {
     let name = unique("panic");
     let s = spec(&name);
     let seen = std::panic::catch_unwind(|| {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             tokio::select! {
                 _ = vm::run(&m, &s) => unreachable!("the run cannot finish in 4 s"),
@@ -82,7 +89,11 @@ fn panicking_test_leaves_no_process() -> anyhow::Result<()> {
         })
     });
     assert!(seen.is_err());
-    assert!(wait_until(Duration::from_secs(3), || processes_with(&name).is_empty()), "left behind: {:?}", processes_with(&name));
+    assert!(
+        wait_until(Duration::from_secs(3), || processes_with(&name).is_empty()),
+        "left behind: {:?}",
+        processes_with(&name)
+    );
     Ok(())
 }
 
@@ -109,6 +120,10 @@ fn sigkilled_test_process_leaves_no_process() -> anyhow::Result<()> {
     child.kill()?;
     child.wait()?;
     assert!(started, "QEMU and the device never started");
-    assert!(wait_until(Duration::from_secs(5), || processes_with(&name).is_empty()), "left behind: {:?}", processes_with(&name));
+    assert!(
+        wait_until(Duration::from_secs(5), || processes_with(&name).is_empty()),
+        "left behind: {:?}",
+        processes_with(&name)
+    );
     Ok(())
 }

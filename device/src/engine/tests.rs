@@ -12,9 +12,7 @@ struct FakeBus {
 
 impl FakeBus {
     fn hole(&self, addr: u64, len: usize) -> bool {
-        self.holes
-            .iter()
-            .any(|&(s, e)| addr < e && addr + len as u64 > s)
+        self.holes.iter().any(|&(s, e)| addr < e && addr + len as u64 > s)
     }
     fn put(&mut self, addr: u64, data: &[u8]) {
         for (i, b) in data.iter().enumerate() {
@@ -155,11 +153,7 @@ fn beyond_addr_bits_is_refused_without_access() {
     assert!(bus.calls.is_empty());
     assert_eq!(bus.accesses[0].outcome, Outcome::BeyondAddrBits);
     // A range whose end crosses the limit is refused too.
-    let c = run(
-        CFG32,
-        &from_dev(0xffff_fff0, 32, 0, 0),
-        &mut FakeBus::default(),
-    );
+    let c = run(CFG32, &from_dev(0xffff_fff0, 32, 0, 0), &mut FakeBus::default());
     assert_eq!(c.error, ErrorCode::BeyondAddrBits);
     // 64 bits never refuses.
     let cfg64 = EngineConfig {
@@ -167,12 +161,7 @@ fn beyond_addr_bits_is_refused_without_access() {
         decode_bits: 64,
     };
     assert_eq!(
-        run(
-            cfg64,
-            &from_dev(u64::MAX - 15, 16, 0, 0),
-            &mut FakeBus::default()
-        )
-        .error,
+        run(cfg64, &from_dev(u64::MAX - 15, 16, 0, 0), &mut FakeBus::default()).error,
         ErrorCode::None
     );
 }
@@ -232,10 +221,7 @@ fn scatter_gather_runs_pattern_across_segments() {
     assert_eq!(c.checksum, fnv1a(FNV_OFFSET, &[0, 1, 2, 3, 4, 5, 6, 7]));
     assert_eq!(c.bytes_done, 8);
     let kinds: Vec<_> = bus.accesses.iter().map(|a| a.kind).collect();
-    assert_eq!(
-        kinds,
-        vec![AccessKind::Descriptor, AccessKind::Data, AccessKind::Data]
-    );
+    assert_eq!(kinds, vec![AccessKind::Descriptor, AccessKind::Data, AccessKind::Data]);
     assert_eq!(bus.accesses[0].len, 32);
 }
 
@@ -257,11 +243,7 @@ fn scatter_gather_rejects_bad_descriptors() {
             pattern: 0,
             seed: 0,
         };
-        assert_eq!(
-            run(CFG32, &req, &mut bus).error,
-            ErrorCode::BadRequest,
-            "count {count}"
-        );
+        assert_eq!(run(CFG32, &req, &mut bus).error, ErrorCode::BadRequest, "count {count}");
     }
     // Sum above 4 MiB.
     let mut bus = FakeBus::default();
@@ -284,9 +266,6 @@ fn big_transfer_is_chunked_on_aligned_boundaries() {
     assert_eq!(c.error, ErrorCode::None);
     assert_eq!(
         bus.calls,
-        vec![
-            (Dir::FromDevice, 0xff000, 0x1000),
-            (Dir::FromDevice, 0x100000, 0xff000)
-        ]
+        vec![(Dir::FromDevice, 0xff000, 0x1000), (Dir::FromDevice, 0x100000, 0xff000)]
     );
 }

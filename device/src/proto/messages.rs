@@ -221,11 +221,7 @@ pub struct DmaRefused(pub u32);
 
 /// The data of a DMA_READ reply; `Err` when QEMU refused the access or the
 /// reply does not carry exactly what was asked for.
-pub fn parse_dma_read_reply(
-    h: &Header,
-    payload: &[u8],
-    want: usize,
-) -> Result<Vec<u8>, DmaRefused> {
+pub fn parse_dma_read_reply(h: &Header, payload: &[u8], want: usize) -> Result<Vec<u8>, DmaRefused> {
     if h.is_error() {
         return Err(DmaRefused(h.error));
     }

@@ -13,8 +13,7 @@ mod version;
 pub use header::{Command, Header, ProtoError, HEADER_LEN, MAX_DATA, MAX_MSG_SIZE};
 pub use messages::{
     decode_message, decode_request, encode_dma_read, encode_dma_write, encode_error, encode_reply,
-    parse_dma_read_reply, parse_dma_write_reply, u32s, DmaMap, DmaRefused, DmaUnmap, IrqSet,
-    RegionAccess, Request,
+    parse_dma_read_reply, parse_dma_write_reply, u32s, DmaMap, DmaRefused, DmaUnmap, IrqSet, RegionAccess, Request,
 };
 pub use stream::{read_frame, read_frame_from_socket, Frame, ReadError};
 pub use version::{negotiate, Version};

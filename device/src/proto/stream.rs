@@ -81,20 +81,12 @@ pub fn read_frame_from_socket(sock: &UnixStream) -> Result<Option<Frame>, ReadEr
             }
         }
         if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(ReadError::HangUp)
-            };
+            return if got == 0 { Ok(None) } else { Err(ReadError::HangUp) };
         }
         got += n;
     }
     let header = Header::parse(&head)?;
     let mut r = sock;
     let payload = read_payload(&mut r, &header)?;
-    Ok(Some(Frame {
-        header,
-        payload,
-        fds,
-    }))
+    Ok(Some(Frame { header, payload, fds }))
 }

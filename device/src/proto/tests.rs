@@ -39,15 +39,9 @@ fn header_rejects_bad_sizes_and_types() {
     };
     assert_eq!(Header::parse(&h.encode()), Err(ProtoError::BadSize(15)));
     h.size = (MAX_MSG_SIZE + 1) as u32;
-    assert!(matches!(
-        Header::parse(&h.encode()),
-        Err(ProtoError::BadSize(_))
-    ));
+    assert!(matches!(Header::parse(&h.encode()), Err(ProtoError::BadSize(_))));
     h.size = u32::MAX;
-    assert!(matches!(
-        Header::parse(&h.encode()),
-        Err(ProtoError::BadSize(_))
-    ));
+    assert!(matches!(Header::parse(&h.encode()), Err(ProtoError::BadSize(_))));
     h.size = 16;
     h.flags = 2;
     assert_eq!(Header::parse(&h.encode()), Err(ProtoError::BadType(2)));
@@ -55,14 +49,13 @@ fn header_rejects_bad_sizes_and_types() {
 
 #[test]
 fn version_negotiation_as_qemu_sends_it() {
-    let caps = br#"{"capabilities":{"max_msg_fds":16,"max_data_xfer_size":1048576,"pgsizes":4096,"write_multiple":true}}"#;
+    let caps =
+        br#"{"capabilities":{"max_msg_fds":16,"max_data_xfer_size":1048576,"pgsizes":4096,"write_multiple":true}}"#;
     let mut p = vec![0, 0, 0, 0];
     p.extend_from_slice(caps);
     p.push(0);
     let (_, req) = decode_message(&msg(1, 1, 0, &p)).unwrap();
-    let Request::Version(v) = req else {
-        panic!("{req:?}")
-    };
+    let Request::Version(v) = req else { panic!("{req:?}") };
     assert_eq!(v.max_data_xfer(), 1 << 20);
     let ours = negotiate(&v).unwrap();
     let enc = ours.encode();
@@ -78,10 +71,7 @@ fn version_negotiation_as_qemu_sends_it() {
         Version::parse(&[0, 0, 0, 0, b'{', b'}']),
         Err(ProtoError::BadVersionData)
     );
-    assert_eq!(
-        Version::parse(&[0, 0, 0, 0, b'{', 0]),
-        Err(ProtoError::BadVersionData)
-    );
+    assert_eq!(Version::parse(&[0, 0, 0, 0, b'{', 0]), Err(ProtoError::BadVersionData));
     assert!(negotiate(&Version::parse(&[1, 0, 0, 0]).unwrap()).is_err());
 }
 
@@ -134,14 +124,7 @@ fn requests_decode() {
 
     let p = u32s(&[20, 0x24, 0, 0, 1]);
     let (_, r) = decode_message(&msg(5, 8, 0, &p)).unwrap();
-    assert!(matches!(
-        r,
-        Request::SetIrqs(IrqSet {
-            index: 0,
-            count: 1,
-            ..
-        })
-    ));
+    assert!(matches!(r, Request::SetIrqs(IrqSet { index: 0, count: 1, .. })));
     let (_, r) = decode_message(&msg(6, 13, 0, &[])).unwrap();
     assert_eq!(r, Request::DeviceReset);
 }
@@ -201,10 +184,7 @@ fn stream_reading_handles_hangups_and_bounds() {
     let mut r = two.as_slice();
     assert_eq!(read_frame(&mut r).unwrap().unwrap().header.id, 1);
     assert_eq!(read_frame(&mut r).unwrap().unwrap().payload.len(), 16);
-    assert!(
-        read_frame(&mut r).unwrap().is_none(),
-        "clean EOF between messages"
-    );
+    assert!(read_frame(&mut r).unwrap().is_none(), "clean EOF between messages");
     // Hang-up inside the header and inside the payload.
     assert!(matches!(read_frame(&mut &one[..7]), Err(ReadError::HangUp)));
     let m = msg(2, 4, 0, &[0; 16]);
@@ -240,20 +220,14 @@ fn dma_requests_and_replies() {
         error: 0,
     };
     assert_eq!(parse_dma_read_reply(&rh, &p, 4), Ok(vec![1, 2, 3, 4]));
-    assert!(
-        parse_dma_read_reply(&rh, &p[..19], 4).is_err(),
-        "short data"
-    );
+    assert!(parse_dma_read_reply(&rh, &p[..19], 4).is_err(), "short data");
     let eh = Header {
         flags: TYPE_REPLY | 0x20,
         error: errno::EFAULT,
         size: 16,
         ..rh
     };
-    assert_eq!(
-        parse_dma_read_reply(&eh, &[], 4),
-        Err(DmaRefused(errno::EFAULT))
-    );
+    assert_eq!(parse_dma_read_reply(&eh, &[], 4), Err(DmaRefused(errno::EFAULT)));
 
     let m = encode_dma_write(10, 0x2000, &[5; 8]);
     assert_eq!(m.len(), 16 + 16 + 8);

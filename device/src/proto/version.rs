@@ -45,9 +45,7 @@ impl Version {
         let mut out = Vec::new();
         out.extend_from_slice(&self.major.to_le_bytes());
         out.extend_from_slice(&self.minor.to_le_bytes());
-        let mut text = json!({ "capabilities": self.capabilities })
-            .to_string()
-            .into_bytes();
+        let mut text = json!({ "capabilities": self.capabilities }).to_string().into_bytes();
         text.push(0);
         out.extend_from_slice(&text);
         out

@@ -41,8 +41,7 @@ pub fn qemu_path() -> Result<PathBuf> {
             images.display()
         )
     })?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", images.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", images.display()))?;
     let q = v
         .get("qemu")
         .and_then(|q| q.as_str())
@@ -77,8 +76,7 @@ impl Qtest {
 
     fn num(&mut self, line: &str) -> Result<u64> {
         let v = self.cmd(line)?;
-        u64::from_str_radix(v.trim_start_matches("0x"), 16)
-            .with_context(|| format!("qtest {line:?} gave {v:?}"))
+        u64::from_str_radix(v.trim_start_matches("0x"), 16).with_context(|| format!("qtest {line:?} gave {v:?}"))
     }
 
     pub fn readl(&mut self, addr: u64) -> Result<u32> {
@@ -204,8 +202,7 @@ impl Rig {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("qemu.err"))?);
         for d in devices {
-            cmd.arg("-device")
-                .arg(d.replace("{SOCK}", &sock.display().to_string()));
+            cmd.arg("-device").arg(d.replace("{SOCK}", &sock.display().to_string()));
         }
         let mut qemu = Guard(cmd.spawn().context("starting QEMU")?);
         let t0 = Instant::now();
@@ -214,8 +211,7 @@ impl Rig {
                 Ok((s, _)) => break s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if let Some(st) = qemu.0.try_wait()? {
-                        let err = std::fs::read_to_string(dir.path().join("qemu.err"))
-                            .unwrap_or_default();
+                        let err = std::fs::read_to_string(dir.path().join("qemu.err")).unwrap_or_default();
                         bail!("QEMU exited early ({st}): {err}");
                     }
                     if t0.elapsed() > Duration::from_secs(30) {
@@ -232,12 +228,7 @@ impl Rig {
             r: BufReader::new(stream.try_clone()?),
             w: stream,
         };
-        Ok(Rig {
-            dir,
-            qt,
-            qemu,
-            device,
-        })
+        Ok(Rig { dir, qt, qemu, device })
     }
 
     /// Starts our device as the only extra PCI function.
@@ -303,7 +294,7 @@ pub fn run_dma(qt: &mut Qtest, bar: u64, d: &Dma) -> Result<(u32, u32)> {
 }
 
 pub fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
+    bytes
+        .iter()
+        .fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }

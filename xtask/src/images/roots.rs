@@ -72,8 +72,8 @@ fn run_logged(mut cmd: Command, log: &Path, label: &str) -> anyhow::Result<()> {
         let line = line?;
         use std::io::Write;
         writeln!(file, "{line}")?;
-        if line.starts_with("I: ") {
-            eprintln!("[images]   {label}: {}", &line[3..]);
+        if let Some(progress) = line.strip_prefix("I: ") {
+            eprintln!("[images]   {label}: {progress}");
         }
     }
     let status = child.wait()?;
