@@ -111,6 +111,18 @@ impl Qmp {
         Ok(format!("{:?}", info.status).to_lowercase())
     }
 
+    /// Pause the guest's CPUs (QEMU answers with a STOP event).
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        self.service.execute(qmp::stop {}).await.context("stop failed")?;
+        Ok(())
+    }
+
+    /// Resume the guest's CPUs (QEMU answers with a RESUME event).
+    pub async fn cont(&self) -> anyhow::Result<()> {
+        self.service.execute(qmp::cont {}).await.context("cont failed")?;
+        Ok(())
+    }
+
     /// Ask QEMU to exit; it may close the socket before answering.
     pub async fn quit(&self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.service.execute(qmp::quit {})).await;
@@ -129,6 +141,47 @@ impl Qmp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A QMP peer that greets, accepts capabilities, then sends an event no
+    /// qapi schema knows before answering query-status: the connection must
+    /// survive it, and the harness must still see the event.
+    #[tokio::test]
+    async fn unknown_events_do_not_break_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("qmp.sock");
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let peer = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let (r, mut w) = s.into_split();
+            let mut lines = BufReader::new(r).lines();
+            let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 3, "minor": 1, "major": 11}, "package": ""}, "capabilities": ["oob"]}}"#;
+            w.write_all(format!("{greeting}\n").as_bytes()).await.unwrap();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let id = v.get("id").cloned().unwrap_or(serde_json::Value::Null);
+                let reply = match v["execute"].as_str().unwrap() {
+                    "qmp_capabilities" => serde_json::json!({"return": {}, "id": id}),
+                    "query-status" => {
+                        let ev = r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "SOME_FUTURE_EVENT", "data": {"x": 1}}"#;
+                        w.write_all(format!("{ev}\n").as_bytes()).await.unwrap();
+                        serde_json::json!({"return": {"status": "running", "running": true}, "id": id})
+                    }
+                    other => panic!("unexpected command {other}"),
+                };
+                w.write_all(format!("{reply}\n").as_bytes()).await.unwrap();
+            }
+        });
+        let transcript = dir.path().join("qmp.log");
+        let mut qmp = Qmp::connect(&sock, &transcript).await.unwrap();
+        assert_eq!(qmp.status().await.unwrap(), "running");
+        assert_eq!(qmp.status().await.unwrap(), "running");
+        let events = qmp.drain_events();
+        assert!(events.iter().any(|e| e["event"] == "SOME_FUTURE_EVENT"), "{events:?}");
+        let log = std::fs::read_to_string(&transcript).unwrap();
+        assert!(log.contains("event withheld from qapi"), "{log}");
+        drop(qmp);
+        peer.abort();
+    }
 
     #[test]
     fn known_events_decode_and_unknown_ones_are_caught() {
