@@ -125,5 +125,11 @@ fn sigkilled_test_process_leaves_no_process() -> anyhow::Result<()> {
         "left behind: {:?}",
         processes_with(&name)
     );
+    // A SIGKILLed run cannot remove its own directory; this test made it, so it does.
+    for e in std::fs::read_dir(vm::artifacts_root())?.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&name) {
+            std::fs::remove_dir_all(e.path())?;
+        }
+    }
     Ok(())
 }
