@@ -6,28 +6,15 @@
 //! Figures go to stdout as a Markdown table (kept in docs/bench.md).
 
 use pvhdma_harness::images::Manifest;
-use pvhdma_harness::machine::{BootSpec, IommuKind, MachineSpec, RunSpec};
+use pvhdma_harness::machine::{IommuKind, RunSpec};
 use pvhdma_harness::outcome::RunEnd;
 use pvhdma_harness::vm;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn spec(iommu: IommuKind) -> RunSpec {
-    RunSpec {
-        name: format!("bench-{iommu:?}").to_lowercase(),
-        machine: MachineSpec {
-            iommu,
-            ..MachineSpec::default()
-        },
-        boot: BootSpec::default(),
-        devices: vec![],
-        workload: None,
-        boot_timeout: Duration::from_secs(300),
-        run_timeout: Duration::from_secs(120),
-        live_console: false,
-        shell: false,
-    }
+    RunSpec::boot_only(&format!("bench-{iommu:?}").to_lowercase(), iommu)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

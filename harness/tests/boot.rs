@@ -2,26 +2,13 @@
 //! broken boot is named as such within seconds.
 
 use pvhdma_harness::images::Manifest;
-use pvhdma_harness::machine::{BootSpec, IommuKind, MachineSpec, RunSpec};
+use pvhdma_harness::machine::{IommuKind, RunSpec};
 use pvhdma_harness::outcome::RunEnd;
 use pvhdma_harness::vm;
 use std::time::Duration;
 
 fn spec(name: &str, iommu: IommuKind) -> RunSpec {
-    RunSpec {
-        name: name.into(),
-        machine: MachineSpec {
-            iommu,
-            ..MachineSpec::default()
-        },
-        boot: BootSpec::default(),
-        devices: vec![],
-        workload: None,
-        boot_timeout: Duration::from_secs(180),
-        run_timeout: Duration::from_secs(60),
-        live_console: false,
-        shell: false,
-    }
+    RunSpec::boot_only(name, iommu)
 }
 
 async fn boot(name: &str, iommu: IommuKind) -> anyhow::Result<vm::Run> {

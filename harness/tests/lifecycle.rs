@@ -3,21 +3,14 @@
 //! timeout, a ^C'd run).
 
 use pvhdma_harness::images::Manifest;
-use pvhdma_harness::machine::{BootSpec, DeviceSpec, MachineSpec, RunSpec};
+use pvhdma_harness::machine::{DeviceSpec, IommuKind, RunSpec};
 use pvhdma_harness::vm;
 use std::time::{Duration, Instant};
 
 fn spec(name: &str) -> RunSpec {
     RunSpec {
-        name: name.into(),
-        machine: MachineSpec::default(),
-        boot: BootSpec::default(),
         devices: vec![DeviceSpec::default()],
-        workload: None,
-        boot_timeout: Duration::from_secs(120),
-        run_timeout: Duration::from_secs(60),
-        live_console: false,
-        shell: false,
+        ..RunSpec::boot_only(name, IommuKind::Intel)
     }
 }
 

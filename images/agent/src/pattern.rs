@@ -1,37 +1,33 @@
-//! The device's data patterns and checksum (device/REGISTERS.md), so the
-//! agent can cross-check what the driver computed.
+//! The device's data patterns and checksum (device/REGISTERS.md), taken from
+//! the device model itself, so the agent cross-checks the C driver's
+//! computation against the implementation the device runs.
 
 use crate::wire::Pattern;
+use pvhdma_device::engine;
 
-/// Byte `i` of a transfer, counted across segments.
-pub fn pattern_bytes(pattern: Pattern, seed: u32, len: usize) -> Vec<u8> {
-    match pattern {
-        Pattern::Fill => vec![seed as u8; len],
-        Pattern::Incrementing => (0..len).map(|i| seed.wrapping_add(i as u32) as u8).collect(),
-        Pattern::Xorshift => {
-            let mut x = if seed == 0 { 1 } else { seed };
-            let mut out = Vec::with_capacity(len + 3);
-            while out.len() < len {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-            out.truncate(len);
-            out
-        }
+pub use engine::FNV_OFFSET as FNV_INIT;
+
+/// The PATTERN register value of a pattern.
+fn register_value(p: Pattern) -> u32 {
+    match p {
+        Pattern::Fill => 0,
+        Pattern::Incrementing => 1,
+        Pattern::Xorshift => 2,
     }
 }
 
-pub const FNV_INIT: u32 = 0x811c_9dc5;
+/// Byte `i` of a transfer, counted across segments.
+pub fn pattern_bytes(pattern: Pattern, seed: u32, len: usize) -> Vec<u8> {
+    let mut out = vec![0; len];
+    engine::Pattern::new(register_value(pattern), seed)
+        .expect("every wire pattern is a register value")
+        .fill(&mut out);
+    out
+}
 
 /// FNV-1a 32, continuing from `h` (start with [`FNV_INIT`]).
-pub fn fnv1a_update(mut h: u32, bytes: &[u8]) -> u32 {
-    for &b in bytes {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
+pub fn fnv1a_update(h: u32, bytes: &[u8]) -> u32 {
+    engine::fnv1a(h, bytes)
 }
 
 pub fn fnv1a(bytes: &[u8]) -> u32 {
