@@ -187,6 +187,27 @@ impl RamLayout {
     }
 }
 
+impl RunSpec {
+    /// Boot with the defaults, no device and no workload: the agent powers
+    /// dom0 off as soon as it is up.
+    pub fn boot_only(name: &str, iommu: IommuKind) -> Self {
+        Self {
+            name: name.into(),
+            machine: MachineSpec {
+                iommu,
+                ..MachineSpec::default()
+            },
+            boot: BootSpec::default(),
+            devices: vec![],
+            workload: None,
+            boot_timeout: Duration::from_secs(180),
+            run_timeout: Duration::from_secs(60),
+            live_console: false,
+            shell: false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::RamLayout;
@@ -227,26 +248,5 @@ mod tests {
         let small = RamLayout::q35(GIB);
         assert_eq!(small.gpa_of_offset(GIB - 1), Some(GIB - 1));
         assert_eq!(small.gpa_of_offset(GIB), None);
-    }
-}
-
-impl RunSpec {
-    /// Boot with the defaults, no device and no workload: the agent powers
-    /// dom0 off as soon as it is up.
-    pub fn boot_only(name: &str, iommu: IommuKind) -> Self {
-        Self {
-            name: name.into(),
-            machine: MachineSpec {
-                iommu,
-                ..MachineSpec::default()
-            },
-            boot: BootSpec::default(),
-            devices: vec![],
-            workload: None,
-            boot_timeout: Duration::from_secs(180),
-            run_timeout: Duration::from_secs(60),
-            live_console: false,
-            shell: false,
-        }
     }
 }
