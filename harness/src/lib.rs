@@ -6,10 +6,12 @@
 //! `vm` (one run end to end), `trace` (QEMU's IOMMU trace), `initrd`
 //! (the per-run workload archive), `scenario`, `verdict`, `report`.
 
+pub mod accel;
 pub mod console;
 pub mod images;
 pub mod initrd;
 pub mod machine;
+pub mod matrix;
 pub mod outcome;
 pub mod process;
 pub mod qemu;

@@ -98,7 +98,13 @@ pub fn args(m: &Manifest, spec: &RunSpec, paths: &RunPaths) -> Vec<String> {
         // -rdtscp because TCG reports an RDTSCP intercept as RDTSC and Xen's
         // length check then crashes dom0.
         "-cpu".into(),
-        "max,-rdtscp".into(),
+        match mc.accel {
+            Accel::Tcg => "max,-rdtscp".into(),
+            // Under KVM (only chosen with nested virtualization, accel.rs)
+            // the host's own CPU model carries VMX/SVM through to Xen; the
+            // RDTSCP workaround above is TCG's.
+            Accel::Kvm => "host".into(),
+        },
         "-smp".into(),
         mc.cpus.to_string(),
         "-m".into(),

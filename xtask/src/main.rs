@@ -5,6 +5,7 @@
 mod flags;
 mod hostdeps;
 mod images;
+mod matrix;
 mod tasks;
 
 use std::process::ExitCode;
@@ -30,9 +31,11 @@ fn run(cmd: flags::Cmd) -> anyhow::Result<ExitCode> {
             images::build(&opts)?;
             Ok(ExitCode::SUCCESS)
         }
-        flags::Cmd::Check(opts, extra) => tasks::check(&opts, &extra),
-        flags::Cmd::Test(opts, extra) => tasks::test(&opts, &extra),
+        flags::Cmd::Check(opts, cell, extra) => tasks::check(&opts, &cell, &extra),
+        flags::Cmd::Test(opts, cell, extra) => tasks::test(&opts, &cell, &extra),
         flags::Cmd::Run { images, file, shell } => tasks::run(&images, &file, shell),
         flags::Cmd::Schema => tasks::schema(),
+        flags::Cmd::Matrix { partitions } => matrix::run(partitions),
+        flags::Cmd::LintCi => matrix::lint_ci(),
     }
 }

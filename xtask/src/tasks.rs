@@ -1,8 +1,9 @@
 //! The xtask commands that run tests: `check`, `test`, `run`, `schema`.
 
+use crate::flags::CellFlags;
 use crate::images;
 use pvhdma_harness::images::{workspace_root, Manifest};
-use pvhdma_harness::{report, scenario, suite};
+use pvhdma_harness::{accel, matrix, report, scenario, suite};
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
@@ -23,9 +24,12 @@ pub fn prepare(img: &images::Options) -> anyhow::Result<Manifest> {
     Ok(m)
 }
 
-fn nextest(args: &[&str], extra: &[String]) -> anyhow::Result<bool> {
+fn nextest(args: &[&str], extra: &[String], env: &[(&str, String)]) -> anyhow::Result<bool> {
     let mut c = cargo();
     c.args(["nextest", "run"]).args(args).args(extra);
+    for (k, v) in env {
+        c.env(k, v);
+    }
     let status = c
         .status()
         .map_err(|e| anyhow::anyhow!("Cannot run cargo nextest ({e}); install cargo-nextest"))?;
@@ -33,24 +37,57 @@ fn nextest(args: &[&str], extra: &[String]) -> anyhow::Result<bool> {
 }
 
 /// `cargo xtask check`: every test of the workspace (unit, qtest, boot, scenarios).
-pub fn check(img: &images::Options, extra: &[String]) -> anyhow::Result<ExitCode> {
-    prepare(img)?;
+pub fn check(img: &images::Options, cell: &CellFlags, extra: &[String]) -> anyhow::Result<ExitCode> {
+    let m = prepare(img)?;
+    let env = cell_env(img, cell, &m)?;
     let _ = std::fs::remove_dir_all(suite::results_dir());
-    let ok = nextest(&["--workspace", "--profile", "ci"], extra)?;
+    let ok = nextest(&["--workspace", "--profile", "ci"], extra, &env)?;
     print_summary();
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `cargo xtask test`: the scenario catalog, then a summary table.
-pub fn test(img: &images::Options, extra: &[String]) -> anyhow::Result<ExitCode> {
-    prepare(img)?;
+pub fn test(img: &images::Options, cell: &CellFlags, extra: &[String]) -> anyhow::Result<ExitCode> {
+    let m = prepare(img)?;
+    let env = cell_env(img, cell, &m)?;
     let _ = std::fs::remove_dir_all(suite::results_dir());
     let ok = nextest(
         &["-p", "pvhdma-harness", "--test", "scenarios", "--profile", "ci"],
         extra,
+        &env,
     )?;
     print_summary();
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The environment that makes nextest's tests run this cell: the cell's
+/// manifest (`--manifest`) and IOMMU (`--iommu`). Prints the cell, the
+/// acceleration decision and the scenarios the cell skips, once.
+fn cell_env(img: &images::Options, cell: &CellFlags, m: &Manifest) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut env = Vec::new();
+    if let Some(p) = &img.manifest_out {
+        env.push(("PVHDMA_IMAGES", p.display().to_string()));
+    }
+    let iommu = cell.iommu.as_deref().map(matrix::parse_iommu).transpose()?;
+    if let Some(k) = &cell.iommu {
+        env.push((matrix::IOMMU_ENV, k.clone()));
+    }
+    let c = matrix::Cell {
+        iommu: iommu.or(matrix::Cell::current(None)?.iommu),
+        xen: matrix::xen_version(m),
+        kernel: Some(m.kernel_version.clone()),
+    };
+    println!("[matrix] cell: {}", c.describe());
+    println!("[matrix] accel: auto -> {}", accel::decide());
+    for f in scenario::scenario_files(&scenario::scenarios_dir())? {
+        if let Ok(s) = scenario::load(&f) {
+            if let matrix::Decision::Skip(why) = c.decide(&s) {
+                let name = f.file_stem().unwrap_or_default().to_string_lossy();
+                println!("[matrix] skipped {name}: {why}");
+            }
+        }
+    }
+    Ok(env)
 }
 
 fn print_summary() {

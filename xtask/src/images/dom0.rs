@@ -81,13 +81,15 @@ pub fn build_driver(out: &Path, root: &Path, version: &str, tree: Option<&Path>)
             let build = root.join(&inner);
             let _ = std::fs::remove_dir_all(&build);
             copy_dir(&src, &build)?;
-            let result = run(Command::new("chroot").arg(root).args([
-                "make",
-                "-C",
-                &format!("/lib/modules/{version}/build"),
-                &format!("M=/{inner}"),
-                "modules",
-            ]));
+            // objtool of newer kernels (7.x) reads /proc ("read_stack_limit:
+            // fopen failed"), so mount one, in a private mount namespace that
+            // ends with the build: nothing is left mounted in the cache.
+            let make =
+                format!("mount -t proc proc /proc && exec make -C /lib/modules/{version}/build M=/{inner} modules");
+            let result = run(Command::new("unshare")
+                .args(["--mount", "--propagation", "private", "chroot"])
+                .arg(root)
+                .args(["sh", "-c", &make]));
             let ko = out.join("pvhdma.ko.built");
             let copied = result.and_then(|_| Ok(std::fs::copy(build.join("pvhdma.ko"), &ko)?));
             let _ = std::fs::remove_dir_all(&build);

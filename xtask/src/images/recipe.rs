@@ -34,6 +34,21 @@ pub struct Dom0Spec {
     pub kernel: String,
 }
 
+/// A recipe's place in the nightly matrix (docs/matrix.md): labels only,
+/// matched against scenarios' `cells.xen` / `cells.kernels`. Not part of the
+/// image set's cache key: relabelling rebuilds nothing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixLabels {
+    /// Xen's version, e.g. "4.20".
+    pub xen_version: String,
+    /// The dom0 kernel's version, e.g. "6.12" (a prefix of the built one).
+    pub kernel: String,
+    /// Leave the recipe out of `cargo xtask matrix`.
+    #[serde(default)]
+    pub skip: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
@@ -42,6 +57,9 @@ pub struct Recipe {
     pub qemu: RootSpec,
     pub xen: XenSpec,
     pub dom0: Dom0Spec,
+    /// Matrix labels; skipped when serializing, so the cache key ignores them.
+    #[serde(default, skip_serializing)]
+    pub matrix: Option<MatrixLabels>,
 }
 
 impl Recipe {
