@@ -1,5 +1,6 @@
 //! What one run produced: how it ended and every record it left.
 
+use crate::machine::RamLayout;
 use pvhdma_agent::wire::{OpResult, Summary};
 use pvhdma_device::record::DmaRecord;
 use serde::Serialize;
@@ -86,4 +87,8 @@ pub struct RunOutcome {
     pub milestones: Vec<String>,
     pub artifacts: PathBuf,
     pub timings: Timings,
+    /// How QEMU laid out guest RAM in the memfd it hands the device with each
+    /// DMA_MAP: turns the device's `fd_offset` targets into guest-physical
+    /// addresses (see `RamLayout`). `None`: the device's view is not judged.
+    pub ram_layout: Option<RamLayout>,
 }

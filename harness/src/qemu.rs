@@ -118,6 +118,14 @@ pub fn args(m: &Manifest, spec: &RunSpec, paths: &RunPaths) -> Vec<String> {
         format!("stdio,id=con,signal={}", if spec.shell { "on" } else { "off" }),
         "-serial".into(),
         "chardev:con".into(),
+        // Guest RAM in a memfd, so QEMU's vfio-user client sends each DMA_MAP
+        // with that fd and the offset in it: the device's second, independent
+        // view of every translation (`RamLayout` turns the offset back into a
+        // guest-physical address). share=on is what makes QEMU pass the fd.
+        "-object".into(),
+        format!("memory-backend-memfd,id=ram0,size={}M,share=on", mc.memory_mib),
+        "-machine".into(),
+        "memory-backend=ram0".into(),
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", paths.qmp.display()),
         "-run-with".into(),

@@ -39,7 +39,7 @@ fn esc(s: &str) -> String {
 
 /// The points of the address plot, one per device access.
 pub fn plot_points(outcome: &RunOutcome) -> Vec<svg::Point> {
-    join::accesses(&outcome.device_records, &outcome.results, &outcome.iommu_trace)
+    join::of_outcome(outcome)
         .iter()
         .map(|a| svg::Point {
             bus: a.record.decoded_addr,
@@ -94,7 +94,7 @@ pub fn render_html(scenario: &Scenario, outcome: &RunOutcome, verdict: &Verdict)
     h.push_str("</table><h2>Device accesses</h2>");
     h.push_str(&svg::plot(&plot_points(outcome)));
     h.push_str("<table><tr><th>seq</th><th>op</th><th>tag</th><th>kind</th><th>bus</th><th>decoded</th><th>len</th><th>outcome</th><th>translated (trace)</th><th>translated (device)</th></tr>");
-    for a in join::accesses(&outcome.device_records, &outcome.results, &outcome.iommu_trace) {
+    for a in join::of_outcome(outcome) {
         let r = a.record;
         let opt = |v: Option<u64>| v.map(hex).unwrap_or_default();
         let _ = write!(
@@ -260,6 +260,7 @@ mod tests {
             milestones: vec![],
             artifacts: "/tmp/x".into(),
             timings: Timings::default(),
+            ram_layout: None,
         };
         (s, o)
     }

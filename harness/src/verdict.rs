@@ -10,6 +10,7 @@ pub mod join;
 #[cfg(test)]
 mod tests;
 
+use crate::machine::RamLayout;
 use crate::outcome::{RunEnd, RunOutcome};
 use crate::scenario::{id_matches, Scenario};
 use serde::Serialize;
@@ -158,7 +159,21 @@ pub fn run_end_kind(end: &RunEnd) -> (String, Option<String>) {
 /// Judge `outcome` against every assertion of `scenario`, and apply its
 /// `expect_failure`, if any.
 pub fn evaluate(scenario: &Scenario, outcome: &RunOutcome) -> Verdict {
-    let assertions = checks::evaluate_all(&scenario.expect, outcome);
+    let injected;
+    let judged = match scenario.inject.and_then(|i| i.ram_below_4g) {
+        // A negative twin's wrong RAM layout: only the judging sees it.
+        Some(below) => {
+            let mut o = outcome.clone();
+            o.ram_layout = Some(RamLayout::with_below_4g(
+                scenario.machine.memory.mib << 20,
+                below.mib << 20,
+            ));
+            injected = o;
+            &injected
+        }
+        None => outcome,
+    };
+    let assertions = checks::evaluate_all(&scenario.expect, judged);
     judge(scenario, outcome, assertions)
 }
 

@@ -7,7 +7,7 @@
 
 use crate::console::{Event, Fatal, Scanner};
 use crate::images::{workspace_root, Manifest};
-use crate::machine::{DeviceSpec, RunSpec};
+use crate::machine::{DeviceSpec, RamLayout, RunSpec};
 use crate::outcome::{RunEnd, RunOutcome, Timings};
 use crate::process::{self, Guarded};
 use crate::qemu::{self, RunPaths};
@@ -89,6 +89,8 @@ pub async fn run(m: &Manifest, spec: &RunSpec) -> anyhow::Result<Run> {
             milestones: vec![],
             artifacts: dir.path().to_path_buf(),
             timings: Timings::default(),
+            // The layout of the RAM `qemu::args` gives QEMU.
+            ram_layout: Some(RamLayout::q35(spec.machine.memory_mib << 20)),
         },
         dir: Some(dir),
     };

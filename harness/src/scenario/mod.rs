@@ -20,8 +20,8 @@ pub use expect::{
     OpCheck, OpExpect, TranslatedAddrs,
 };
 pub use model::{
-    AccelCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, IommuCfg, MachineCfg, OpCfg, OpKindCfg, PatternCfg,
-    PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
+    AccelCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, Inject, IommuCfg, MachineCfg, OpCfg, OpKindCfg,
+    PatternCfg, PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
 };
 pub use parse::{load, parse_str, scenario_files, ScenarioError};
 pub use size::{parse_bytes, parse_duration, ByteSize, HumanDuration, MemSize, SizeError};

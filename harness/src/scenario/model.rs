@@ -47,6 +47,21 @@ pub struct Scenario {
     /// Restricts the scenario to some cells of the (future) test matrix.
     #[serde(default)]
     pub cells: Option<Cells>,
+    /// Fault injection for negative twins, on the judging side only: the VM,
+    /// QEMU and the device run exactly as without it.
+    #[serde(default)]
+    pub inject: Option<Inject>,
+}
+
+/// What a negative twin gets wrong on purpose, to show a check can fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Inject {
+    /// Judge the device's DMA_MAP view as if QEMU had put at most this much
+    /// RAM below 4 GiB (q35 really puts 2G there for 2.75G of RAM or more).
+    /// Every fd offset past the wrong boundary converts to a wrong
+    /// guest-physical address, so `translations_agree` must fail.
+    pub ram_below_4g: Option<MemSize>,
 }
 
 fn default_devices() -> Vec<DeviceCfg> {

@@ -211,5 +211,12 @@ fn validate(s: &Scenario, file: &Path) -> Result<(), ScenarioError> {
             );
         }
     }
+    if s.inject.is_some() && s.expect_failure.is_none() {
+        return err(
+            None,
+            "inject".into(),
+            "fault injection belongs in a negative twin: add expect_failure".into(),
+        );
+    }
     Ok(())
 }

@@ -67,6 +67,10 @@ fn bad_values_are_located_too() {
 
     let e = parse("name: x\n").unwrap_err();
     assert!(e.message.contains("description"), "{e}");
+
+    let e = parse("description: d\nexpect:\n  translations_agree: true\ninject: {ram_below_4g: 1G}\n").unwrap_err();
+    assert_eq!(e.path, "inject", "{e}");
+    assert!(e.message.contains("expect_failure"), "{e}");
 }
 
 #[test]

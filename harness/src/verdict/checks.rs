@@ -1,7 +1,7 @@
 //! One function per assertion. Each returns pass or fail with a message that
 //! names the record (or result) that broke it.
 
-use super::join::{accesses, Access};
+use super::join::{of_outcome, Access};
 use super::{hex, run_end_kind, AssertionResult, Status};
 use crate::outcome::RunOutcome;
 use crate::scenario::{BootExpect, BootOutcome, Check, Count, Expect, OpCheck, Pattern};
@@ -21,7 +21,7 @@ type Judged = (bool, String, String); // (held, expected, detail)
 pub fn evaluate_all(expect: &Expect, out: &RunOutcome) -> Vec<AssertionResult> {
     let ctx = Ctx {
         out,
-        acc: accesses(&out.device_records, &out.results, &out.iommu_trace),
+        acc: of_outcome(out),
     };
     let mut results = Vec::new();
     let mut boot_failed = None;
@@ -186,30 +186,51 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Two independent views of every successful access: QEMU's IOMMU trace
+    /// (`target | (iova & mask)` of the covering IOTLB miss) and the device's
+    /// DMA_MAP table (the map's fd offset + `iova - map_iova`, made
+    /// guest-physical with the run's RAM layout). `true` needs both views for
+    /// every such access, equal, and at least one access; `false` needs one
+    /// access where both exist and differ.
     fn translations_agree(&self, want: bool) -> Judged {
-        let both: Vec<(&Access<'_>, u64, u64)> = self
-            .acc
+        let ok: Vec<&Access<'_>> = self.acc.iter().filter(|a| a.ok()).collect();
+        let differ = ok.iter().find_map(|a| match (a.device_target, a.trace_target) {
+            (Some(d), Some(t)) if d != t => Some((a, d, t)),
+            _ => None,
+        });
+        let missing = ok
             .iter()
-            .filter_map(|a| Some((a, a.device_target?, a.trace_target?)))
-            .collect();
-        let differ = both.iter().find(|(_, d, t)| d != t);
+            .find(|a| a.device_target.is_none() || a.trace_target.is_none());
         let expected = if want {
-            "the device's DMA_MAP view and the IOMMU trace to agree (on at least one access)".to_string()
+            "for every successful access, the device's DMA_MAP view and the IOMMU trace both give a translation, \
+             the same one (and there is such an access)"
+                .to_string()
         } else {
             "the device's DMA_MAP view and the IOMMU trace to disagree somewhere".to_string()
         };
-        let detail = match differ {
-            Some((a, d, t)) => format!(
-                "{} at bus {}: device says {}, trace says {}",
+        let detail = match (differ, missing) {
+            (Some((a, d, t)), _) => format!(
+                "{} at bus {}: DMA_MAP view says {}, trace says {}",
                 a.describe(),
                 hex(a.record.decoded_addr),
-                hex(*d),
-                hex(*t)
+                hex(d),
+                hex(t)
             ),
-            None => format!("{} accesses had both views and all agree", both.len()),
+            (None, Some(a)) => format!(
+                "{} at bus {} has no translation from {}",
+                a.describe(),
+                hex(a.record.decoded_addr),
+                match (a.device_target, a.trace_target) {
+                    (None, None) => "either view",
+                    (None, _) => "the DMA_MAP view (no fd-backed map covers it, or no RAM layout)",
+                    _ => "the IOMMU trace (no IOTLB miss covers it)",
+                }
+            ),
+            (None, None) if ok.is_empty() => "no successful access".to_string(),
+            (None, None) => format!("{} accesses, both views agree on each", ok.len()),
         };
         let held = if want {
-            !both.is_empty() && differ.is_none()
+            !ok.is_empty() && differ.is_none() && missing.is_none()
         } else {
             differ.is_some()
         };

@@ -12,7 +12,8 @@
 //! for an access after it, which the naive "last covering miss in the whole
 //! trace" ([`last_miss_covering`]) would.
 
-use crate::outcome::TraceEntry;
+use crate::machine::RamLayout;
+use crate::outcome::{RunOutcome, TraceEntry};
 use pvhdma_agent::wire::OpResult;
 use pvhdma_device::record::{DmaRecord, Outcome};
 
@@ -50,17 +51,24 @@ pub fn align_trace(trace: &[TraceEntry], iovas: &[u64]) -> Vec<Option<u64>> {
 }
 
 /// What the device itself knows of where an access went: the `dma_map`
-/// translation covering its decoded address, when the target is an address.
-/// With default (not fd-backed) guest RAM QEMU sends no address (`target_kind:
-/// unknown`, target 0), and an `fd_offset` is an offset in the RAM file, not
-/// a guest-physical address, so neither counts.
-pub fn device_view(r: &DmaRecord) -> Option<u64> {
+/// translation covering its decoded address, as a guest-physical address.
+/// QEMU's vfio-user client names guest RAM by its memfd, so the device records
+/// `target_kind: fd_offset` (an offset in that file) and `layout` (the run's,
+/// which the harness knows and the device does not) turns it into an address.
+/// `unknown` (no fd: ROM, or default RAM) says nothing; a target of any other
+/// kind is taken as an address already.
+pub fn device_view(r: &DmaRecord, layout: Option<&RamLayout>) -> Option<u64> {
     let addr = r.decoded_addr;
-    r.translated
+    let t = r
+        .translated
         .iter()
-        .filter(|t| t.source == "dma_map" && !matches!(t.target_kind.as_str(), "unknown" | "fd_offset"))
-        .find(|t| addr >= t.iova && addr - t.iova < t.len.max(1))
-        .map(|t| t.target + (addr - t.iova))
+        .filter(|t| t.source == "dma_map" && t.target_kind != "unknown")
+        .find(|t| addr >= t.iova && addr - t.iova < t.len.max(1))?;
+    let target = t.target + (addr - t.iova);
+    match t.target_kind.as_str() {
+        "fd_offset" => layout?.gpa_of_offset(target),
+        _ => Some(target),
+    }
 }
 
 /// The agent result a device record belongs to: same device instance and
@@ -113,12 +121,18 @@ impl Access<'_> {
     }
 }
 
+/// [`accesses`] of a whole run, with its RAM layout.
+pub fn of_outcome(o: &RunOutcome) -> Vec<Access<'_>> {
+    accesses(&o.device_records, &o.results, &o.iommu_trace, o.ram_layout.as_ref())
+}
+
 /// Every record of every device, in time order, joined with its result and
 /// its translations.
 pub fn accesses<'a>(
     device_records: &'a [Vec<DmaRecord>],
     results: &'a [OpResult],
     trace: &[TraceEntry],
+    layout: Option<&RamLayout>,
 ) -> Vec<Access<'a>> {
     let mut all: Vec<(usize, &DmaRecord)> = device_records
         .iter()
@@ -142,7 +156,7 @@ pub fn accesses<'a>(
                 record,
                 op: op_for_record(results, device, record),
                 trace_target: if is_ok { via_trace.next().flatten() } else { None },
-                device_target: if is_ok { device_view(record) } else { None },
+                device_target: if is_ok { device_view(record, layout) } else { None },
             }
         })
         .collect()
@@ -212,6 +226,64 @@ mod tests {
             align_trace(&t, &[0x1000, 0x1000, 0x1004]),
             vec![Some(0xa000), Some(0xc000), Some(0xc004)]
         );
+    }
+
+    /// A record of one ok 4 KiB access at `bus`, with the DMA_MAP window
+    /// `[map_iova, +2 MiB)` that QEMU sent with fd offset `map_off`.
+    fn fd_record(seq: u64, bus: u64, map_iova: u64, map_off: u64) -> DmaRecord {
+        serde_json::from_value(serde_json::json!({
+            "seq": seq, "t_us": seq, "tag": 1, "op_seq": seq, "kind": "data", "dir": "from_device",
+            "bus_addr": bus, "decoded_addr": bus, "len": 4096, "outcome": "ok", "checksum": 1,
+            "translated": [{"iova": bus, "len": 4096, "target": map_off + (bus - map_iova),
+                            "source": "dma_map", "target_kind": "fd_offset",
+                            "map_iova": map_iova, "map_size": 0x20_0000, "map_flags": 3}]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn dma_map_view_converts_fd_offsets_with_the_layout() {
+        // Numbers from a pvh-vtd-noforce run (8G, so 2G below 4 GiB).
+        let layout = RamLayout::q35(8 << 30);
+        let r = fd_record(1, 0x5cd_6000, 0x5c0_0000, 0x1_edc0_0000);
+        assert_eq!(device_view(&r, Some(&layout)), Some(0x2_6dcd_6000));
+        assert_eq!(device_view(&r, None), None, "an offset without a layout says nothing");
+        let mut low = r.clone();
+        low.translated[0].target = 0x1234_5000; // below the 2G boundary: identity
+        assert_eq!(device_view(&low, Some(&layout)), Some(0x1234_5000));
+        let mut unknown = r.clone();
+        unknown.translated[0].target_kind = "unknown".into();
+        assert_eq!(device_view(&unknown, Some(&layout)), None);
+    }
+
+    #[test]
+    fn both_views_agree_on_a_real_run_and_split_under_a_wrong_layout() {
+        let layout = RamLayout::q35(8 << 30);
+        let recs = vec![vec![
+            fd_record(1, 0x5cd_6000, 0x5c0_0000, 0x1_edc0_0000),
+            fd_record(2, 0x5cd_6800, 0x5c0_0000, 0x1_edc0_0000),
+            fd_record(3, 0x546_2000, 0x540_0000, 0x1_ed40_0000),
+        ]];
+        let trace = [
+            miss(0x5c0_0000, 0x2_6dc0_0000, MB2),
+            miss(0x540_0000, 0x2_6d40_0000, MB2),
+        ];
+        let acc = accesses(&recs, &[], &trace, Some(&layout));
+        let pairs: Vec<_> = acc.iter().map(|a| (a.device_target, a.trace_target)).collect();
+        assert_eq!(
+            pairs,
+            vec![
+                (Some(0x2_6dcd_6000), Some(0x2_6dcd_6000)),
+                (Some(0x2_6dcd_6800), Some(0x2_6dcd_6800)),
+                (Some(0x2_6d46_2000), Some(0x2_6d46_2000)),
+            ]
+        );
+        // The negative twin's layout (1G below 4 GiB): the DMA_MAP view moves
+        // by the layout error, the trace does not.
+        let wrong = RamLayout::with_below_4g(8 << 30, 1 << 30);
+        let acc = accesses(&recs, &[], &trace, Some(&wrong));
+        assert_eq!(acc[0].device_target, Some(0x2_6dcd_6000 + (1 << 30)));
+        assert_eq!(acc[0].trace_target, Some(0x2_6dcd_6000));
     }
 
     #[test]

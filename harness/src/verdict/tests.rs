@@ -2,6 +2,7 @@
 //! expect_failure rule.
 
 use super::*;
+use crate::machine::RamLayout;
 use crate::outcome::{RunEnd, RunOutcome, Timings, TraceEntry};
 use crate::scenario::parse_str;
 use pvhdma_agent::wire::{OpKind, OpResult, Range, Summary};
@@ -25,6 +26,7 @@ fn outcome(end: RunEnd, results: Vec<OpResult>, records: Vec<DmaRecord>, trace: 
         milestones: vec![],
         artifacts: PathBuf::from("/tmp/none"),
         timings: Timings::default(),
+        ram_layout: Some(RamLayout::q35(8 << 30)),
     }
 }
 
@@ -248,19 +250,57 @@ fn translated_addrs_from_the_device_view() {
 
 #[test]
 fn translations_agree() {
+    // good_run's trace: 0x10_0000 -> 0x2_6d40_0000, 0x20_0000 -> 0x2_6d60_0000.
+    // With 8G (2G below 4 GiB) those are memfd offsets 0x1_ed40_0000 and 0x1_ed60_0000.
+    let fd = |iova, off| vec![translation(iova, off, "fd_offset")];
     let mut o = good_run();
-    let t = |target| translation(0x10_0000, target, "");
-    // No access with both views: nothing shows agreement.
-    fails("  translations_agree: true\n", &o, "translations_agree");
-    o.device_records[0][0].translated = vec![t(0x2_6d40_0000)];
+    // No DMA_MAP view at all: nothing shows agreement.
+    let msg = fails("  translations_agree: true\n", &o, "translations_agree");
+    assert!(msg.contains("record seq 1") && msg.contains("DMA_MAP view"), "{msg}");
+    // One access with both views is not enough: every ok access needs both.
+    o.device_records[0][0].translated = fd(0x10_0000, 0x1_ed40_0000);
+    let msg = fails("  translations_agree: true\n", &o, "translations_agree");
+    assert!(msg.contains("record seq 2"), "{msg}");
+    o.device_records[0][1].translated = fd(0x20_0000, 0x1_ed60_0000);
     passes("  translations_agree: true\n", &o, "translations_agree");
-    o.device_records[0][0].translated = vec![t(0x2_0000_0000)];
+    fails("  translations_agree: false\n", &o, "translations_agree");
+    // No layout: fd offsets cannot be read.
+    let mut no_layout = o.clone();
+    no_layout.ram_layout = None;
+    fails("  translations_agree: true\n", &no_layout, "translations_agree");
+    // A missing trace view fails too.
+    let mut no_trace = o.clone();
+    no_trace.iommu_trace.pop();
+    let msg = fails("  translations_agree: true\n", &no_trace, "translations_agree");
+    assert!(msg.contains("record seq 2") && msg.contains("IOMMU trace"), "{msg}");
+    // A disagreement names both addresses.
+    o.device_records[0][1].translated = fd(0x20_0000, 0x1_0000_0000);
     let msg = fails("  translations_agree: true\n", &o, "translations_agree");
     assert!(
-        msg.contains("device says 0x2_0000_0000, trace says 0x2_6d40_0000"),
+        msg.contains("DMA_MAP view says 0x1_8000_0000, trace says 0x2_6d60_0000"),
         "{msg}"
     );
     passes("  translations_agree: false\n", &o, "translations_agree");
+}
+
+#[test]
+fn injected_ram_layout_makes_translations_agree_fail() {
+    let mut o = good_run();
+    o.device_records[0][0].translated = vec![translation(0x10_0000, 0x1_ed40_0000, "fd_offset")];
+    o.device_records[0][1].translated = vec![translation(0x20_0000, 0x1_ed60_0000, "fd_offset")];
+    let plain = twin("  translations_agree: true\n", "translations_agree");
+    assert_eq!(evaluate(&plain, &o).outcome, Outcome::UnexpectedPass);
+    let mut s = plain.clone();
+    s.inject = Some(crate::scenario::Inject {
+        ram_below_4g: Some(crate::scenario::MemSize::gib(1)),
+    });
+    let v = evaluate(&s, &o);
+    assert_eq!(v.outcome, Outcome::ExpectedFailure, "{v}");
+    let a = v.assertions.iter().find(|a| a.id == "translations_agree").unwrap();
+    // Off by the layout error: 1G below 4 GiB instead of 2G.
+    assert!(a.detail.contains("DMA_MAP view says 0x2_ad40_0000"), "{a}");
+    // The outcome itself (written to outcome.json) keeps the real layout.
+    assert_eq!(o.ram_layout, Some(RamLayout::q35(8 << 30)));
 }
 
 #[test]
