@@ -12,6 +12,7 @@ pub mod images;
 pub mod initrd;
 pub mod machine;
 pub mod matrix;
+pub mod net;
 pub mod outcome;
 pub mod process;
 pub mod qemu;

@@ -4,7 +4,7 @@
 //! TCG, each for a reason written there; the comments here say which.
 
 use crate::images::Manifest;
-use crate::machine::{Accel, Dom0Mode, IommuKind, RunSpec};
+use crate::machine::{Accel, Dom0Mode, IommuKind, NetDevice, RunSpec, E1000_BDF};
 use std::path::{Path, PathBuf};
 
 /// The per-run files QEMU is pointed at.
@@ -15,6 +15,8 @@ pub struct RunPaths {
     pub trace_log: PathBuf,
     pub initrd: PathBuf,
     pub device_sockets: Vec<PathBuf>,
+    /// QEMU's TFTP root for `net: e1000` (files written by `vm`).
+    pub tftp: PathBuf,
 }
 
 impl RunPaths {
@@ -27,6 +29,7 @@ impl RunPaths {
             device_sockets: (0..devices)
                 .map(|i| dir.join(format!("dev{i}/vfio-user.sock")))
                 .collect(),
+            tftp: dir.join("tftp"),
         }
     }
 }
@@ -109,6 +112,14 @@ pub fn args(m: &Manifest, spec: &RunSpec, paths: &RunPaths) -> Vec<String> {
         mc.cpus.to_string(),
         "-m".into(),
         format!("{}M", mc.memory_mib),
+        // Guest RAM in a memfd, so QEMU's vfio-user client sends each DMA_MAP
+        // with that fd and the offset in it: the device's second, independent
+        // view of every translation (`RamLayout` turns the offset back into a
+        // guest-physical address). share=on is what makes QEMU pass the fd.
+        "-object".into(),
+        format!("memory-backend-memfd,id=ram0,size={}M,share=on", mc.memory_mib),
+        "-machine".into(),
+        "memory-backend=ram0".into(),
         "-display".into(),
         "none".into(),
         // No default CD-ROM: its ATAPI probe stalls dom0's boot for 15 s.
@@ -118,14 +129,6 @@ pub fn args(m: &Manifest, spec: &RunSpec, paths: &RunPaths) -> Vec<String> {
         format!("stdio,id=con,signal={}", if spec.shell { "on" } else { "off" }),
         "-serial".into(),
         "chardev:con".into(),
-        // Guest RAM in a memfd, so QEMU's vfio-user client sends each DMA_MAP
-        // with that fd and the offset in it: the device's second, independent
-        // view of every translation (`RamLayout` turns the offset back into a
-        // guest-physical address). share=on is what makes QEMU pass the fd.
-        "-object".into(),
-        format!("memory-backend-memfd,id=ram0,size={}M,share=on", mc.memory_mib),
-        "-machine".into(),
-        "memory-backend=ram0".into(),
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", paths.qmp.display()),
         "-run-with".into(),
@@ -152,6 +155,15 @@ pub fn args(m: &Manifest, spec: &RunSpec, paths: &RunPaths) -> Vec<String> {
         a.extend([
             "-device".into(),
             serde_json::json!({"driver": "vfio-user-pci", "socket": {"type": "unix", "path": sock}}).to_string(),
+        ]);
+    }
+    if mc.net == NetDevice::E1000 {
+        // restrict=on: no route out of the VM; slirp's own TFTP still answers.
+        a.extend([
+            "-netdev".into(),
+            format!("user,id=n0,restrict=on,tftp={}", paths.tftp.display()),
+            "-device".into(),
+            format!("e1000,netdev=n0,addr=0x{}", &E1000_BDF[3..5]),
         ]);
     }
     for d in &mc.extra_devices {
@@ -274,6 +286,17 @@ mod tests {
             linux_cmdline(&s),
             "console=ttyS0 amd_iommu=on iommu=nopt swiotlb=noforce"
         );
+    }
+
+    #[test]
+    fn e1000_gets_a_user_netdev_with_the_runs_tftp_root() {
+        let mut s = spec();
+        let paths = RunPaths::in_dir(Path::new("/r"), 1);
+        assert!(!args(&manifest(), &s, &paths).iter().any(|a| a.contains("e1000")));
+        s.machine.net = NetDevice::E1000;
+        let a = args(&manifest(), &s, &paths).join(" ");
+        assert!(a.contains("-netdev user,id=n0,restrict=on,tftp=/r/tftp"), "{a}");
+        assert!(a.contains("-device e1000,netdev=n0,addr=0x10"), "{a}");
     }
 
     #[test]

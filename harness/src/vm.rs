@@ -103,6 +103,9 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
     let started = Instant::now();
     let paths = RunPaths::in_dir(dir, spec.devices.len());
     write_initrd(m, spec, &paths.initrd)?;
+    for (name, sum) in crate::net::write_tftp_root(spec.workload.as_ref(), &paths.tftp)? {
+        log_line(dir, &format!("tftp/{name}: FNV-1a {sum:#010x}"));
+    }
     std::fs::write(
         &paths.trace_events,
         qemu::trace_events(spec.machine.iommu).join("\n") + "\n",

@@ -37,6 +37,8 @@ pub struct Expect {
     pub device_addrs_in_swiotlb: Option<bool>,
     /// Results whose mapping the DMA API refused.
     pub mapping_errors: Option<Count>,
+    /// QEMU's IOMMU trace for one PCI device, by its address (e.g. the e1000).
+    pub trace: Option<TraceExpect>,
     /// Regular expressions on the whole console log.
     pub log: Option<LogExpect>,
     /// Per-operation expectations, by op name; they hold for every run of the op.
@@ -280,6 +282,47 @@ pub struct TranslatedAddrs {
     pub all_below: Option<ByteSize>,
 }
 
+/// What QEMU's IOMMU trace shows for one PCI device (any device, not only
+/// the recorder: e.g. `00:10.0`, where `machine.net: e1000` puts the NIC).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraceExpect {
+    /// `bus:dev.fn` in hex, as QEMU prints it (`00:10.0`; `00:10.00` too).
+    #[serde(deserialize_with = "bdf_string")]
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.[0-9a-fA-F]{1,2}$"))]
+    pub device: String,
+    /// Translations (IOTLB misses, not faults) the trace shows for it.
+    pub translations: Option<Count>,
+    /// Every bus address (iova) it was translated at is below this.
+    pub iova_below: Option<ByteSize>,
+    /// Some translation of it lands at or above this address.
+    pub some_target_at_or_above: Option<ByteSize>,
+}
+
+/// `bus:dev.fn` (hex) as numbers; QEMU's VT-d trace prints the function
+/// with two digits (`00:10.00`), AMD-Vi's with one.
+pub fn parse_bdf(s: &str) -> Option<(u8, u8, u8)> {
+    let (bus, rest) = s.split_once(':')?;
+    let (dev, func) = rest.split_once('.')?;
+    let n = |t: &str| {
+        (!t.is_empty() && t.len() <= 2)
+            .then(|| u8::from_str_radix(t, 16).ok())
+            .flatten()
+    };
+    let (b, d, f) = (n(bus)?, n(dev)?, n(func)?);
+    (d < 32 && f < 8).then_some((b, d, f))
+}
+
+fn bdf_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    match parse_bdf(&s) {
+        Some(_) => Ok(s),
+        None => Err(de::Error::custom(format!(
+            "`{s}`: expected a PCI address bus:dev.fn in hex, e.g. 00:10.0"
+        ))),
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogExpect {
@@ -348,6 +391,9 @@ pub enum Check<'a> {
     Bounces(Count),
     InSwiotlb(bool),
     MappingErrors(Count),
+    TraceTranslations(&'a str, Count),
+    TraceIovaBelow(&'a str, u64),
+    TraceSomeTargetAtOrAbove(&'a str, u64),
     LogContains(&'a [Pattern]),
     LogLacks(&'a [Pattern]),
     Op(&'a str, OpCheck),
@@ -398,6 +444,9 @@ impl Check<'_> {
             Check::Bounces(_) => "bounces".into(),
             Check::InSwiotlb(_) => "device_addrs_in_swiotlb".into(),
             Check::MappingErrors(_) => "mapping_errors".into(),
+            Check::TraceTranslations(..) => "trace.translations".into(),
+            Check::TraceIovaBelow(..) => "trace.iova_below".into(),
+            Check::TraceSomeTargetAtOrAbove(..) => "trace.some_target_at_or_above".into(),
             Check::LogContains(_) => "log.contains".into(),
             Check::LogLacks(_) => "log.lacks".into(),
             Check::Op(name, c) => format!("ops.{name}.{}", c.field()),
@@ -442,6 +491,18 @@ impl Expect {
         }
         if let Some(c) = self.mapping_errors {
             v.push(Check::MappingErrors(c));
+        }
+        if let Some(t) = &self.trace {
+            let dev = t.device.as_str();
+            if let Some(c) = t.translations {
+                v.push(Check::TraceTranslations(dev, c));
+            }
+            if let Some(b) = t.iova_below {
+                v.push(Check::TraceIovaBelow(dev, b.bytes()));
+            }
+            if let Some(a) = t.some_target_at_or_above {
+                v.push(Check::TraceSomeTargetAtOrAbove(dev, a.bytes()));
+            }
         }
         if let Some(l) = &self.log {
             if !l.contains.is_empty() {
@@ -525,6 +586,25 @@ mod tests {
         assert!(!id_matches("device_addrs", "device_addrs_in_swiotlb"));
         assert!(id_matches("ops.high", "ops.high.map_error"));
         assert!(!id_matches("ops.high", "ops.high-single.map_error"));
+    }
+
+    #[test]
+    fn bdf_in_both_trace_spellings() {
+        assert_eq!(parse_bdf("00:10.0"), Some((0, 0x10, 0)));
+        assert_eq!(parse_bdf("00:10.00"), Some((0, 0x10, 0)));
+        assert_eq!(parse_bdf("0a:1f.7"), Some((0xa, 0x1f, 7)));
+        for bad in [
+            "",
+            "00:10",
+            "0010.0",
+            "00:20.0",
+            "00:10.8",
+            "00:10.000",
+            "x0:10.0",
+            "sid 0x18",
+        ] {
+            assert_eq!(parse_bdf(bad), None, "{bad}");
+        }
     }
 
     #[test]

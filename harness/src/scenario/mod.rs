@@ -16,18 +16,18 @@ mod util;
 mod tests;
 
 pub use expect::{
-    id_matches, BootExpect, BootExpectMap, BootOutcome, Check, Count, DeviceAddrs, Expect, ExpectFailure, LogExpect,
-    OpCheck, OpExpect, TranslatedAddrs,
+    id_matches, parse_bdf, BootExpect, BootExpectMap, BootOutcome, Check, Count, DeviceAddrs, Expect, ExpectFailure,
+    LogExpect, OpCheck, OpExpect, TraceExpect, TranslatedAddrs,
 };
 pub use model::{
-    AccelCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, Inject, IommuCfg, MachineCfg, OpCfg, OpKindCfg,
+    AccelCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, Inject, IommuCfg, MachineCfg, NetCfg, OpCfg, OpKindCfg,
     PatternCfg, PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
 };
 pub use parse::{load, parse_str, scenario_files, ScenarioError};
 pub use size::{parse_bytes, parse_duration, ByteSize, HumanDuration, MemSize, SizeError};
 pub use util::Pattern;
 
-use crate::machine::{Accel, BootSpec, DeviceSpec, Dom0Mode, IommuKind, MachineSpec, RunSpec};
+use crate::machine::{Accel, BootSpec, DeviceSpec, Dom0Mode, IommuKind, MachineSpec, NetDevice, RunSpec};
 use pvhdma_agent::wire;
 use std::path::PathBuf;
 
@@ -67,6 +67,10 @@ impl Scenario {
                 AccelCfg::Tcg | AccelCfg::Auto => Accel::Tcg,
             },
             extra_devices: vec![],
+            net: match self.machine.net {
+                NetCfg::None => NetDevice::None,
+                NetCfg::E1000 => NetDevice::E1000,
+            },
         };
         let boot = match &self.xen {
             Xen::Boot(x) => BootSpec {
@@ -132,6 +136,7 @@ impl OpCfg {
                 OpKindCfg::Single => wire::OpKind::Single,
                 OpKindCfg::Sg => wire::OpKind::Sg,
                 OpKindCfg::Raw => wire::OpKind::Raw,
+                OpKindCfg::NetTftp => wire::OpKind::NetTftp,
             },
             placement: match self.placement {
                 PlacementCfg::Low => wire::Placement::Low,

@@ -84,6 +84,18 @@ pub struct MachineCfg {
     /// Default auto (TCG today: the host KVM cannot run Xen).
     #[serde(default)]
     pub accel: AccelCfg,
+    /// A real NIC on QEMU's user network: `e1000` (at 00:10.0, 32-bit DMA
+    /// mask), for `net_tftp` ops. Default none.
+    #[serde(default)]
+    pub net: NetCfg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NetCfg {
+    #[default]
+    None,
+    E1000,
 }
 
 fn default_memory() -> MemSize {
@@ -100,6 +112,7 @@ impl Default for MachineCfg {
             cpus: default_cpus(),
             iommu: IommuCfg::default(),
             accel: AccelCfg::default(),
+            net: NetCfg::default(),
         }
     }
 }
@@ -342,6 +355,9 @@ pub enum OpKindCfg {
     Sg,
     /// no DMA API: program `bus_addr` directly
     Raw,
+    /// not the recorder: fetch `size` bytes of the pattern over TFTP through
+    /// the e1000 (`machine.net: e1000`); its DMA moves them
+    NetTftp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]

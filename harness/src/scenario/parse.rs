@@ -3,7 +3,7 @@
 //! then the checks that span several fields.
 
 use super::expect::id_matches;
-use super::model::{OpKindCfg, Scenario, Xen, MAX_SG_BYTES};
+use super::model::{NetCfg, OpKindCfg, Scenario, Xen, MAX_SG_BYTES};
 use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Options};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -161,6 +161,9 @@ fn validate(s: &Scenario, file: &Path) -> Result<(), ScenarioError> {
                 path("device"),
                 format!("device {} does not exist ({n} devices)", op.device),
             );
+        }
+        if op.kind == OpKindCfg::NetTftp && s.machine.net != NetCfg::E1000 {
+            return err(loc, path("kind"), "net_tftp needs `machine.net: e1000`".into());
         }
         if op.segments > 1 && op.kind != OpKindCfg::Sg {
             return err(loc, path("segments"), "segments is only for kind sg".into());

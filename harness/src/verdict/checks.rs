@@ -3,8 +3,8 @@
 
 use super::join::{of_outcome, Access};
 use super::{hex, run_end_kind, AssertionResult, Status};
-use crate::outcome::RunOutcome;
-use crate::scenario::{BootExpect, BootOutcome, Check, Count, Expect, OpCheck, Pattern};
+use crate::outcome::{RunOutcome, TraceEntry};
+use crate::scenario::{parse_bdf, BootExpect, BootOutcome, Check, Count, Expect, OpCheck, Pattern};
 use pvhdma_agent::wire::{OpKind, OpResult, Range};
 use pvhdma_device::record::{AccessKind, Outcome as RecOutcome};
 
@@ -91,10 +91,49 @@ impl<'a> Ctx<'a> {
                     .unwrap_or_default();
                 count_judged(*c, errs.len() as u64, "mapping errors", first)
             }
+            Check::TraceTranslations(dev, c) => {
+                let n = self.trace_of(dev).count() as u64;
+                let total = self.out.iommu_trace.iter().filter(|e| !e.fault).count();
+                count_judged(
+                    *c,
+                    n,
+                    &format!("IOMMU translations of {dev}"),
+                    format!("{total} in the whole trace"),
+                )
+            }
+            Check::TraceIovaBelow(dev, lim) => {
+                let expected = format!("every iova of {dev} in the trace < {}", hex(*lim));
+                let n = self.trace_of(dev).count();
+                match self.trace_of(dev).find(|e| e.iova >= *lim) {
+                    None => (true, expected, format!("{n} translations checked")),
+                    Some(e) => (false, expected, format!("iova {} -> {}", hex(e.iova), hex(e.target))),
+                }
+            }
+            Check::TraceSomeTargetAtOrAbove(dev, lim) => {
+                let expected = format!("some translation of {dev} to >= {}", hex(*lim));
+                match self.trace_of(dev).find(|e| e.target >= *lim) {
+                    Some(e) => (true, expected, format!("iova {} -> {}", hex(e.iova), hex(e.target))),
+                    None => {
+                        let hi = self.trace_of(dev).map(|e| e.target).max();
+                        let n = self.trace_of(dev).count();
+                        let hi = hi.map(hex).unwrap_or_else(|| "none".into());
+                        (false, expected, format!("{n} translations, highest target {hi}"))
+                    }
+                }
+            }
             Check::LogContains(ps) => self.log_contains(ps),
             Check::LogLacks(ps) => self.log_lacks(ps),
             Check::Op(name, c) => self.op(name, *c),
         }
+    }
+
+    /// The trace's successful translations for the PCI device `dev` (bus:dev.fn).
+    fn trace_of<'b>(&'b self, dev: &str) -> impl Iterator<Item = &'b TraceEntry> + 'b {
+        let want = parse_bdf(dev);
+        self.out
+            .iommu_trace
+            .iter()
+            .filter(move |e| !e.fault && want.is_some() && parse_bdf(&e.device) == want)
     }
 
     fn boot(&self, b: &BootExpect) -> Judged {

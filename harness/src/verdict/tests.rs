@@ -569,3 +569,45 @@ fn verdict_serializes() {
     assert_eq!(j["assertions"][1]["id"], "data_intact");
     assert_eq!(j["assertions"][1]["status"], "pass");
 }
+
+#[test]
+fn trace_of_one_pci_device() {
+    let mut o = good_run();
+    // The recorder at 00:03.00 (good_run's trace) plus an e1000 at 00:10.0,
+    // spelled as VT-d prints it, and a fault that counts for nobody.
+    let nic = |iova, target| TraceEntry {
+        device: "00:10.00".into(),
+        ..miss(iova, target)
+    };
+    o.iommu_trace
+        .extend([nic(0x3f00_0000, 0x2_6f00_0000), nic(0x3f20_0000, 0x3f20_0000)]);
+    o.iommu_trace.push(TraceEntry {
+        fault: true,
+        ..nic(0x7000_0000, 0)
+    });
+    let t = |body: &str| format!("  trace: {{device: \"00:10.0\", {body}}}\n");
+    passes(&t("translations: 2"), &o, "trace.translations");
+    passes(&t("translations: {min: 1}"), &o, "trace.translations");
+    passes(&t("iova_below: 4G"), &o, "trace.iova_below");
+    passes(&t("some_target_at_or_above: 4G"), &o, "trace.some_target_at_or_above");
+    let msg = fails(&t("translations: 0"), &o, "trace.translations");
+    assert!(msg.contains("saw 2"), "{msg}");
+    let msg = fails(&t("iova_below: 0x3f10_0000"), &o, "trace.iova_below");
+    assert!(msg.contains("0x3f20_0000"), "{msg}");
+    // Another device's translations are not this one's.
+    let other = "  trace: {device: \"00:1f.0\", translations: {min: 1}}\n";
+    assert!(fails(other, &o, "trace.translations").contains("saw 0"));
+    let msg = fails(
+        "  trace: {device: \"00:1f.0\", some_target_at_or_above: 4G}\n",
+        &o,
+        "trace.some_target_at_or_above",
+    );
+    assert!(msg.contains("highest target none"), "{msg}");
+}
+
+#[test]
+fn trace_device_must_be_a_pci_address() {
+    let text = "description: t\nexpect:\n  trace: {device: e1000, translations: 1}\n";
+    let e = parse_str(text, Path::new("t.yaml")).unwrap_err().to_string();
+    assert!(e.contains("expect.trace.device") && e.contains("bus:dev.fn"), "{e}");
+}

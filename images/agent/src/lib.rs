@@ -3,6 +3,7 @@
 
 pub mod ioctl;
 pub mod kmsg;
+pub mod net;
 pub mod pattern;
 pub mod report;
 pub mod trace;

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use pvhdma_agent::report::{self, Slot};
 use pvhdma_agent::trace::{Tracer, TRACEFS};
-use pvhdma_agent::wire::{Summary, Workload, DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX, WORKLOAD_PATH};
-use pvhdma_agent::{ioctl, kmsg, uapi};
+use pvhdma_agent::wire::{OpKind, Summary, Workload, DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX, WORKLOAD_PATH};
+use pvhdma_agent::{ioctl, kmsg, net, uapi};
 
 const CLASS_MISC: &str = "/sys/class/misc";
 
@@ -88,6 +88,18 @@ fn run(o: &Opts) -> Result<(), String> {
                 tag: index + 1,
             };
             index += 1;
+            if op.kind == OpKind::NetTftp {
+                let result = net::run(slot, op);
+                summary.ops += 1;
+                if report::is_failure(&result) {
+                    summary.failed += 1;
+                }
+                emit(
+                    RESULT_PREFIX,
+                    &serde_json::to_string(&result).map_err(|e| e.to_string())?,
+                );
+                continue;
+            }
             let file = files.entry(op.device).or_insert_with(|| {
                 let path = format!("{}/pvhdma{}", o.dev_dir, op.device);
                 File::options()

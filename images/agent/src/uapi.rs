@@ -60,6 +60,9 @@ const _: () = assert!(std::mem::size_of::<RawOp>() == 384);
 
 /// Turn a workload op into the driver's request, or say why it cannot be one.
 pub fn request(op: &Op, tag: u32) -> Result<RawOp, String> {
+    if op.kind == OpKind::NetTftp {
+        return Err("net_tftp does not use the recorder".into());
+    }
     let segments = if op.kind == OpKind::Sg { op.segments } else { 1 };
     if op.size == 0 || op.size > MAX_XFER {
         return Err(format!("size {} outside 1..={MAX_XFER}", op.size));
@@ -84,6 +87,7 @@ pub fn request(op: &Op, tag: u32) -> Result<RawOp, String> {
             OpKind::Single => 1,
             OpKind::Sg => 2,
             OpKind::Raw => 3,
+            OpKind::NetTftp => unreachable!("refused above"),
         },
         placement: match op.placement {
             Placement::Any => 0,

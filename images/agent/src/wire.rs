@@ -20,6 +20,10 @@ pub enum OpKind {
     Single,
     Sg,
     Raw,
+    /// Not the recorder: load e1000.ko, configure eth0 (10.0.2.15/24 on
+    /// QEMU's user network) and fetch `size` bytes of the op's pattern by
+    /// TFTP from 10.0.2.2, file name = op name. The NIC's DMA does the work.
+    NetTftp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ pub fn write(dst: &Path, dom0_root: &Path, driver: &Path, agent: &Path) -> anyho
         std::fs::read(workspace_root().join("images/initramfs/init")).context("images/initramfs/init is missing")?;
     let ko = std::fs::read(driver)?;
     let agent = std::fs::read(agent)?;
+    let e1000 = e1000_module(dom0_root)?;
 
     // Debian's busybox-static is static, so the host can ask it for its applets.
     let list = Command::new(&busybox_path)
@@ -74,10 +75,33 @@ pub fn write(dst: &Path, dom0_root: &Path, driver: &Path, agent: &Path) -> anyho
         data: &ko,
     })?;
     w.add(&Entry::File {
+        path: "lib/modules/e1000.ko",
+        mode: 0o644,
+        data: &e1000,
+    })?;
+    w.add(&Entry::File {
         path: "bin/pvhdma-agent",
         mode: 0o755,
         data: &agent,
     })?;
     w.finish()?;
     Ok(())
+}
+
+/// The e1000 NIC driver for the `net_tftp` op, decompressed: Debian ships it
+/// as `.ko.xz` and busybox insmod hands the file to init_module as it is.
+/// It has no dependencies (its modules.dep line is empty).
+fn e1000_module(dom0_root: &Path) -> anyhow::Result<Vec<u8>> {
+    let xz = super::roots::find_one(
+        dom0_root,
+        "usr/lib/modules/*/kernel/drivers/net/ethernet/intel/e1000/e1000.ko.xz",
+    )?;
+    let out = Command::new("xz")
+        .arg("-dc")
+        .arg(&xz)
+        .output()
+        .context("Cannot run xz (apt-get install xz-utils)")?;
+    anyhow::ensure!(out.status.success(), "xz -dc {} failed", xz.display());
+    anyhow::ensure!(out.stdout.starts_with(b"\x7fELF"), "{} is not a module", xz.display());
+    Ok(out.stdout)
 }
