@@ -5,6 +5,51 @@
 
 use pvhdma_agent::wire::{OpResult, Summary, BOOT_MARKER, DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX};
 
+/// What one wait on the console gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    Line(String),
+    /// The timer fired first; any partial line is kept for the next call.
+    Tick,
+    /// The console closed; a last unterminated line, if any.
+    Eof(Option<String>),
+}
+
+/// Console lines, read while a timer keeps the watchdogs running.
+///
+/// `read_until` is cancel-safe only if its buffer survives the cancellation:
+/// a partial line read before the timer wins stays in `buf` and the next call
+/// continues it. Clearing it per call lost bytes from the middle of lines.
+pub struct Lines<R> {
+    reader: tokio::io::BufReader<R>,
+    buf: Vec<u8>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> Lines<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            reader: tokio::io::BufReader::new(inner),
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn next(&mut self, tick: &mut tokio::time::Interval) -> std::io::Result<Read> {
+        use tokio::io::AsyncBufReadExt;
+        let n = tokio::select! {
+            r = self.reader.read_until(b'\n', &mut self.buf) => r?,
+            _ = tick.tick() => return Ok(Read::Tick),
+        };
+        let text = String::from_utf8_lossy(&self.buf).trim_end_matches('\n').to_string();
+        let had = !self.buf.is_empty();
+        self.buf.clear();
+        Ok(if n == 0 {
+            Read::Eof(had.then_some(text))
+        } else {
+            Read::Line(text)
+        })
+    }
+}
+
 /// What a console line means to the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -127,6 +172,35 @@ impl Scanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line that arrives in pieces slower than the timer must come out
+    /// whole: the regression behind lost agent lines.
+    #[tokio::test]
+    async fn lines_split_across_ticks_arrive_whole() {
+        use tokio::io::AsyncWriteExt;
+        let (mut w, r) = tokio::io::duplex(64);
+        tokio::spawn(async move {
+            for piece in ["PVHDMA-", "BOO", "TED\nsecond line\n", "tail"] {
+                w.write_all(piece.as_bytes()).await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+            }
+        });
+        let mut lines = Lines::new(r);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+        let (mut got, mut ticks) = (vec![], 0);
+        loop {
+            match lines.next(&mut tick).await.unwrap() {
+                Read::Line(l) => got.push(l),
+                Read::Tick => ticks += 1,
+                Read::Eof(last) => {
+                    got.extend(last);
+                    break;
+                }
+            }
+        }
+        assert_eq!(got, ["PVHDMA-BOOTED", "second line", "tail"]);
+        assert!(ticks > 3, "the timer never won a race ({ticks} ticks)");
+    }
 
     fn scan(text: &str) -> Vec<Event> {
         let mut s = Scanner::default();

@@ -62,9 +62,6 @@ pub fn xen_cmdline(spec: &RunSpec) -> String {
             "noreboot",
             // Scrubbing all free memory makes an 8G VM resident in full.
             "bootscrub=false",
-            // Xen drops console output when its 16 KiB serial transmit
-            // buffer is full; lost agent lines were seen (console_lost).
-            "serial_tx_buffer=1M",
         ]
         .map(String::from),
     );
@@ -262,7 +259,6 @@ mod tests {
         let x = xen_cmdline(&spec());
         assert!(x.starts_with("dom0=pvh dom0_mem=1024M"), "{x}");
         assert!(x.contains("no-sharept") && x.contains("bootscrub=false") && x.contains("noreboot"));
-        assert!(x.contains("serial_tx_buffer=1M"), "{x}");
         let a = args(&manifest(), &spec(), &RunPaths::in_dir(Path::new("/r"), 1));
         let s = shell_line(Path::new("/c/qemu"), &a);
         assert!(s.contains("-device intel-iommu,caching-mode=on"), "{s}");

@@ -5,7 +5,7 @@
 //! qmp.log, the IOMMU trace and each device's socket, records and log. It is
 //! removed when the run is dropped unless `keep` was called.
 
-use crate::console::{Event, Fatal, Scanner};
+use crate::console::{Event, Fatal, Read, Scanner};
 use crate::images::{workspace_root, Manifest};
 use crate::machine::{DeviceSpec, RamLayout, RunSpec};
 use crate::outcome::{RunEnd, RunOutcome, Timings};
@@ -19,7 +19,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 /// A finished run and its artifact directory.
@@ -233,10 +232,9 @@ async fn watch_console(
     started: Instant,
 ) -> anyhow::Result<RunEnd> {
     let stdout = qemu.child_mut().stdout.take().context("QEMU's stdout is not piped")?;
-    let mut reader = BufReader::new(stdout);
+    let mut lines = crate::console::Lines::new(stdout);
     let mut log = std::io::BufWriter::new(std::fs::File::create(dir.join("console.log"))?);
     let mut scanner = Scanner::default();
-    let mut buf = Vec::new();
     let mut booted_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
@@ -244,45 +242,44 @@ async fn watch_console(
             None => started + spec.boot_timeout,
             Some(t) => t + spec.run_timeout,
         };
-        buf.clear();
-        let read = tokio::select! {
-            r = reader.read_until(b'\n', &mut buf) => Some(r),
-            _ = tick.tick() => None,
-        };
-        let Some(read) = read else {
-            log.flush()?;
-            if tokio::time::Instant::now().into_std() >= deadline {
-                return Ok(if booted_at.is_none() {
-                    RunEnd::BootTimeout
-                } else {
-                    RunEnd::RunTimeout
-                });
-            }
-            for d in devices.iter_mut() {
-                if let Some(how) = d.exited() {
-                    return Ok(RunEnd::DeviceExited(format!("{} exited ({how})", d.name())));
+        let line = match lines.next(&mut tick).await? {
+            Read::Line(line) => line,
+            Read::Tick => {
+                log.flush()?;
+                if tokio::time::Instant::now().into_std() >= deadline {
+                    return Ok(if booted_at.is_none() {
+                        RunEnd::BootTimeout
+                    } else {
+                        RunEnd::RunTimeout
+                    });
                 }
+                for d in devices.iter_mut() {
+                    if let Some(how) = d.exited() {
+                        return Ok(RunEnd::DeviceExited(format!("{} exited ({how})", d.name())));
+                    }
+                }
+                continue;
             }
-            continue;
+            Read::Eof(last) => {
+                if let Some(last) = last {
+                    writeln!(log, "{last}")?;
+                }
+                log.flush()?;
+                if let Some(Event::Fatal(f)) = scanner.flush() {
+                    return Ok(fatal_end(f));
+                }
+                let how = qemu.exited().unwrap_or_else(|| "closed its console".into());
+                return Ok(RunEnd::QemuExited(format!(
+                    "QEMU exited ({how}) before the run finished"
+                )));
+            }
         };
-        if read? == 0 {
-            log.flush()?;
-            if let Some(Event::Fatal(f)) = scanner.flush() {
-                return Ok(fatal_end(f));
-            }
-            let how = qemu.exited().unwrap_or_else(|| "closed its console".into());
-            return Ok(RunEnd::QemuExited(format!(
-                "QEMU exited ({how}) before the run finished"
-            )));
-        }
-        let line = String::from_utf8_lossy(&buf);
-        let line = line.trim_end_matches('\n');
         log.write_all(line.as_bytes())?;
         log.write_all(b"\n")?;
         if spec.live_console {
             eprintln!("{line}");
         }
-        let Some(event) = scanner.line(line) else { continue };
+        let Some(event) = scanner.line(&line) else { continue };
         match event {
             Event::Fatal(f) => {
                 log.flush()?;
