@@ -16,16 +16,30 @@ use tokio::process::{Child, Command};
 pub struct Guarded {
     name: String,
     child: Child,
+    /// Leads its own process group (see `spawn`).
+    own_group: bool,
 }
 
 /// Spawn `cmd` in its own process group with a parent-death signal.
 pub fn spawn(name: &str, mut cmd: Command) -> anyhow::Result<Guarded> {
-    cmd.process_group(0).kill_on_drop(true);
+    cmd.process_group(0);
+    let mut g = spawn_in_our_group(name, cmd)?;
+    g.own_group = true;
+    Ok(g)
+}
+
+/// Spawn `cmd` in the caller's process group: for a child that reads the
+/// terminal (an interactive shell), since a background group that reads its
+/// terminal is stopped by SIGTTIN. Drop and the parent-death signal still
+/// kill it; it just has no group of its own to take others along.
+pub fn spawn_in_our_group(name: &str, mut cmd: Command) -> anyhow::Result<Guarded> {
+    cmd.kill_on_drop(true);
     pdeath::arm(&mut cmd);
     let child = cmd.spawn().with_context(|| format!("Cannot start {name}"))?;
     Ok(Guarded {
         name: name.to_string(),
         child,
+        own_group: false,
     })
 }
 
@@ -78,7 +92,7 @@ impl Guarded {
     }
 
     fn kill_group(&mut self) {
-        if let Some(pid) = self.child.id() {
+        if let (true, Some(pid)) = (self.own_group, self.child.id()) {
             // The group shares the child's pid (process_group(0)); anything it
             // forked dies with it.
             let _ = rustix::process::kill_process_group(

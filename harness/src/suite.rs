@@ -52,7 +52,9 @@ pub async fn run_file(m: &Manifest, path: &Path, opts: Options) -> anyhow::Resul
     report::write_run_report(&run.outcome.artifacts, &scenario, &run.outcome, &verdict)?;
     let row = SummaryRow::from_verdict(&verdict, Some(started.elapsed()));
     let artifacts = (!verdict.passed() || opts.keep).then(|| run.keep());
-    record_row(&row)?;
+    if !opts.shell {
+        record_row(&row)?;
+    }
     Ok(Finished {
         row,
         verdict,

@@ -127,7 +127,11 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
     } else {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped());
     }
-    let mut qemu = process::spawn("QEMU", cmd)?;
+    let mut qemu = if spec.shell {
+        process::spawn_in_our_group("QEMU", cmd)?
+    } else {
+        process::spawn("QEMU", cmd)?
+    };
     out.timings.to_qemu_started = Some(started.elapsed());
 
     let qmp = connect_qmp(&mut qemu, &paths.qmp, &dir.join("qmp.log")).await;

@@ -109,7 +109,12 @@ pub fn run(img: &images::Options, file: &Path, shell: bool) -> anyhow::Result<Ex
         keep: true,
     };
     let f = rt.block_on(suite::run_file(&m, file, opts))?;
-    println!("\n{}", f.verdict);
+    if shell {
+        // A shell session runs no workload: there is nothing to judge.
+        println!("\ndom0 shell session ended");
+    } else {
+        println!("\n{}", f.verdict);
+    }
     if let Some(dir) = &f.artifacts {
         println!(
             "artifacts: {} (report.html, console.log, qemu-cmdline.sh, qmp.log, dev*/)",
