@@ -28,6 +28,11 @@
 
 #include "pvhdma_uapi.h"
 
+/* Linux before 6.8 (bookworm's 6.1) calls INTx "legacy". */
+#ifndef PCI_IRQ_INTX
+#define PCI_IRQ_INTX PCI_IRQ_LEGACY
+#endif
+
 #define DRV_NAME "pvhdma"
 
 #define PVHDMA_VENDOR 0x5056

@@ -5,7 +5,12 @@
 use std::process::Command;
 
 /// (command that must exist, Debian package that provides it)
-const NEEDED: &[(&str, &str)] = &[("mmdebstrap", "mmdebstrap"), ("cpio", "cpio"), ("gzip", "gzip")];
+const NEEDED: &[(&str, &str)] = &[
+    ("mmdebstrap", "mmdebstrap"),
+    ("cpio", "cpio"),
+    ("gzip", "gzip"),
+    ("xz", "xz-utils"),
+];
 
 pub fn ensure() -> anyhow::Result<()> {
     let missing: Vec<&str> = NEEDED

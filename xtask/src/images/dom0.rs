@@ -83,13 +83,14 @@ pub fn build_driver(out: &Path, root: &Path, version: &str, tree: Option<&Path>)
             copy_dir(&src, &build)?;
             // objtool of newer kernels (7.x) reads /proc ("read_stack_limit:
             // fopen failed"), so mount one, in a private mount namespace that
-            // ends with the build: nothing is left mounted in the cache.
-            let make =
-                format!("mount -t proc proc /proc && exec make -C /lib/modules/{version}/build M=/{inner} modules");
+            // ends with the build: nothing is left mounted in the cache. The
+            // host's mount does it: bookworm's apt-variant root has none.
+            let script = r#"mount -t proc proc "$1/proc" && exec chroot "$1" make -C "$2" M="$3" modules"#;
             let result = run(Command::new("unshare")
-                .args(["--mount", "--propagation", "private", "chroot"])
+                .args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"])
                 .arg(root)
-                .args(["sh", "-c", &make]));
+                .arg(format!("/lib/modules/{version}/build"))
+                .arg(format!("/{inner}")));
             let ko = out.join("pvhdma.ko.built");
             let copied = result.and_then(|_| Ok(std::fs::copy(build.join("pvhdma.ko"), &ko)?));
             let _ = std::fs::remove_dir_all(&build);

@@ -88,14 +88,16 @@ pub fn write(dst: &Path, dom0_root: &Path, driver: &Path, agent: &Path) -> anyho
     Ok(())
 }
 
-/// The e1000 NIC driver for the `net_tftp` op, decompressed: Debian ships it
-/// as `.ko.xz` and busybox insmod hands the file to init_module as it is.
-/// It has no dependencies (its modules.dep line is empty).
+/// The e1000 NIC driver for the `net_tftp` op, decompressed: Debian 13
+/// ships it as `.ko.xz` (Debian 12 as plain `.ko`), and busybox insmod hands
+/// the file to init_module as it is. It has no dependencies (its
+/// modules.dep line is empty).
 fn e1000_module(dom0_root: &Path) -> anyhow::Result<Vec<u8>> {
-    let xz = super::roots::find_one(
-        dom0_root,
-        "usr/lib/modules/*/kernel/drivers/net/ethernet/intel/e1000/e1000.ko.xz",
-    )?;
+    const DIR: &str = "usr/lib/modules/*/kernel/drivers/net/ethernet/intel/e1000";
+    if let Ok(plain) = super::roots::find_one(dom0_root, &format!("{DIR}/e1000.ko")) {
+        return Ok(std::fs::read(plain)?);
+    }
+    let xz = super::roots::find_one(dom0_root, &format!("{DIR}/e1000.ko.xz"))?;
     let out = Command::new("xz")
         .arg("-dc")
         .arg(&xz)
