@@ -94,7 +94,15 @@ pub async fn run(m: &Manifest, spec: &RunSpec) -> anyhow::Result<Run> {
         dir: Some(dir),
     };
     let path = run.outcome.artifacts.clone();
-    run_in(m, spec, &path, &mut run.outcome).await?;
+    if let Err(e) = run_in(m, spec, &path, &mut run.outcome).await {
+        // A run the harness could not finish is the one whose logs matter most.
+        let kept = run.keep();
+        return Err(e.context(format!(
+            "Run {} failed; artifacts kept in {}",
+            spec.name,
+            kept.display()
+        )));
+    }
     Ok(run)
 }
 
@@ -122,14 +130,11 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
     )?;
     let mut cmd = Command::new(&m.qemu);
     cmd.args(&args).stderr(process::log_stdio(&dir.join("qemu.stderr"))?);
-    if spec.shell {
-        cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
-    } else {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
-    }
     let mut qemu = if spec.shell {
+        cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
         process::spawn_in_our_group("QEMU", cmd)?
     } else {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
         process::spawn("QEMU", cmd)?
     };
     out.timings.to_qemu_started = Some(started.elapsed());

@@ -126,3 +126,32 @@ fn sigkilled_test_process_leaves_no_process() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A run the harness cannot finish (here: the device dies at start) keeps
+/// its directory and says where it is.
+#[test]
+fn a_run_that_cannot_start_keeps_its_artifacts() -> anyhow::Result<()> {
+    // Each nextest test is its own process, so this reaches no other test.
+    std::env::set_var("PVHDMA_DEVICE", "/bin/false");
+    let m = Manifest::load_default()?;
+    let name = unique("nostart");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let err = match rt.block_on(vm::run(&m, &spec(&name))) {
+        Ok(_) => anyhow::bail!("a device that exits at once should fail the run"),
+        Err(e) => format!("{e:#}"),
+    };
+    let kept = err
+        .split("artifacts kept in ")
+        .nth(1)
+        .and_then(|s| s.split(':').next())
+        .map(std::path::PathBuf::from);
+    let kept = kept.unwrap_or_else(|| panic!("no artifact path in: {err}"));
+    assert!(
+        kept.join("workload.json").exists(),
+        "{} lost its files: {err}",
+        kept.display()
+    );
+    assert!(err.contains("device 0 exited"), "{err}");
+    std::fs::remove_dir_all(kept)?;
+    Ok(())
+}
