@@ -142,6 +142,16 @@ impl Scanner {
         if let Some(i) = line.find("Hardware Dom0 crashed") {
             return Some(Event::Fatal(Fatal::Dom0Crashed(line[i..].to_string())));
         }
+        // A dom0 vCPU that triple-faults is reset by Xen ("HVM shutdown
+        // action"), which for dom0 reboots the machine: end on the first word.
+        if line.contains("(XEN)") && line.contains("Triple fault") {
+            return Some(Event::Fatal(Fatal::Dom0Crashed(
+                line.trim_start_matches("(XEN) ").to_string(),
+            )));
+        }
+        if let Some(i) = line.find("Hardware Dom0 shutdown") {
+            return Some(Event::Fatal(Fatal::Dom0Crashed(line[i..].to_string())));
+        }
         if let Some(i) = line.find("Hardware Dom0 halted") {
             return Some(Event::Fatal(Fatal::Dom0Halted(line[i..].to_string())));
         }
@@ -234,6 +244,19 @@ mod tests {
         assert!(matches!(&ev[0], Event::Fatal(Fatal::Dom0Halted(m)) if m.contains("halting")));
         assert!(matches!(&ev[1], Event::Fatal(Fatal::Dom0Crashed(_))));
         assert!(matches!(&ev[2], Event::Fatal(Fatal::LinuxPanic(m)) if m.contains("VFS")));
+    }
+
+    #[test]
+    fn a_dom0_triple_fault_is_a_named_crash() {
+        let ev = scan(
+            "(XEN) d0v1 Triple fault - invoking HVM shutdown action 1\n\
+             (XEN) Hardware Dom0 shutdown: rebooting machine\n",
+        );
+        assert!(
+            matches!(&ev[0], Event::Fatal(Fatal::Dom0Crashed(m)) if m.starts_with("d0v1 Triple fault")),
+            "{ev:?}"
+        );
+        assert!(matches!(&ev[1], Event::Fatal(Fatal::Dom0Crashed(m)) if m.contains("rebooting")));
     }
 
     #[test]
