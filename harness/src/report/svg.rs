@@ -7,10 +7,12 @@ use crate::verdict::hex;
 use std::fmt::Write;
 
 const GIB: u64 = 1 << 30;
-const W: f64 = 640.0;
+const W: f64 = 860.0;
 const H: f64 = 480.0;
 const LEFT: f64 = 90.0;
-const RIGHT: f64 = 20.0;
+// Room right of the plot for the legend, which must not hide points: bus
+// addresses cluster near 0 and translations near the top of memory.
+const RIGHT: f64 = 240.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 70.0;
 
@@ -140,7 +142,7 @@ pub fn plot(points: &[Point]) -> String {
         }
     }
     // Legend.
-    let lx = LEFT + 10.0;
+    let lx = LEFT + pw + 26.0;
     let ly = TOP + 12.0;
     let _ = write!(
         s,
