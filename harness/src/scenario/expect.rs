@@ -37,6 +37,9 @@ pub struct Expect {
     pub device_addrs_in_swiotlb: Option<bool>,
     /// Results whose mapping the DMA API refused.
     pub mapping_errors: Option<Count>,
+    /// Recorder devices the dom0 driver bound. It matches only vendor 0x5056,
+    /// device 0xd3a0, so this is "dom0 saw the device with its IDs".
+    pub devices_bound: Option<Count>,
     /// QEMU's IOMMU trace for one PCI device, by its address (e.g. the e1000).
     pub trace: Option<TraceExpect>,
     /// Regular expressions on the whole console log.
@@ -391,6 +394,7 @@ pub enum Check<'a> {
     Bounces(Count),
     InSwiotlb(bool),
     MappingErrors(Count),
+    DevicesBound(Count),
     TraceTranslations(&'a str, Count),
     TraceIovaBelow(&'a str, u64),
     TraceSomeTargetAtOrAbove(&'a str, u64),
@@ -444,6 +448,7 @@ impl Check<'_> {
             Check::Bounces(_) => "bounces".into(),
             Check::InSwiotlb(_) => "device_addrs_in_swiotlb".into(),
             Check::MappingErrors(_) => "mapping_errors".into(),
+            Check::DevicesBound(_) => "devices_bound".into(),
             Check::TraceTranslations(..) => "trace.translations".into(),
             Check::TraceIovaBelow(..) => "trace.iova_below".into(),
             Check::TraceSomeTargetAtOrAbove(..) => "trace.some_target_at_or_above".into(),
@@ -491,6 +496,9 @@ impl Expect {
         }
         if let Some(c) = self.mapping_errors {
             v.push(Check::MappingErrors(c));
+        }
+        if let Some(c) = self.devices_bound {
+            v.push(Check::DevicesBound(c));
         }
         if let Some(t) = &self.trace {
             let dev = t.device.as_str();

@@ -91,6 +91,22 @@ impl<'a> Ctx<'a> {
                     .unwrap_or_default();
                 count_judged(*c, errs.len() as u64, "mapping errors", first)
             }
+            Check::DevicesBound(c) => match &self.out.summary {
+                None => (
+                    false,
+                    format!("{c} recorder devices bound by the dom0 driver"),
+                    "the agent printed no PVHDMA-SUMMARY".into(),
+                ),
+                Some(s) => {
+                    let bdfs: Vec<&str> = s.devices.iter().map(|d| d.bdf.as_str()).collect();
+                    count_judged(
+                        *c,
+                        bdfs.len() as u64,
+                        "recorder devices bound by the dom0 driver",
+                        format!("{bdfs:?}"),
+                    )
+                }
+            },
             Check::TraceTranslations(dev, c) => {
                 let n = self.trace_of(dev).count() as u64;
                 let total = self.out.iommu_trace.iter().filter(|e| !e.fault).count();

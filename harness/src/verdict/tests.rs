@@ -395,6 +395,22 @@ fn mapping_errors() {
 }
 
 #[test]
+fn devices_bound() {
+    let mut o = good_run();
+    let msg = fails("  devices_bound: 1\n", &o, "devices_bound");
+    assert!(msg.contains("saw 0"), "{msg}");
+    let dev: pvhdma_agent::wire::DeviceInfo = serde_json::from_value(serde_json::json!({
+        "name": "pvhdma0", "bdf": "0000:00:01.0", "addr_bits": 32, "caps": 3, "irq_mode": "msi", "irq_count": 0
+    }))
+    .unwrap();
+    o.summary.as_mut().unwrap().devices.push(dev);
+    passes("  devices_bound: 1\n", &o, "devices_bound");
+    o.summary = None;
+    let msg = fails("  devices_bound: 1\n", &o, "devices_bound");
+    assert!(msg.contains("no PVHDMA-SUMMARY"), "{msg}");
+}
+
+#[test]
 fn log_contains_and_lacks() {
     passes(
         "  log: {contains: ['Xen 4\\.\\d+', 'PVHDMA-DONE']}\n",
