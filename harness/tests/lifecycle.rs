@@ -41,6 +41,22 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Every process of the run named `name` is gone within `grace`.
+fn assert_none_left(name: &str, grace: Duration) {
+    assert!(
+        wait_until(grace, || processes_with(name).is_empty()),
+        "left behind: {:?}",
+        processes_with(name)
+    );
+}
+
 fn unique(tag: &str) -> String {
     format!("lifecycle-{tag}-{}", std::process::id())
 }
@@ -49,15 +65,11 @@ fn unique(tag: &str) -> String {
 fn cancelled_run_leaves_no_process() -> anyhow::Result<()> {
     let m = Manifest::load_default()?;
     let name = unique("cancel");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = runtime();
     let s = spec(&name);
     let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(4), vm::run(&m, &s)).await });
     assert!(r.is_err(), "the run should still be booting after 4 s");
-    assert!(
-        wait_until(Duration::from_secs(3), || processes_with(&name).is_empty()),
-        "left behind: {:?}",
-        processes_with(&name)
-    );
+    assert_none_left(&name, Duration::from_secs(3));
     Ok(())
 }
 
@@ -67,10 +79,7 @@ fn panicking_test_leaves_no_process() -> anyhow::Result<()> {
     let name = unique("panic");
     let s = spec(&name);
     let seen = std::panic::catch_unwind(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         rt.block_on(async {
             tokio::select! {
                 _ = vm::run(&m, &s) => unreachable!("the run cannot finish in 4 s"),
@@ -82,11 +91,7 @@ fn panicking_test_leaves_no_process() -> anyhow::Result<()> {
         })
     });
     assert!(seen.is_err());
-    assert!(
-        wait_until(Duration::from_secs(3), || processes_with(&name).is_empty()),
-        "left behind: {:?}",
-        processes_with(&name)
-    );
+    assert_none_left(&name, Duration::from_secs(3));
     Ok(())
 }
 
@@ -96,7 +101,7 @@ fn panicking_test_leaves_no_process() -> anyhow::Result<()> {
 fn sigkilled_test_process_leaves_no_process() -> anyhow::Result<()> {
     if let Ok(name) = std::env::var("PVHDMA_LIFECYCLE_CHILD") {
         let m = Manifest::load_default()?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = runtime();
         rt.block_on(vm::run(&m, &spec(&name)))?;
         return Ok(());
     }
@@ -113,11 +118,7 @@ fn sigkilled_test_process_leaves_no_process() -> anyhow::Result<()> {
     child.kill()?;
     child.wait()?;
     assert!(started, "QEMU and the device never started");
-    assert!(
-        wait_until(Duration::from_secs(5), || processes_with(&name).is_empty()),
-        "left behind: {:?}",
-        processes_with(&name)
-    );
+    assert_none_left(&name, Duration::from_secs(5));
     // A SIGKILLed run cannot remove its own directory; this test made it, so it does.
     for e in std::fs::read_dir(vm::artifacts_root())?.flatten() {
         if e.file_name().to_string_lossy().starts_with(&name) {
@@ -135,7 +136,7 @@ fn a_run_that_cannot_start_keeps_its_artifacts() -> anyhow::Result<()> {
     std::env::set_var("PVHDMA_DEVICE", "/bin/false");
     let m = Manifest::load_default()?;
     let name = unique("nostart");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = runtime();
     let err = match rt.block_on(vm::run(&m, &spec(&name))) {
         Ok(_) => anyhow::bail!("a device that exits at once should fail the run"),
         Err(e) => format!("{e:#}"),
