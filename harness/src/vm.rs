@@ -143,7 +143,7 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
     let qmp = match qmp {
         Ok(q) => Some(q),
         Err(e) => {
-            out.end = RunEnd::QemuExited(format!("{e:#}; {}", tail(&dir.join("qemu.stderr"))));
+            out.end = RunEnd::QemuExited(format!("{e:#}"));
             None
         }
     };
@@ -169,12 +169,11 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
         out.timings.qemu_peak_rss_kib = qemu.pid().and_then(peak_rss_kib);
         qmp.quit(Duration::from_secs(2)).await;
     }
-    if let RunEnd::QemuExited(why) = &mut out.end {
-        if !why.contains("stderr") {
-            why.push_str(&format!("; {}", tail(&dir.join("qemu.stderr"))));
-        }
-    }
     let _ = qemu.finish(Duration::from_secs(5)).await;
+    // Whatever way QEMU went, its last words say why: one place adds them.
+    if let RunEnd::QemuExited(why) = &mut out.end {
+        why.push_str(&format!("; {}", tail(&dir.join("qemu.stderr"))));
+    }
     for d in devices {
         let _ = d.finish(Duration::from_secs(2)).await;
     }

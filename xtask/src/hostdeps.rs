@@ -15,7 +15,7 @@ const NEEDED: &[(&str, &str)] = &[
 pub fn ensure() -> anyhow::Result<()> {
     let missing: Vec<&str> = NEEDED
         .iter()
-        .filter(|(cmd, _)| !on_path(cmd))
+        .filter(|(cmd, _)| which(cmd).is_none())
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
@@ -40,6 +40,8 @@ pub fn ensure() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn on_path(cmd: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+/// `prog` on PATH, like the shell's lookup.
+pub fn which(prog: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| p.is_file())
 }

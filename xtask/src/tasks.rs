@@ -38,24 +38,26 @@ fn nextest(args: &[&str], extra: &[String], env: &[(&str, String)]) -> anyhow::R
 
 /// `cargo xtask check`: every test of the workspace (unit, qtest, boot, scenarios).
 pub fn check(img: &images::Options, cell: &CellFlags, extra: &[String]) -> anyhow::Result<ExitCode> {
-    let m = prepare(img)?;
-    let env = cell_env(img, cell, &m)?;
-    let _ = std::fs::remove_dir_all(suite::results_dir());
-    let ok = nextest(&["--workspace", "--profile", "ci"], extra, &env)?;
-    print_summary();
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    prepared_nextest(img, cell, &["--workspace"], extra)
 }
 
 /// `cargo xtask test`: the scenario catalog, then a summary table.
 pub fn test(img: &images::Options, cell: &CellFlags, extra: &[String]) -> anyhow::Result<ExitCode> {
+    prepared_nextest(img, cell, &["-p", "pvhdma-harness", "--test", "scenarios"], extra)
+}
+
+/// Prepare the cell, run nextest's ci profile on `which`, print the table.
+fn prepared_nextest(
+    img: &images::Options,
+    cell: &CellFlags,
+    which: &[&str],
+    extra: &[String],
+) -> anyhow::Result<ExitCode> {
     let m = prepare(img)?;
     let env = cell_env(img, cell, &m)?;
     let _ = std::fs::remove_dir_all(suite::results_dir());
-    let ok = nextest(
-        &["-p", "pvhdma-harness", "--test", "scenarios", "--profile", "ci"],
-        extra,
-        &env,
-    )?;
+    let args: Vec<&str> = which.iter().copied().chain(["--profile", "ci"]).collect();
+    let ok = nextest(&args, extra, &env)?;
     print_summary();
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -94,17 +94,8 @@ fn preflight() -> anyhow::Result<()> {
             cache::root().display()
         );
     }
-    which("mmdebstrap").context("mmdebstrap is missing: apt-get install mmdebstrap")?;
+    crate::hostdeps::which("mmdebstrap").context("mmdebstrap is missing: apt-get install mmdebstrap")?;
     Ok(())
-}
-
-fn which(prog: &str) -> anyhow::Result<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join(prog))
-        .find(|p| p.is_file())
-        .ok_or_else(|| anyhow::anyhow!("{prog} not found on PATH"))
 }
 
 fn assemble(
