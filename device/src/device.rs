@@ -7,9 +7,9 @@ use crate::irq::{Delivered, Irqs};
 use crate::log::Log;
 use crate::maps::DmaMaps;
 use crate::pci::{ConfigSpace, CONFIG_SIZE};
-use crate::record::{AccessKind, Dir, Outcome};
+use crate::record::{AccessKind, AccessOutcome, Direction};
 use crate::recorder::Recorder;
-use crate::regs::{Regs, WriteEffect, BAR0_SIZE, CONTROL_FROM_DEVICE};
+use crate::regs::{control, Regs, WriteEffect, BAR0_SIZE};
 use std::sync::Arc;
 
 pub const BAR0_REGION: u32 = 0;
@@ -108,10 +108,10 @@ impl Device {
         };
         let immediate = |outcome| Access {
             kind: AccessKind::Data,
-            dir: if job.req.control & CONTROL_FROM_DEVICE != 0 {
-                Dir::FromDevice
+            dir: if job.req.control & control::FROM_DEVICE != 0 {
+                Direction::FromDevice
             } else {
-                Dir::ToDevice
+                Direction::ToDevice
             },
             bus_addr: job.req.addr,
             decoded_addr: job.req.addr & self.cfg.decode_mask(),
@@ -122,7 +122,7 @@ impl Device {
         if self.regs.busy() {
             self.log
                 .line(format_args!("op {}: doorbell while busy, refused", job.op_seq));
-            let a = immediate(Outcome::DeviceBusy);
+            let a = immediate(AccessOutcome::DeviceBusy);
             self.record(&a, job.tag, job.op_seq);
             self.regs.refuse_busy();
             return Doorbell::Ended;
@@ -130,7 +130,7 @@ impl Device {
         self.regs.start();
         if !self.pci.bus_master() {
             self.log.line(format_args!("op {}: bus mastering disabled", job.op_seq));
-            let a = immediate(Outcome::BusMasterOff);
+            let a = immediate(AccessOutcome::BusMasterOff);
             self.record(&a, job.tag, job.op_seq);
             self.finish(&Completion::failed(ErrorCode::BusMasterOff));
             return Doorbell::Ended;

@@ -4,13 +4,15 @@
 //! vfio-user DMA_READ/DMA_WRITE messages, so every access goes through QEMU's
 //! bus-master address space (and so its vIOMMU) and can be refused there.
 
-use crate::record::{AccessKind, Dir, Outcome};
-use crate::regs::{CONTROL_FROM_DEVICE, CONTROL_SG};
+use crate::record::{AccessKind, AccessOutcome, Direction};
+use crate::regs::{control, error};
+use pvhdma_contract::limits;
+use pvhdma_contract::pattern::{fnv1a_update, DataPattern, PatternStream, FNV_INIT};
 
-pub const MAX_LEN: u64 = 1 << 20;
-pub const MAX_DESCRIPTORS: u32 = 256;
-pub const MAX_SG_TOTAL: u64 = 4 << 20;
-pub const DESCRIPTOR_LEN: u64 = 16;
+pub const MAX_LEN: u64 = limits::MAX_XFER as u64;
+pub const MAX_DESCRIPTORS: u32 = limits::MAX_SEGMENTS;
+pub const MAX_SG_TOTAL: u64 = limits::MAX_SG_TOTAL;
+pub const DESCRIPTOR_LEN: u64 = limits::DESCRIPTOR_SIZE;
 /// Largest piece moved with one message; also the retry unit's multiple.
 pub const CHUNK: u64 = 1 << 20;
 /// On a refused chunk the engine retries page by page to find the first
@@ -20,23 +22,23 @@ pub const PAGE: u64 = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum ErrorCode {
-    None = 0,
-    IommuFault = 1,
-    BeyondAddrBits = 2,
-    BadRequest = 3,
-    Busy = 4,
-    BusMasterOff = 5,
+    None = error::NONE,
+    IommuFault = error::IOMMU_FAULT,
+    BeyondAddrBits = error::BEYOND_ADDR_BITS,
+    BadRequest = error::BAD_REQUEST,
+    Busy = error::BUSY,
+    BusMasterOff = error::BUS_MASTER_OFF,
 }
 
 impl ErrorCode {
-    pub fn outcome(self) -> Outcome {
+    pub fn outcome(self) -> AccessOutcome {
         match self {
-            ErrorCode::None => Outcome::Ok,
-            ErrorCode::IommuFault => Outcome::IommuFault,
-            ErrorCode::BeyondAddrBits => Outcome::BeyondAddrBits,
-            ErrorCode::BadRequest => Outcome::BadRequest,
-            ErrorCode::Busy => Outcome::DeviceBusy,
-            ErrorCode::BusMasterOff => Outcome::BusMasterOff,
+            ErrorCode::None => AccessOutcome::Ok,
+            ErrorCode::IommuFault => AccessOutcome::IommuFault,
+            ErrorCode::BeyondAddrBits => AccessOutcome::BeyondAddrBits,
+            ErrorCode::BadRequest => AccessOutcome::BadRequest,
+            ErrorCode::Busy => AccessOutcome::DeviceBusy,
+            ErrorCode::BusMasterOff => AccessOutcome::BusMasterOff,
         }
     }
 }
@@ -99,11 +101,11 @@ impl Completion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
     pub kind: AccessKind,
-    pub dir: Dir,
+    pub dir: Direction,
     pub bus_addr: u64,
     pub decoded_addr: u64,
     pub len: u64,
-    pub outcome: Outcome,
+    pub outcome: AccessOutcome,
     pub checksum: u32,
 }
 
@@ -118,68 +120,17 @@ pub trait DmaPort {
     fn access(&mut self, access: &Access);
 }
 
-pub const FNV_OFFSET: u32 = 0x811c_9dc5;
-
-pub fn fnv1a(mut h: u32, bytes: &[u8]) -> u32 {
-    for &b in bytes {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
-}
-
-/// Byte generator for from-device transfers; byte i counts across segments.
-#[derive(Debug, Clone)]
-pub struct Pattern {
-    kind: u32,
-    seed: u32,
-    i: u64,
-    x: u32,
-    word: [u8; 4],
-}
-
-impl Pattern {
-    pub fn new(kind: u32, seed: u32) -> Option<Self> {
-        (kind <= 2).then_some(Pattern {
-            kind,
-            seed,
-            i: 0,
-            x: if seed == 0 { 1 } else { seed },
-            word: [0; 4],
-        })
-    }
-
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            *b = match self.kind {
-                0 => self.seed as u8,
-                1 => (u64::from(self.seed).wrapping_add(self.i)) as u8,
-                _ => {
-                    if self.i.is_multiple_of(4) {
-                        self.x ^= self.x << 13;
-                        self.x ^= self.x >> 17;
-                        self.x ^= self.x << 5;
-                        self.word = self.x.to_le_bytes();
-                    }
-                    self.word[(self.i % 4) as usize]
-                }
-            };
-            self.i += 1;
-        }
-    }
-}
-
 struct Run<'a> {
     cfg: EngineConfig,
     port: &'a mut dyn DmaPort,
-    pattern: Option<Pattern>,
+    pattern: Option<PatternStream>,
     checksum: u32,
     bytes_done: u64,
     fault_addr: u64,
 }
 
 impl Run<'_> {
-    fn record(&mut self, kind: AccessKind, dir: Dir, bus: u64, len: u64, outcome: Outcome, checksum: u32) {
+    fn record(&mut self, kind: AccessKind, dir: Direction, bus: u64, len: u64, outcome: AccessOutcome, checksum: u32) {
         let decoded_addr = bus & self.cfg.decode_mask();
         self.port.access(&Access {
             kind,
@@ -194,15 +145,15 @@ impl Run<'_> {
 
     /// Moves one contiguous range. Data segments feed the operation's checksum
     /// and byte count; a descriptor-list read returns its bytes instead.
-    fn segment(&mut self, kind: AccessKind, dir: Dir, bus: u64, len: u64) -> Result<Vec<u8>, ErrorCode> {
+    fn segment(&mut self, kind: AccessKind, dir: Direction, bus: u64, len: u64) -> Result<Vec<u8>, ErrorCode> {
         if self.cfg.beyond(bus, len) {
             self.fault_addr = bus;
-            self.record(kind, dir, bus, len, Outcome::BeyondAddrBits, 0);
+            self.record(kind, dir, bus, len, AccessOutcome::BeyondAddrBits, 0);
             return Err(ErrorCode::BeyondAddrBits);
         }
         let data_seg = kind == AccessKind::Data;
         let mut kept = Vec::new();
-        let mut seg_sum = FNV_OFFSET;
+        let mut seg_sum = FNV_INIT;
         let mut seg_moved = 0usize;
         let chunk = self.cfg.chunk();
         let mut pos = 0u64;
@@ -211,16 +162,16 @@ impl Run<'_> {
             let cur = bus.wrapping_add(pos);
             let n = (chunk - cur % chunk).min(len - pos);
             let mut buf = vec![0u8; n as usize];
-            if dir == Dir::FromDevice {
+            if dir == Direction::FromDevice {
                 if let Some(p) = self.pattern.as_mut() {
                     p.fill(&mut buf);
                 }
             }
             let (moved, failed_at) = self.move_chunk(dir, cur, &mut buf);
-            seg_sum = fnv1a(seg_sum, &buf[..moved]);
+            seg_sum = fnv1a_update(seg_sum, &buf[..moved]);
             seg_moved += moved;
             if data_seg {
-                self.checksum = fnv1a(self.checksum, &buf[..moved]);
+                self.checksum = fnv1a_update(self.checksum, &buf[..moved]);
                 self.bytes_done += moved as u64;
             } else {
                 kept.extend_from_slice(&buf[..moved]);
@@ -233,9 +184,9 @@ impl Run<'_> {
             pos += n;
         }
         let outcome = if result.is_ok() {
-            Outcome::Ok
+            AccessOutcome::Ok
         } else {
-            Outcome::IommuFault
+            AccessOutcome::IommuFault
         };
         self.record(kind, dir, bus, len, outcome, if seg_moved > 0 { seg_sum } else { 0 });
         result.map(|()| kept)
@@ -243,7 +194,7 @@ impl Run<'_> {
 
     /// Returns the bytes moved and, on a refusal, the decoded address of the
     /// first page that failed.
-    fn move_chunk(&mut self, dir: Dir, bus: u64, buf: &mut [u8]) -> (usize, Option<u64>) {
+    fn move_chunk(&mut self, dir: Direction, bus: u64, buf: &mut [u8]) -> (usize, Option<u64>) {
         let dec = bus & self.cfg.decode_mask();
         if self.io(dir, dec, buf).is_ok() {
             return (buf.len(), None);
@@ -262,28 +213,28 @@ impl Run<'_> {
         (0, Some(dec))
     }
 
-    fn io(&mut self, dir: Dir, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+    fn io(&mut self, dir: Direction, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
         match dir {
-            Dir::ToDevice => self.port.dma_read(addr, buf),
-            Dir::FromDevice => self.port.dma_write(addr, buf),
+            Direction::ToDevice => self.port.dma_read(addr, buf),
+            Direction::FromDevice => self.port.dma_write(addr, buf),
         }
     }
 
-    fn bad(&mut self, bus: u64, len: u64, dir: Dir) -> ErrorCode {
-        self.record(AccessKind::Data, dir, bus, len, Outcome::BadRequest, 0);
+    fn bad(&mut self, bus: u64, len: u64, dir: Direction) -> ErrorCode {
+        self.record(AccessKind::Data, dir, bus, len, AccessOutcome::BadRequest, 0);
         ErrorCode::BadRequest
     }
 
     fn execute(&mut self, req: &OpRequest) -> Result<(), ErrorCode> {
-        let dir = if req.control & CONTROL_FROM_DEVICE != 0 {
-            Dir::FromDevice
+        let dir = if req.control & control::FROM_DEVICE != 0 {
+            Direction::FromDevice
         } else {
-            Dir::ToDevice
+            Direction::ToDevice
         };
-        if dir == Dir::FromDevice && self.pattern.is_none() {
+        if dir == Direction::FromDevice && self.pattern.is_none() {
             return Err(self.bad(req.addr, u64::from(req.length), dir));
         }
-        if req.control & CONTROL_SG == 0 {
+        if req.control & control::SG == 0 {
             let len = u64::from(req.length);
             if len == 0 || len > MAX_LEN {
                 return Err(self.bad(req.addr, len, dir));
@@ -294,7 +245,7 @@ impl Run<'_> {
             return Err(self.bad(req.addr, u64::from(req.length), dir));
         }
         let list_len = u64::from(req.length) * DESCRIPTOR_LEN;
-        let list = self.segment(AccessKind::Descriptor, Dir::ToDevice, req.addr, list_len)?;
+        let list = self.segment(AccessKind::Descriptor, Direction::ToDevice, req.addr, list_len)?;
         let descs: Vec<(u64, u64, u32)> = list
             .chunks_exact(DESCRIPTOR_LEN as usize)
             .map(|d| {
@@ -323,8 +274,8 @@ pub fn run(cfg: EngineConfig, req: &OpRequest, port: &mut dyn DmaPort) -> Comple
     let mut run = Run {
         cfg,
         port,
-        pattern: Pattern::new(req.pattern, req.seed),
-        checksum: FNV_OFFSET,
+        pattern: DataPattern::from_register(req.pattern).map(|p| PatternStream::new(p, req.seed)),
+        checksum: FNV_INIT,
         bytes_done: 0,
         fault_addr: 0,
     };

@@ -8,7 +8,9 @@ pub mod log;
 pub mod maps;
 pub mod pci;
 pub mod proto;
-pub mod record;
 pub mod recorder;
 pub mod regs;
 pub mod server;
+
+/// The records the device writes are part of the contract with the harness.
+pub use pvhdma_contract::record;

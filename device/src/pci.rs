@@ -2,9 +2,8 @@
 //! type, the capabilities and the interrupt pin, and forwards guest writes,
 //! which is how the device sees the command register's Bus Master bit.
 
-pub const VENDOR_ID: u16 = 0x5056;
-pub const DEVICE_ID: u16 = 0xd3a0;
-pub const SUBSYS_VENDOR_ID: u16 = 0x5056;
+pub use pvhdma_contract::regs::{DEVICE_ID, VENDOR_ID};
+pub const SUBSYS_VENDOR_ID: u16 = VENDOR_ID;
 pub const SUBSYS_ID: u16 = 0x0001;
 pub const CLASS_CODE: u32 = 0x08_8000;
 pub const REVISION: u8 = 0x01;

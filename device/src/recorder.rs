@@ -60,7 +60,7 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{AccessKind, Dir, Outcome};
+    use crate::record::{AccessKind, AccessOutcome, Direction};
 
     #[test]
     fn writes_parseable_lines() {
@@ -69,11 +69,11 @@ mod tests {
         let mut r = Recorder::create(&path, Instant::now()).unwrap();
         let a = Access {
             kind: AccessKind::Data,
-            dir: Dir::FromDevice,
+            dir: Direction::FromDevice,
             bus_addr: 0x1_0000_1000,
             decoded_addr: 0x1000,
             len: 16,
-            outcome: Outcome::Ok,
+            outcome: AccessOutcome::Ok,
             checksum: 5,
         };
         assert_eq!(r.write(&a, 3, 1, vec![]).unwrap(), 1);

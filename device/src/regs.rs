@@ -2,39 +2,8 @@
 
 use crate::engine::{Completion, ErrorCode, OpRequest};
 
-pub const BAR0_SIZE: u64 = 4096;
-pub const ID_VALUE: u32 = 0x5056_4844;
-pub const VERSION_VALUE: u32 = 0x0001_0000;
-
-pub mod off {
-    pub const ID: u64 = 0x000;
-    pub const VERSION: u64 = 0x004;
-    pub const ADDR_BITS: u64 = 0x008;
-    pub const CAPS: u64 = 0x00c;
-    pub const DMA_ADDR_LO: u64 = 0x010;
-    pub const DMA_ADDR_HI: u64 = 0x014;
-    pub const LENGTH: u64 = 0x018;
-    pub const CONTROL: u64 = 0x01c;
-    pub const PATTERN: u64 = 0x020;
-    pub const SEED: u64 = 0x024;
-    pub const TAG: u64 = 0x028;
-    pub const DOORBELL: u64 = 0x02c;
-    pub const STATUS: u64 = 0x030;
-    pub const ERROR: u64 = 0x034;
-    pub const IRQ_STATUS: u64 = 0x038;
-    pub const SEQ: u64 = 0x03c;
-    pub const CHECKSUM: u64 = 0x040;
-    pub const FAULT_ADDR_LO: u64 = 0x044;
-    pub const FAULT_ADDR_HI: u64 = 0x048;
-    pub const BYTES_DONE: u64 = 0x04c;
-}
-
-pub const STATUS_BUSY: u32 = 1;
-pub const STATUS_DONE: u32 = 2;
-pub const STATUS_ERROR: u32 = 4;
-pub const CONTROL_FROM_DEVICE: u32 = 1;
-pub const CONTROL_SG: u32 = 2;
-pub const CONTROL_IRQ_EN: u32 = 4;
+use pvhdma_contract::regs::caps;
+pub use pvhdma_contract::regs::{control, error, off, status, BAR0_SIZE, ID_VALUE, VERSION_VALUE};
 
 /// What a write asked the rest of the device to do.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +61,7 @@ impl Regs {
             off::ID => ID_VALUE,
             off::VERSION => VERSION_VALUE,
             off::ADDR_BITS => self.addr_bits,
-            off::CAPS => 0b11 | if self.has_hi() { 0b100 } else { 0 },
+            off::CAPS => caps::SG | caps::MSI | if self.has_hi() { caps::ADDR_HI } else { 0 },
             off::DMA_ADDR_LO => self.dma_addr_lo,
             off::DMA_ADDR_HI => self.dma_addr_hi,
             off::LENGTH => self.length,
@@ -120,7 +89,7 @@ impl Regs {
             off::DMA_ADDR_LO => self.dma_addr_lo = value,
             off::DMA_ADDR_HI if self.has_hi() => self.dma_addr_hi = value,
             off::LENGTH => self.length = value,
-            off::CONTROL => self.control = value & 0b111,
+            off::CONTROL => self.control = value & control::MASK,
             off::PATTERN => self.pattern = value,
             off::SEED => self.seed = value,
             off::TAG => self.tag = value,
@@ -169,7 +138,7 @@ impl Regs {
     }
 
     pub fn busy(&self) -> bool {
-        self.status & STATUS_BUSY != 0
+        self.status & status::BUSY != 0
     }
 
     pub fn tag(&self) -> u32 {
@@ -193,26 +162,26 @@ impl Regs {
 
     /// A doorbell was accepted: DONE and ERROR clear, BUSY sets.
     pub fn start(&mut self) {
-        self.status = STATUS_BUSY;
+        self.status = status::BUSY;
         self.error = 0;
     }
 
     /// A doorbell arrived while an operation ran: refuse it, leave that
     /// operation alone (its completion overwrites these bits).
     pub fn refuse_busy(&mut self) {
-        self.status |= STATUS_ERROR;
+        self.status |= status::ERROR;
         self.error = ErrorCode::Busy as u32;
     }
 
     /// Latches an operation's end; returns whether to raise the interrupt.
     pub fn complete(&mut self, c: &Completion, last_seq: u64) -> bool {
-        self.status = STATUS_DONE | if c.error == ErrorCode::None { 0 } else { STATUS_ERROR };
+        self.status = status::DONE | if c.error == ErrorCode::None { 0 } else { status::ERROR };
         self.error = c.error as u32;
         self.checksum = c.checksum;
         self.bytes_done = c.bytes_done as u32;
         self.fault_addr = c.fault_addr;
         self.seq = last_seq as u32;
-        if self.control & CONTROL_IRQ_EN != 0 {
+        if self.control & control::IRQ_EN != 0 {
             self.irq_status |= 1;
             true
         } else {
@@ -281,7 +250,7 @@ mod tests {
     #[test]
     fn completion_and_w1c() {
         let mut r = Regs::new(32);
-        w32(&mut r, off::CONTROL, CONTROL_IRQ_EN);
+        w32(&mut r, off::CONTROL, control::IRQ_EN);
         r.start();
         assert!(r.busy());
         let c = Completion {
@@ -291,7 +260,7 @@ mod tests {
             fault_addr: 0x1_2345_6000,
         };
         assert!(r.complete(&c, 9));
-        assert_eq!(r32(&r, off::STATUS), STATUS_DONE | STATUS_ERROR);
+        assert_eq!(r32(&r, off::STATUS), status::DONE | status::ERROR);
         assert_eq!(r32(&r, off::ERROR), 1);
         assert_eq!(r32(&r, off::SEQ), 9);
         assert_eq!(r32(&r, off::FAULT_ADDR_LO), 0x2345_6000);
@@ -301,7 +270,7 @@ mod tests {
         assert!(w32(&mut r, off::IRQ_STATUS, 1).irq_cleared);
         assert_eq!(r32(&r, off::IRQ_STATUS), 0);
         r.start();
-        assert_eq!(r32(&r, off::STATUS), STATUS_BUSY);
+        assert_eq!(r32(&r, off::STATUS), status::BUSY);
         r.refuse_busy();
         assert_eq!(r32(&r, off::ERROR), 4);
         assert!(r.busy());

@@ -39,14 +39,8 @@ const DMA_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// stay well inside the buffer.
 const DMA_PIECE: usize = 64 << 10;
 
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub socket: PathBuf,
-    pub records: PathBuf,
-    pub log: Option<PathBuf>,
-    pub addr_bits: u32,
-    pub decode_bits: u32,
-}
+/// The server runs from the command line the harness built.
+pub use pvhdma_contract::device_cli::DeviceArgs as Options;
 
 /// Removes the socket path when the server ends, however it ends.
 struct SocketPath(PathBuf);

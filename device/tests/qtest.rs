@@ -4,7 +4,7 @@ mod common;
 
 use anyhow::{ensure, Context, Result};
 use common::{fnv1a, reg, run_dma, Dma, Rig, BAR0};
-use pvhdma_device::record::{AccessKind, Dir, DmaRecord, Outcome};
+use pvhdma_device::record::{AccessKind, AccessOutcome, Direction, DmaRecord};
 use std::time::{Duration, Instant};
 
 fn records(rig: &Rig) -> Result<Vec<DmaRecord>> {
@@ -75,7 +75,7 @@ fn dma_both_directions_lands_and_is_recorded() -> Result<()> {
     ensure!(recs.len() == 2, "records: {recs:?}");
     let r = &recs[0];
     ensure!(r.seq == 1 && r.op_seq == 1 && r.tag == 7);
-    ensure!(r.kind == AccessKind::Data && r.dir == Dir::FromDevice && r.outcome == Outcome::Ok);
+    ensure!(r.kind == AccessKind::Data && r.dir == Direction::FromDevice && r.outcome == AccessOutcome::Ok);
     ensure!(r.bus_addr == 0x10_0000 && r.decoded_addr == 0x10_0000 && r.len == 4096);
     ensure!(r.checksum == fnv1a(&want));
     // QEMU maps guest RAM without an fd here: the table knows the window only.
@@ -86,7 +86,7 @@ fn dma_both_directions_lands_and_is_recorded() -> Result<()> {
     );
     ensure!(t.map_iova <= 0x10_0000 && t.map_iova + t.map_size >= 0x10_1000);
     let r = &recs[1];
-    ensure!(r.dir == Dir::ToDevice && r.tag == 8 && r.checksum == fnv1a(&data) && r.op_seq == 2);
+    ensure!(r.dir == Direction::ToDevice && r.tag == 8 && r.checksum == fnv1a(&data) && r.op_seq == 2);
     Ok(())
 }
 
@@ -126,7 +126,7 @@ fn advertised_36_decoded_32_truncates_and_refuses_beyond() -> Result<()> {
     let recs = records(&rig)?;
     ensure!(recs.len() == 2);
     ensure!(recs[0].bus_addr == 0x1_0030_0000 && recs[0].decoded_addr == 0x30_0000);
-    ensure!(recs[1].outcome == Outcome::BeyondAddrBits && recs[1].checksum == 0);
+    ensure!(recs[1].outcome == AccessOutcome::BeyondAddrBits && recs[1].checksum == 0);
     Ok(())
 }
 
@@ -162,7 +162,9 @@ fn bus_master_off_then_unbacked_address_faults() -> Result<()> {
     ensure!(status == 2 | 4 && error == 1, "status {status:#x} error {error}");
     ensure!(rig.qt.readl(BAR0 + reg::FAULT_ADDR_LO)? == 0x8000_1000);
     let recs = records(&rig)?;
-    ensure!(recs.iter().map(|r| r.outcome).collect::<Vec<_>>() == [Outcome::BusMasterOff, Outcome::IommuFault]);
+    ensure!(
+        recs.iter().map(|r| r.outcome).collect::<Vec<_>>() == [AccessOutcome::BusMasterOff, AccessOutcome::IommuFault]
+    );
     Ok(())
 }
 

@@ -7,7 +7,6 @@
 
 use pvhdma_harness::images::Manifest;
 use pvhdma_harness::machine::{IommuKind, RunSpec};
-use pvhdma_harness::outcome::RunEnd;
 use pvhdma_harness::vm;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -58,11 +57,7 @@ fn main() -> anyhow::Result<()> {
         let (mut marker, mut done, mut bare_t, mut rss) = (vec![], vec![], vec![], vec![]);
         for _ in 0..runs {
             let mut run = rt.block_on(vm::run(&m, &spec(iommu)))?;
-            anyhow::ensure!(
-                run.outcome.end == RunEnd::Finished,
-                "bench boot ended {:?}",
-                run.outcome.end
-            );
+            anyhow::ensure!(run.outcome.end.is_finished(), "bench boot ended {:?}", run.outcome.end);
             let t = &run.outcome.timings;
             marker.push(t.to_dom0_marker.unwrap_or_default().as_secs_f64());
             done.push(t.to_agent_done.unwrap_or_default().as_secs_f64());

@@ -3,7 +3,9 @@
 //! `Scanner` is pure: it turns lines into events, so every failure kind the
 //! harness names is unit-tested on real log excerpts without booting.
 
-use pvhdma_agent::wire::{OpResult, Summary, BOOT_MARKER, DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX};
+use crate::outcome::{EndKind, RunEnd};
+use pvhdma_contract::markers::{AGENT_FAILED_PREFIX, BOOT_MARKER, DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX};
+use pvhdma_contract::wire::{OpResult, Summary, Workload};
 
 /// What one wait on the console gave.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,18 +70,9 @@ pub enum Event {
     /// The agent gave up; the text says why.
     AgentFailed(String),
     /// A line announcing a fatal end; the run ends on it.
-    Fatal(Fatal),
+    Fatal(RunEnd),
     /// A line that could not be decoded although it carried our prefix.
     Garbled(String),
-}
-
-/// The fatal ends the console can announce.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fatal {
-    XenPanic(String),
-    Dom0Crashed(String),
-    Dom0Halted(String),
-    LinuxPanic(String),
 }
 
 /// Line-by-line classifier, with the little state a Xen panic message needs.
@@ -103,7 +96,7 @@ impl Scanner {
                 if !reason.is_empty() {
                     let msg = reason.join(" ");
                     self.in_panic = None;
-                    return Some(Event::Fatal(Fatal::XenPanic(msg)));
+                    return Some(Event::Fatal(RunEnd::new(EndKind::XenPanic, msg)));
                 }
             } else if !body.is_empty() {
                 reason.push(body.to_string());
@@ -124,9 +117,9 @@ impl Scanner {
                 Err(e) => Event::Garbled(format!("{e}: {line}")),
             });
         }
-        if let Some(i) = line.find("PVHDMA-AGENT-FAILED") {
+        if let Some(i) = line.find(AGENT_FAILED_PREFIX.trim_end()) {
             return Some(Event::AgentFailed(
-                line[i + "PVHDMA-AGENT-FAILED".len()..].trim().to_string(),
+                line[i + AGENT_FAILED_PREFIX.trim_end().len()..].trim().to_string(),
             ));
         }
         if line.contains(DONE_MARKER) {
@@ -140,23 +133,24 @@ impl Scanner {
             return None;
         }
         if let Some(i) = line.find("Hardware Dom0 crashed") {
-            return Some(Event::Fatal(Fatal::Dom0Crashed(line[i..].to_string())));
+            return Some(Event::Fatal(RunEnd::new(EndKind::Dom0Crash, line[i..].to_string())));
         }
         // A dom0 vCPU that triple-faults is reset by Xen ("HVM shutdown
         // action"), which for dom0 reboots the machine: end on the first word.
         if line.contains("(XEN)") && line.contains("Triple fault") {
-            return Some(Event::Fatal(Fatal::Dom0Crashed(
+            return Some(Event::Fatal(RunEnd::new(
+                EndKind::Dom0Crash,
                 line.trim_start_matches("(XEN) ").to_string(),
             )));
         }
         if let Some(i) = line.find("Hardware Dom0 shutdown") {
-            return Some(Event::Fatal(Fatal::Dom0Crashed(line[i..].to_string())));
+            return Some(Event::Fatal(RunEnd::new(EndKind::Dom0Crash, line[i..].to_string())));
         }
         if let Some(i) = line.find("Hardware Dom0 halted") {
-            return Some(Event::Fatal(Fatal::Dom0Halted(line[i..].to_string())));
+            return Some(Event::Fatal(RunEnd::new(EndKind::Dom0Halted, line[i..].to_string())));
         }
         if let Some(i) = line.find("Kernel panic - not syncing") {
-            return Some(Event::Fatal(Fatal::LinuxPanic(line[i..].to_string())));
+            return Some(Event::Fatal(RunEnd::new(EndKind::LinuxPanic, line[i..].to_string())));
         }
         if line.starts_with("(XEN) Xen version") {
             return Some(Event::XenBanner);
@@ -175,7 +169,41 @@ impl Scanner {
 
     /// A panic box still open when the stream ended: report what it had.
     pub fn flush(&mut self) -> Option<Event> {
-        self.in_panic.take().map(|r| Event::Fatal(Fatal::XenPanic(r.join(" "))))
+        self.in_panic
+            .take()
+            .map(|r| Event::Fatal(RunEnd::new(EndKind::XenPanic, r.join(" "))))
+    }
+}
+
+/// How many result lines a workload must produce: one per run of each op.
+pub fn expected_results(w: &Workload) -> usize {
+    w.ops.iter().map(|op| op.count as usize).sum()
+}
+
+/// Why a finished run's console cannot be trusted in full, if it cannot:
+/// a garbled line of ours, fewer results than the workload asks for, or a
+/// summary that counts other than what arrived. Judging what survived would
+/// be judging a different run.
+pub fn shortfall(expected: Option<usize>, summary: Option<&Summary>, got: usize, garbled: &[String]) -> Option<String> {
+    if let Some(first) = garbled.first() {
+        return Some(format!("{} garbled agent line(s), first: {first}", garbled.len()));
+    }
+    if let Some(want) = expected {
+        if got != want {
+            return Some(format!(
+                "the workload asks for {want} results, the console carried {got}"
+            ));
+        }
+        if summary.is_none() && want > 0 {
+            return Some("the agent's summary line never arrived".into());
+        }
+    }
+    match summary {
+        Some(s) if s.ops as usize != got => Some(format!(
+            "the agent reported {} results, the console carried {got}",
+            s.ops
+        )),
+        _ => None,
     }
 }
 
@@ -228,8 +256,9 @@ mod tests {
                    (XEN)\n(XEN) Manual reset required ('noreboot' specified)\n";
         assert_eq!(
             scan(log),
-            vec![Event::Fatal(Fatal::XenPanic(
-                "Couldn't enable IOMMU and iommu=required/force".into()
+            vec![Event::Fatal(RunEnd::new(
+                EndKind::XenPanic,
+                "Couldn't enable IOMMU and iommu=required/force"
             ))]
         );
     }
@@ -241,9 +270,9 @@ mod tests {
              (XEN) Hardware Dom0 crashed: rebooting machine in 5 seconds.\n\
              [    3.1] Kernel panic - not syncing: VFS: Unable to mount root fs\n",
         );
-        assert!(matches!(&ev[0], Event::Fatal(Fatal::Dom0Halted(m)) if m.contains("halting")));
-        assert!(matches!(&ev[1], Event::Fatal(Fatal::Dom0Crashed(_))));
-        assert!(matches!(&ev[2], Event::Fatal(Fatal::LinuxPanic(m)) if m.contains("VFS")));
+        assert!(matches!(&ev[0], Event::Fatal(e) if e.kind == EndKind::Dom0Halted && e.detail.contains("halting")));
+        assert!(matches!(&ev[1], Event::Fatal(e) if e.kind == EndKind::Dom0Crash));
+        assert!(matches!(&ev[2], Event::Fatal(e) if e.kind == EndKind::LinuxPanic && e.detail.contains("VFS")));
     }
 
     #[test]
@@ -253,10 +282,10 @@ mod tests {
              (XEN) Hardware Dom0 shutdown: rebooting machine\n",
         );
         assert!(
-            matches!(&ev[0], Event::Fatal(Fatal::Dom0Crashed(m)) if m.starts_with("d0v1 Triple fault")),
+            matches!(&ev[0], Event::Fatal(e) if e.kind == EndKind::Dom0Crash && e.detail.starts_with("d0v1 Triple fault")),
             "{ev:?}"
         );
-        assert!(matches!(&ev[1], Event::Fatal(Fatal::Dom0Crashed(m)) if m.contains("rebooting")));
+        assert!(matches!(&ev[1], Event::Fatal(e) if e.kind == EndKind::Dom0Crash && e.detail.contains("rebooting")));
     }
 
     #[test]
@@ -295,5 +324,23 @@ mod tests {
     #[test]
     fn carriage_returns_are_ignored() {
         assert_eq!(scan("PVHDMA-BOOTED\r\n"), vec![Event::Booted]);
+    }
+
+    #[test]
+    fn shortfall_catches_every_way_lines_go_missing() {
+        let sum = |ops| Summary {
+            ops,
+            ..Summary::default()
+        };
+        assert_eq!(shortfall(Some(3), Some(&sum(3)), 3, &[]), None);
+        assert_eq!(shortfall(None, None, 0, &[]), None, "no workload: nothing to count");
+        // A garbled result line alone, even when the counts happen to agree.
+        assert!(shortfall(Some(3), Some(&sum(3)), 3, &["bad json".into()])
+            .unwrap()
+            .contains("garbled"));
+        // The summary line lost too: the workload still says how many.
+        assert!(shortfall(Some(3), None, 2, &[]).unwrap().contains("asks for 3"));
+        assert!(shortfall(Some(3), None, 3, &[]).unwrap().contains("summary"));
+        assert!(shortfall(None, Some(&sum(2)), 1, &[]).unwrap().contains("reported 2"));
     }
 }

@@ -88,13 +88,13 @@ impl<W: Write> Writer<W> {
 
 /// A complete archive holding just the workload file (and its directory).
 pub fn workload_archive(json: &[u8]) -> io::Result<Vec<u8>> {
-    let (dir, _) = pvhdma_agent::wire::WORKLOAD_PATH
+    let (dir, _) = pvhdma_contract::markers::WORKLOAD_PATH
         .split_once('/')
         .expect("workload path has a directory");
     let mut w = Writer::new(Vec::new());
     w.add(&Entry::Dir { path: dir })?;
     w.add(&Entry::File {
-        path: pvhdma_agent::wire::WORKLOAD_PATH,
+        path: pvhdma_contract::markers::WORKLOAD_PATH,
         mode: 0o644,
         data: json,
     })?;
@@ -118,7 +118,7 @@ mod tests {
             .expect("cpio is installed by .ci/run");
         child.stdin.take().unwrap().write_all(&bytes).unwrap();
         assert!(child.wait().unwrap().success());
-        let got = std::fs::read(dir.path().join(pvhdma_agent::wire::WORKLOAD_PATH)).unwrap();
+        let got = std::fs::read(dir.path().join(pvhdma_contract::markers::WORKLOAD_PATH)).unwrap();
         assert_eq!(got, b"{\"ops\":[]}");
     }
 }

@@ -120,7 +120,7 @@ pub struct RunSpec {
     pub boot: BootSpec,
     pub devices: Vec<DeviceSpec>,
     /// The agent's workload; `None` boots to the dom0 marker and powers off.
-    pub workload: Option<pvhdma_agent::wire::Workload>,
+    pub workload: Option<pvhdma_contract::wire::Workload>,
     pub boot_timeout: Duration,
     pub run_timeout: Duration,
     /// Stream the console to stderr as it arrives.

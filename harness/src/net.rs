@@ -3,8 +3,8 @@
 //! Each op gets `tftp/<op name>`: `size` bytes of its pattern, the same bytes
 //! the agent checks the download against (`pvhdma_agent::net::judge`).
 
-use pvhdma_agent::pattern::{fnv1a, pattern_bytes};
-use pvhdma_agent::wire::{OpKind, Workload};
+use pvhdma_contract::pattern::fnv1a;
+use pvhdma_contract::wire::{OpKind, Workload};
 use std::path::Path;
 
 /// Write one file per `net_tftp` op into `dir`; returns (name, checksum) of each.
@@ -16,7 +16,7 @@ pub fn write_tftp_root(workload: Option<&Workload>, dir: &Path) -> std::io::Resu
         .filter(|o| o.kind == OpKind::NetTftp)
     {
         std::fs::create_dir_all(dir)?;
-        let bytes = pattern_bytes(op.pattern, op.seed, op.size as usize);
+        let bytes = op.pattern.bytes(op.seed, op.size as usize);
         std::fs::write(dir.join(&op.name), &bytes)?;
         written.push((op.name.clone(), fnv1a(&bytes)));
     }
@@ -26,7 +26,7 @@ pub fn write_tftp_root(workload: Option<&Workload>, dir: &Path) -> std::io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pvhdma_agent::wire::{Direction, Op, Pattern, Placement};
+    use pvhdma_contract::wire::{DataPattern, Direction, Op, Placement};
 
     #[test]
     fn one_pattern_file_per_tftp_op() {
@@ -37,7 +37,7 @@ mod tests {
             size: 1 << 20,
             count: 1,
             dir: Direction::FromDevice,
-            pattern: Pattern::Xorshift,
+            pattern: DataPattern::Xorshift,
             seed: 5,
             segments: 1,
             bus_addr: None,
@@ -51,7 +51,7 @@ mod tests {
         let got = write_tftp_root(Some(&w), &dir.path().join("tftp")).unwrap();
         let bytes = std::fs::read(dir.path().join("tftp/fetch")).unwrap();
         assert_eq!(bytes.len(), 1 << 20);
-        assert_eq!(bytes, pattern_bytes(Pattern::Xorshift, 5, 1 << 20));
+        assert_eq!(bytes, DataPattern::Xorshift.bytes(5, 1 << 20));
         assert_eq!(got, vec![("fetch".to_string(), fnv1a(&bytes))]);
         assert!(!dir.path().join("tftp/dma").exists());
         assert!(write_tftp_root(None, dir.path()).unwrap().is_empty());

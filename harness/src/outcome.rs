@@ -1,32 +1,12 @@
 //! What one run produced: how it ended and every record it left.
 
 use crate::machine::RamLayout;
-use pvhdma_agent::wire::{OpResult, Summary};
-use pvhdma_device::record::DmaRecord;
+use pvhdma_contract::record::DmaRecord;
+pub use pvhdma_contract::run_end::{EndKind, RunEnd};
+use pvhdma_contract::wire::{OpResult, Summary};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// How a run ended. Every way but `Finished` is a named failure kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
-pub enum RunEnd {
-    /// The agent printed its done marker (or, with no workload, dom0 booted).
-    Finished,
-    XenPanic(String),
-    Dom0Crashed(String),
-    Dom0Halted(String),
-    LinuxPanic(String),
-    QemuExited(String),
-    DeviceExited(String),
-    /// The dom0 agent gave up (e.g. the driver found no device).
-    AgentFailed(String),
-    /// The agent's summary counts more results than the console delivered:
-    /// lines were lost on the way (judging the rest would be dishonest).
-    ConsoleLost(String),
-    BootTimeout,
-    RunTimeout,
-}
 
 /// One translation seen in QEMU's IOMMU trace (an IOTLB miss).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,25 +32,6 @@ pub struct Timings {
     pub to_end: Option<Duration>,
     /// QEMU's peak resident memory (VmHWM), in KiB, read just before quit.
     pub qemu_peak_rss_kib: Option<u64>,
-}
-
-impl RunEnd {
-    /// A short stable name for tables and failure messages.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            RunEnd::Finished => "finished",
-            RunEnd::XenPanic(_) => "xen_panic",
-            RunEnd::Dom0Crashed(_) => "dom0_crash",
-            RunEnd::Dom0Halted(_) => "dom0_halted",
-            RunEnd::LinuxPanic(_) => "linux_panic",
-            RunEnd::QemuExited(_) => "qemu_exited",
-            RunEnd::DeviceExited(_) => "device_exited",
-            RunEnd::AgentFailed(_) => "agent_failed",
-            RunEnd::ConsoleLost(_) => "console_lost",
-            RunEnd::BootTimeout => "boot_timeout",
-            RunEnd::RunTimeout => "run_timeout",
-        }
-    }
 }
 
 /// Everything a verdict is judged on.

@@ -44,7 +44,7 @@ pub fn plot_points(outcome: &RunOutcome) -> Vec<svg::Point> {
         .map(|a| svg::Point {
             bus: a.record.decoded_addr,
             translated: a.translated(),
-            fault: a.record.outcome == pvhdma_device::record::Outcome::IommuFault,
+            fault: a.record.outcome == pvhdma_contract::record::AccessOutcome::IommuFault,
             label: format!(
                 "{}: bus {} -> {}",
                 a.describe(),
@@ -131,7 +131,7 @@ pub fn render_html(scenario: &Scenario, outcome: &RunOutcome, verdict: &Verdict)
     let _ = write!(
         h,
         "<h2>Run</h2><p>ended: {} &middot; artifacts: {}</p></body></html>",
-        esc(&verdict.run_end),
+        esc(verdict.run_end.name()),
         esc(&outcome.artifacts.display().to_string())
     );
     h.push('\n');
@@ -142,7 +142,7 @@ pub fn render_html(scenario: &Scenario, outcome: &RunOutcome, verdict: &Verdict)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SummaryRow {
     pub name: String,
-    /// `pass`, `fail`, `expected-failure`, `unexpected-pass`, `wrong-failure`,
+    /// `pass`, `fail`, `expected_failure`, `unexpected_pass`, `wrong_failure`,
     /// or `error` when the run could not be judged at all.
     pub result: String,
     pub passed: bool,
@@ -158,7 +158,7 @@ impl SummaryRow {
             result: v.outcome.word().into(),
             passed: v.passed(),
             wall,
-            failure_kind: v.failure_kind.clone(),
+            failure_kind: v.failure_kind.map(|k| k.name().to_string()),
         }
     }
 
@@ -245,7 +245,7 @@ mod tests {
         }))
         .unwrap();
         let o = RunOutcome {
-            end: RunEnd::Finished,
+            end: RunEnd::finished(),
             console: String::new(),
             results: vec![result],
             summary: None,
@@ -304,7 +304,7 @@ mod tests {
             },
             SummaryRow {
                 name: "neg-x".into(),
-                result: "unexpected-pass".into(),
+                result: "unexpected_pass".into(),
                 passed: false,
                 wall: Some(Duration::from_secs(30)),
                 failure_kind: Some("unexpected_pass".into()),
@@ -315,7 +315,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "scenario         result            wall  failure");
         assert_eq!(lines[1], "pvh-vtd-noforce  pass             21.3s");
-        assert_eq!(lines[2], "neg-x            unexpected-pass  30.0s  unexpected_pass");
+        assert_eq!(lines[2], "neg-x            unexpected_pass  30.0s  unexpected_pass");
         assert_eq!(lines[3], "broken           error                -  qemu did not start");
         assert_eq!(lines[4], "scenarios: 1 passed, 2 failed");
     }

@@ -11,7 +11,7 @@ pub mod join;
 mod tests;
 
 use crate::machine::RamLayout;
-use crate::outcome::{RunEnd, RunOutcome};
+use crate::outcome::{EndKind, RunOutcome};
 use crate::scenario::{id_matches, Scenario};
 use serde::Serialize;
 use std::fmt;
@@ -47,7 +47,7 @@ impl fmt::Display for AssertionResult {
 /// The scenario's result as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Judgement {
     /// Every assertion held.
     Pass,
     /// Some assertion failed (no `expect_failure`).
@@ -60,15 +60,52 @@ pub enum Outcome {
     WrongFailure,
 }
 
-impl Outcome {
+impl Judgement {
+    /// The one spelling (what serde writes).
     pub fn word(self) -> &'static str {
         match self {
-            Outcome::Pass => "pass",
-            Outcome::Fail => "fail",
-            Outcome::ExpectedFailure => "expected-failure",
-            Outcome::UnexpectedPass => "unexpected-pass",
-            Outcome::WrongFailure => "wrong-failure",
+            Judgement::Pass => "pass",
+            Judgement::Fail => "fail",
+            Judgement::ExpectedFailure => "expected_failure",
+            Judgement::UnexpectedPass => "unexpected_pass",
+            Judgement::WrongFailure => "wrong_failure",
         }
+    }
+}
+
+/// Why a verdict failed, in one word for tables, JUnit and verdict.json.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The run did not end as the scenario expects: the way it ended.
+    Ended(EndKind),
+    /// The run ended as expected, but an assertion did not hold.
+    Assertion,
+    /// A negative twin in which nothing failed.
+    UnexpectedPass,
+    /// A negative twin in which something other than the named assertion failed.
+    WrongFailure,
+}
+
+impl FailureKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Ended(k) => k.name(),
+            FailureKind::Assertion => "assertion",
+            FailureKind::UnexpectedPass => "unexpected_pass",
+            FailureKind::WrongFailure => "wrong_failure",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for FailureKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -76,13 +113,12 @@ impl Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
     pub scenario: String,
-    pub outcome: Outcome,
-    /// How the run ended, as `RunEnd` serializes its kind (`finished`, `xen_panic`, ...).
-    pub run_end: String,
+    pub outcome: Judgement,
+    /// How the run ended.
+    pub run_end: EndKind,
     pub run_end_detail: Option<String>,
-    /// For a failed verdict: the run's end kind when the run did not finish
-    /// as expected, else `assertion`, `unexpected_pass` or `wrong_failure`.
-    pub failure_kind: Option<String>,
+    /// For a failed verdict: why.
+    pub failure_kind: Option<FailureKind>,
     /// The negative twin's named assertion and reason.
     pub expect_failure: Option<(String, String)>,
     pub assertions: Vec<AssertionResult>,
@@ -90,7 +126,7 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn passed(&self) -> bool {
-        matches!(self.outcome, Outcome::Pass | Outcome::ExpectedFailure)
+        matches!(self.outcome, Judgement::Pass | Judgement::ExpectedFailure)
     }
 
     pub fn failed_assertions(&self) -> impl Iterator<Item = &AssertionResult> {
@@ -103,15 +139,15 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let end = match &self.run_end_detail {
             Some(d) => format!("{} ({d})", self.run_end),
-            None => self.run_end.clone(),
+            None => self.run_end.to_string(),
         };
         match self.outcome {
-            Outcome::Pass => write!(f, "{}: pass", self.scenario)?,
-            Outcome::ExpectedFailure => {
+            Judgement::Pass => write!(f, "{}: pass", self.scenario)?,
+            Judgement::ExpectedFailure => {
                 let (id, reason) = self.expect_failure.clone().unwrap_or_default();
                 write!(f, "{}: pass (expected failure of `{id}`: {reason})", self.scenario)?;
             }
-            Outcome::UnexpectedPass => {
+            Judgement::UnexpectedPass => {
                 let (id, reason) = self.expect_failure.clone().unwrap_or_default();
                 return write!(
                     f,
@@ -119,7 +155,7 @@ impl fmt::Display for Verdict {
                     self.scenario
                 );
             }
-            Outcome::WrongFailure => {
+            Judgement::WrongFailure => {
                 let (id, _) = self.expect_failure.clone().unwrap_or_default();
                 write!(
                     f,
@@ -127,9 +163,8 @@ impl fmt::Display for Verdict {
                     self.scenario
                 )?;
             }
-            Outcome::Fail => {
-                let kind = self.failure_kind.as_deref().unwrap_or("assertion");
-                if kind == "assertion" {
+            Judgement::Fail => {
+                if matches!(self.failure_kind, None | Some(FailureKind::Assertion)) {
                     write!(f, "{}: FAIL (run ended: {end})", self.scenario)?;
                 } else {
                     write!(f, "{}: FAIL: {end}", self.scenario)?;
@@ -146,14 +181,6 @@ impl fmt::Display for Verdict {
         }
         Ok(())
     }
-}
-
-/// `RunEnd`'s kind and detail as it serializes them: robust to new variants.
-pub fn run_end_kind(end: &RunEnd) -> (String, Option<String>) {
-    let v = serde_json::to_value(end).unwrap_or_default();
-    let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("unknown").to_string();
-    let detail = v.get("detail").and_then(|d| d.as_str()).map(str::to_string);
-    (kind, detail)
 }
 
 /// Judge `outcome` against every assertion of `scenario`, and apply its
@@ -179,7 +206,8 @@ pub fn evaluate(scenario: &Scenario, outcome: &RunOutcome) -> Verdict {
 
 /// The `expect_failure` rule, separate from the checks so it can be tested on its own.
 pub fn judge(scenario: &Scenario, outcome: &RunOutcome, assertions: Vec<AssertionResult>) -> Verdict {
-    let (run_end, run_end_detail) = run_end_kind(&outcome.end);
+    let run_end = outcome.end.kind;
+    let run_end_detail = Some(outcome.end.detail.clone()).filter(|d| !d.is_empty());
     let failed: Vec<&AssertionResult> = assertions.iter().filter(|a| a.status == Status::Fail).collect();
     let boot_failed = failed
         .iter()
@@ -189,19 +217,19 @@ pub fn judge(scenario: &Scenario, outcome: &RunOutcome, assertions: Vec<Assertio
         .as_ref()
         .map(|f| (f.assertion.value.clone(), f.reason.clone()));
     let outcome_kind = match &expect_failure {
-        None if failed.is_empty() => Outcome::Pass,
-        None => Outcome::Fail,
-        Some(_) if failed.is_empty() => Outcome::UnexpectedPass,
-        Some((id, _)) if failed.iter().all(|a| id_matches(id, &a.id)) => Outcome::ExpectedFailure,
-        Some(_) => Outcome::WrongFailure,
+        None if failed.is_empty() => Judgement::Pass,
+        None => Judgement::Fail,
+        Some(_) if failed.is_empty() => Judgement::UnexpectedPass,
+        Some((id, _)) if failed.iter().all(|a| id_matches(id, &a.id)) => Judgement::ExpectedFailure,
+        Some(_) => Judgement::WrongFailure,
     };
     let failure_kind = match outcome_kind {
-        Outcome::Pass | Outcome::ExpectedFailure => None,
+        Judgement::Pass | Judgement::ExpectedFailure => None,
         // The way the run ended comes first when it is what went wrong.
-        _ if boot_failed => Some(run_end.clone()),
-        Outcome::UnexpectedPass => Some("unexpected_pass".into()),
-        Outcome::WrongFailure => Some("wrong_failure".into()),
-        Outcome::Fail => Some("assertion".into()),
+        _ if boot_failed => Some(FailureKind::Ended(run_end)),
+        Judgement::UnexpectedPass => Some(FailureKind::UnexpectedPass),
+        Judgement::WrongFailure => Some(FailureKind::WrongFailure),
+        Judgement::Fail => Some(FailureKind::Assertion),
     };
     Verdict {
         scenario: scenario.name.clone(),

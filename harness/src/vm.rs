@@ -5,15 +5,16 @@
 //! qmp.log, the IOMMU trace and each device's socket, records and log. It is
 //! removed when the run is dropped unless `keep` was called.
 
-use crate::console::{Event, Fatal, Read, Scanner};
+use crate::console::{Event, Read, Scanner};
 use crate::images::{workspace_root, Manifest};
 use crate::machine::{DeviceSpec, RamLayout, RunSpec};
-use crate::outcome::{RunEnd, RunOutcome, Timings};
+use crate::outcome::{EndKind, RunEnd, RunOutcome, Timings};
 use crate::process::{self, Guarded};
 use crate::qemu::{self, RunPaths};
 use crate::qmp::Qmp;
 use anyhow::Context;
-use pvhdma_device::record::DmaRecord;
+use pvhdma_contract::device_cli::DeviceArgs;
+use pvhdma_contract::record::DmaRecord;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -79,7 +80,7 @@ pub async fn run(m: &Manifest, spec: &RunSpec) -> anyhow::Result<Run> {
         .tempdir_in(&root)?;
     let mut run = Run {
         outcome: RunOutcome {
-            end: RunEnd::Finished,
+            end: RunEnd::finished(),
             console: String::new(),
             results: vec![],
             summary: None,
@@ -143,7 +144,7 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
     let qmp = match qmp {
         Ok(q) => Some(q),
         Err(e) => {
-            out.end = RunEnd::QemuExited(format!("{e:#}"));
+            out.end = RunEnd::new(EndKind::QemuExited, format!("{e:#}"));
             None
         }
     };
@@ -154,15 +155,14 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
         if spec.shell {
             let _ = qemu.child_mut().wait().await;
         } else {
-            out.end = watch_console(spec, dir, &mut qemu, &mut devices, out, started).await?;
-            if let (RunEnd::Finished, Some(s)) = (&out.end, &out.summary) {
-                if s.ops as usize != out.results.len() {
-                    let why = format!(
-                        "the agent reported {} results, the console carried {}",
-                        s.ops,
-                        out.results.len()
-                    );
-                    out.end = RunEnd::ConsoleLost(why);
+            let mut garbled = Vec::new();
+            out.end = watch_console(spec, dir, &mut qemu, &mut devices, out, &mut garbled, started).await?;
+            if out.end.is_finished() {
+                let expected = spec.workload.as_ref().map(crate::console::expected_results);
+                if let Some(why) =
+                    crate::console::shortfall(expected, out.summary.as_ref(), out.results.len(), &garbled)
+                {
+                    out.end = RunEnd::new(EndKind::ConsoleLost, why);
                 }
             }
         }
@@ -171,8 +171,10 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
     }
     let _ = qemu.finish(Duration::from_secs(5)).await;
     // Whatever way QEMU went, its last words say why: one place adds them.
-    if let RunEnd::QemuExited(why) = &mut out.end {
-        why.push_str(&format!("; {}", tail(&dir.join("qemu.stderr"))));
+    if out.end.kind == EndKind::QemuExited {
+        out.end
+            .detail
+            .push_str(&format!("; {}", tail(&dir.join("qemu.stderr"))));
     }
     for d in devices {
         let _ = d.finish(Duration::from_secs(2)).await;
@@ -206,17 +208,14 @@ async fn start_device(dir: &Path, i: usize, d: &DeviceSpec, socket: &Path) -> an
     std::fs::create_dir_all(&ddir)?;
     // The socket lives in a private directory: only this run's QEMU connects.
     std::fs::set_permissions(&ddir, std::fs::Permissions::from_mode(0o700))?;
+    let args = DeviceArgs {
+        log: Some(ddir.join("device.log")),
+        addr_bits: d.addr_bits,
+        decode_bits: d.decode_bits,
+        ..DeviceArgs::new(socket.to_path_buf(), ddir.join("dma.jsonl"))
+    };
     let mut cmd = Command::new(device_binary()?);
-    cmd.arg("--socket")
-        .arg(socket)
-        .arg("--records")
-        .arg(ddir.join("dma.jsonl"))
-        .arg("--log")
-        .arg(ddir.join("device.log"))
-        .arg("--addr-bits")
-        .arg(d.addr_bits.to_string())
-        .arg("--decode-bits")
-        .arg(d.decode_bits.to_string())
+    cmd.args(args.to_args())
         .stdin(Stdio::null())
         .stdout(process::log_stdio(&ddir.join("device.stderr"))?)
         .stderr(process::log_stdio(&ddir.join("device.stderr"))?);
@@ -237,34 +236,26 @@ async fn watch_console(
     qemu: &mut Guarded,
     devices: &mut [Guarded],
     out: &mut RunOutcome,
+    garbled: &mut Vec<String>,
     started: Instant,
 ) -> anyhow::Result<RunEnd> {
     let stdout = qemu.child_mut().stdout.take().context("QEMU's stdout is not piped")?;
     let mut lines = crate::console::Lines::new(stdout);
     let mut log = std::io::BufWriter::new(std::fs::File::create(dir.join("console.log"))?);
     let mut scanner = Scanner::default();
-    let mut booted_at: Option<Instant> = None;
+    let mut progress = Progress {
+        out,
+        started,
+        booted_at: None,
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
-        let deadline = match booted_at {
-            None => started + spec.boot_timeout,
-            Some(t) => t + spec.run_timeout,
-        };
         let line = match lines.next(&mut tick).await? {
             Read::Line(line) => line,
             Read::Tick => {
                 log.flush()?;
-                if tokio::time::Instant::now().into_std() >= deadline {
-                    return Ok(if booted_at.is_none() {
-                        RunEnd::BootTimeout
-                    } else {
-                        RunEnd::RunTimeout
-                    });
-                }
-                for d in devices.iter_mut() {
-                    if let Some(how) = d.exited() {
-                        return Ok(RunEnd::DeviceExited(format!("{} exited ({how})", d.name())));
-                    }
+                if let Some(end) = progress.overdue(spec).or_else(|| device_exit(devices)) {
+                    return Ok(end);
                 }
                 continue;
             }
@@ -273,33 +264,55 @@ async fn watch_console(
                     writeln!(log, "{last}")?;
                 }
                 log.flush()?;
-                if let Some(Event::Fatal(f)) = scanner.flush() {
-                    return Ok(fatal_end(f));
+                if let Some(Event::Fatal(end)) = scanner.flush() {
+                    return Ok(end);
                 }
                 let how = qemu.exited().unwrap_or_else(|| "closed its console".into());
-                return Ok(RunEnd::QemuExited(format!(
-                    "QEMU exited ({how}) before the run finished"
-                )));
+                let why = format!("QEMU exited ({how}) before the run finished");
+                return Ok(RunEnd::new(EndKind::QemuExited, why));
             }
         };
-        log.write_all(line.as_bytes())?;
-        log.write_all(b"\n")?;
+        writeln!(log, "{line}")?;
         if spec.live_console {
             eprintln!("{line}");
         }
-        let Some(event) = scanner.line(&line) else { continue };
-        match event {
-            Event::Fatal(f) => {
-                log.flush()?;
-                return Ok(fatal_end(f));
+        match scanner.line(&line) {
+            Some(Event::Garbled(why)) => {
+                log_line(dir, &format!("garbled agent line: {why}"));
+                garbled.push(why);
             }
+            Some(event) => {
+                if let Some(end) = progress.on_event(event) {
+                    log.flush()?;
+                    return Ok(end);
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// What the console has shown of a run so far.
+struct Progress<'a> {
+    out: &'a mut RunOutcome,
+    started: Instant,
+    booted_at: Option<Instant>,
+}
+
+impl Progress<'_> {
+    /// Take in one console event; `Some` when it ends the run.
+    fn on_event(&mut self, event: Event) -> Option<RunEnd> {
+        let elapsed = Some(self.started.elapsed());
+        let out = &mut *self.out;
+        match event {
+            Event::Fatal(end) => return Some(end),
             Event::Booted => {
-                booted_at = Some(Instant::now());
-                out.timings.to_dom0_marker = Some(started.elapsed());
+                self.booted_at = Some(Instant::now());
+                out.timings.to_dom0_marker = elapsed;
                 out.milestones.push("dom0_booted".into());
             }
             Event::XenBanner => {
-                out.timings.to_xen_banner = Some(started.elapsed());
+                out.timings.to_xen_banner = elapsed;
                 out.milestones.push("xen_banner".into());
             }
             Event::PvhDom0 => out.milestones.push("pvh_dom0".into()),
@@ -307,27 +320,34 @@ async fn watch_console(
             Event::LinuxPvh => out.milestones.push("linux_pvh".into()),
             Event::Result(r) => out.results.push(*r),
             Event::Summary(s) => out.summary = Some(s),
-            Event::AgentFailed(why) => {
-                log.flush()?;
-                return Ok(RunEnd::AgentFailed(why));
-            }
-            Event::Garbled(why) => log_line(dir, &format!("garbled agent line: {why}")),
+            Event::AgentFailed(why) => return Some(RunEnd::new(EndKind::AgentFailed, why)),
+            Event::Garbled(_) => {}
             Event::Done => {
-                out.timings.to_agent_done = Some(started.elapsed());
-                log.flush()?;
-                return Ok(RunEnd::Finished);
+                out.timings.to_agent_done = elapsed;
+                return Some(RunEnd::finished());
             }
         }
+        None
+    }
+
+    /// The boot or the workload took longer than the spec allows.
+    fn overdue(&self, spec: &RunSpec) -> Option<RunEnd> {
+        let (deadline, kind) = match self.booted_at {
+            None => (self.started + spec.boot_timeout, EndKind::BootTimeout),
+            Some(t) => (t + spec.run_timeout, EndKind::RunTimeout),
+        };
+        (Instant::now() >= deadline).then(|| RunEnd::new(kind, ""))
     }
 }
 
-fn fatal_end(f: Fatal) -> RunEnd {
-    match f {
-        Fatal::XenPanic(m) => RunEnd::XenPanic(m),
-        Fatal::Dom0Crashed(m) => RunEnd::Dom0Crashed(m),
-        Fatal::Dom0Halted(m) => RunEnd::Dom0Halted(m),
-        Fatal::LinuxPanic(m) => RunEnd::LinuxPanic(m),
-    }
+fn device_exit(devices: &mut [Guarded]) -> Option<RunEnd> {
+    devices.iter_mut().find_map(|d| {
+        let how = d.exited()?;
+        Some(RunEnd::new(
+            EndKind::DeviceExited,
+            format!("{} exited ({how})", d.name()),
+        ))
+    })
 }
 
 fn read_records(path: &Path) -> anyhow::Result<Vec<DmaRecord>> {

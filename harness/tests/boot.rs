@@ -3,7 +3,7 @@
 
 use pvhdma_harness::images::Manifest;
 use pvhdma_harness::machine::{IommuKind, RunSpec};
-use pvhdma_harness::outcome::RunEnd;
+use pvhdma_harness::outcome::EndKind;
 use pvhdma_harness::vm;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ async fn boot(name: &str, iommu: IommuKind) -> anyhow::Result<vm::Run> {
 
 fn assert_pvh_with_iommu(run: &mut vm::Run) {
     let o = &run.outcome;
-    let ok = o.end == RunEnd::Finished
+    let ok = o.end.is_finished()
         && ["xen_banner", "iommu_enabled", "pvh_dom0", "linux_pvh", "dom0_booted"]
             .iter()
             .all(|m| o.milestones.iter().any(|x| x == m));
@@ -53,7 +53,7 @@ async fn pvh_dom0_boots_with_amdvi() -> anyhow::Result<()> {
 #[tokio::test]
 async fn pvh_dom0_without_iommu_is_a_named_xen_panic() -> anyhow::Result<()> {
     let mut run = boot("boot-no-iommu", IommuKind::None).await?;
-    let panic_seen = matches!(&run.outcome.end, RunEnd::XenPanic(_));
+    let panic_seen = run.outcome.end.kind == EndKind::XenPanic;
     let ended_early = run.outcome.timings.to_end.unwrap_or_default() < Duration::from_secs(120);
     let dir = run.keep();
     assert!(

@@ -182,13 +182,14 @@ struct op_ctx {
 	struct pvhdma_op *op;
 	enum dma_data_direction dir;
 	unsigned int nsegs;
-	struct seg segs[PVHDMA_MAX_SEGS];
 	struct sg_table sgt;
 	bool sgt_alloc;
 	int sg_mapped;
 	void *desc_cpu;
 	dma_addr_t desc_dma;
 	bool mapped;
+	/* op->segments entries, allocated with the context. */
+	struct seg segs[];
 };
 
 static void free_page_list(struct list_head *held, unsigned int order)
@@ -388,8 +389,6 @@ static void note_addrs(struct op_ctx *c)
 
 	op->nsegs = c->nsegs;
 	for (i = 0; i < c->nsegs; i++) {
-		op->dma_addr[i] = c->segs[i].dma;
-		op->phys_addr[i] = c->segs[i].phys;
 		if (c->segs[i].dma != c->segs[i].phys)
 			op->bounced = 1;
 	}
@@ -477,8 +476,8 @@ static void op_single(struct op_ctx *c)
 		c->op->map_error = 1;
 		c->op->result = PVHDMA_RES_MAP_ERROR;
 		/* Report the buffer anyway: where it was is the point of the test. */
+		s->dma = 0;
 		c->op->nsegs = 1;
-		c->op->phys_addr[0] = s->phys;
 		return;
 	}
 	c->mapped = true;
@@ -518,9 +517,8 @@ static void op_sg(struct op_ctx *c)
 		c->op->map_error = 1;
 		c->op->result = PVHDMA_RES_MAP_ERROR;
 		c->sg_mapped = 0;
+		/* Where the buffers were is the point of the test; dma stays 0. */
 		c->op->nsegs = c->nsegs;
-		for (i = 0; i < c->nsegs; i++)
-			c->op->phys_addr[i] = c->segs[i].phys;
 		return;
 	}
 
@@ -559,8 +557,8 @@ static void op_raw(struct op_ctx *c)
 	if (!(c->d->caps & CAPS_ADDR_HI))
 		addr = lower_32_bits(addr);
 	op->nsegs = 1;
-	op->dma_addr[0] = addr;
-	op->phys_addr[0] = op->raw_addr;
+	c->segs[0].dma = addr;
+	c->segs[0].phys = op->raw_addr;
 	run_device(c->d, op, addr, op->size, false);
 	/* No buffer to compare with: raw ops are judged by the device's ERROR. */
 	op->intact = 0;
@@ -583,17 +581,38 @@ static int validate(const struct pvhdma_op *op)
 	} else if (op->segments != 1) {
 		return -EINVAL;
 	}
+	if (op->seg_cap < op->segments || !op->segs_ptr)
+		return -EINVAL;
 	return 0;
 }
 
-static void run_op(struct pvhdma_dev *d, struct pvhdma_op *op)
+/* Where each segment was, for the caller: op->nsegs entries at segs_ptr. */
+static int copy_segs_out(const struct op_ctx *c, const struct pvhdma_op *op)
+{
+	struct pvhdma_seg __user *out = u64_to_user_ptr(op->segs_ptr);
+	unsigned int i;
+
+	for (i = 0; i < op->nsegs && i < op->seg_cap; i++) {
+		struct pvhdma_seg s = {
+			.dma = c->segs[i].dma,
+			.phys = c->segs[i].phys,
+		};
+
+		if (copy_to_user(&out[i], &s, sizeof(s)))
+			return -EFAULT;
+	}
+	return 0;
+}
+
+static int run_op(struct pvhdma_dev *d, struct pvhdma_op *op)
 {
 	struct op_ctx *c;
+	int ret;
 
-	c = kzalloc(sizeof(*c), GFP_KERNEL);
+	c = kzalloc(struct_size(c, segs, op->segments), GFP_KERNEL);
 	if (!c) {
 		op->result = PVHDMA_RES_NO_MEM;
-		return;
+		return 0;
 	}
 	c->d = d;
 	c->op = op;
@@ -616,12 +635,14 @@ static void run_op(struct pvhdma_dev *d, struct pvhdma_op *op)
 		break;
 	}
 	op_cleanup(c);
+	ret = copy_segs_out(c, op);
 	kfree(c);
 
 	dev_dbg(&d->pdev->dev,
 		"op tag=%u kind=%u result=%u status=%#x error=%u irq=%u intact=%u\n",
 		op->tag, op->kind, op->result, op->dev_status, op->dev_error,
 		op->irq, op->intact);
+	return ret;
 }
 
 /* --- char device --- */
@@ -677,10 +698,11 @@ static long pvhdma_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		ret = -ENODEV;
 		goto out;
 	}
-	run_op(d, op);
+	ret = run_op(d, op);
 	mutex_unlock(&d->lock);
 
-	ret = copy_to_user(uarg, op, sizeof(*op)) ? -EFAULT : 0;
+	if (!ret && copy_to_user(uarg, op, sizeof(*op)))
+		ret = -EFAULT;
 out:
 	kfree(op);
 	return ret;

@@ -2,9 +2,10 @@
 /*
  * pvhdma user ABI: the one ioctl on /dev/pvhdmaN.
  *
- * Mirrored field for field by images/agent/src/uapi.rs (#[repr(C)]); a
- * change here needs the same change there and a new PVHDMA_UAPI_VERSION.
- * Every field is naturally aligned and the struct has no implicit padding,
+ * The contract crate (contract/src/uapi.rs) defines the same layout for
+ * the agent; its drift test compares every define, enum value and field
+ * here with it. A change needs both sides and a new PVHDMA_UAPI_VERSION.
+ * Every field is naturally aligned and neither struct has implicit padding,
  * so the layout is identical for 32- and 64-bit callers.
  */
 #ifndef PVHDMA_UAPI_H
@@ -13,8 +14,9 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define PVHDMA_UAPI_VERSION 1
-#define PVHDMA_MAX_SEGS 16
+#define PVHDMA_UAPI_VERSION 2
+/* The device's descriptor limit. */
+#define PVHDMA_MAX_SEGS 256
 
 enum pvhdma_kind {
 	PVHDMA_KIND_COHERENT = 0,
@@ -64,9 +66,11 @@ struct pvhdma_op {
 	__u32 size;		/* bytes per segment, 1..1 MiB; sg total <= 4 MiB */
 	__u32 flags;		/* must be 0 */
 	__u64 raw_addr;		/* raw only: bus address to program */
+	__u64 segs_ptr;		/* user address of seg_cap struct pvhdma_seg */
+	__u32 seg_cap;
 	/* out */
 	__u32 result;		/* enum pvhdma_result */
-	__u32 nsegs;		/* entries valid in dma_addr/phys_addr */
+	__u32 nsegs;		/* entries written at segs_ptr */
 	__u32 map_error;
 	__u32 bounced;		/* some dma_addr != phys_addr */
 	__u32 irq;		/* the completion interrupt arrived in time */
@@ -77,12 +81,17 @@ struct pvhdma_op {
 	__u32 dev_checksum;
 	__u32 expected_checksum;
 	__u32 bytes_done;
+	__u32 reserved;
 	__u64 len;		/* total bytes of the transfer */
 	__u64 desc_addr;	/* sg: bus address of the descriptor list, else 0 */
 	__u64 fault_addr;	/* FAULT_ADDR_HI:LO */
 	__u64 mismatch_offset;	/* first wrong byte of from-device data, or ~0 */
-	__u64 dma_addr[PVHDMA_MAX_SEGS];
-	__u64 phys_addr[PVHDMA_MAX_SEGS];
+};
+
+/* Where one segment was: for the device (dma) and for the CPU (phys). */
+struct pvhdma_seg {
+	__u64 dma;
+	__u64 phys;
 };
 
 #define PVHDMA_IOC_RUN _IOWR(0xd3, 1, struct pvhdma_op)

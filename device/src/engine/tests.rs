@@ -1,4 +1,5 @@
 use super::*;
+use pvhdma_contract::pattern::fnv1a;
 use std::collections::BTreeMap;
 
 /// Sparse memory with holes that fault, and a log of the port calls.
@@ -6,7 +7,7 @@ use std::collections::BTreeMap;
 struct FakeBus {
     mem: BTreeMap<u64, u8>,
     holes: Vec<(u64, u64)>,
-    calls: Vec<(Dir, u64, usize)>,
+    calls: Vec<(Direction, u64, usize)>,
     accesses: Vec<Access>,
 }
 
@@ -28,7 +29,7 @@ impl FakeBus {
 
 impl DmaPort for FakeBus {
     fn dma_read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
-        self.calls.push((Dir::ToDevice, addr, buf.len()));
+        self.calls.push((Direction::ToDevice, addr, buf.len()));
         if self.hole(addr, buf.len()) {
             return Err(Fault);
         }
@@ -36,7 +37,7 @@ impl DmaPort for FakeBus {
         Ok(())
     }
     fn dma_write(&mut self, addr: u64, data: &[u8]) -> Result<(), Fault> {
-        self.calls.push((Dir::FromDevice, addr, data.len()));
+        self.calls.push((Direction::FromDevice, addr, data.len()));
         if self.hole(addr, data.len()) {
             return Err(Fault);
         }
@@ -57,42 +58,10 @@ fn from_dev(addr: u64, len: u32, pattern: u32, seed: u32) -> OpRequest {
     OpRequest {
         addr,
         length: len,
-        control: CONTROL_FROM_DEVICE,
+        control: control::FROM_DEVICE,
         pattern,
         seed,
     }
-}
-
-#[test]
-fn fnv_vectors() {
-    assert_eq!(fnv1a(FNV_OFFSET, b""), 0x811c_9dc5);
-    assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xe40c_292c);
-    assert_eq!(fnv1a(FNV_OFFSET, b"foobar"), 0xbf9c_f968);
-    // Streaming equals one-shot.
-    assert_eq!(fnv1a(fnv1a(FNV_OFFSET, b"foo"), b"bar"), 0xbf9c_f968);
-}
-
-#[test]
-fn patterns() {
-    let mut b = [0u8; 6];
-    Pattern::new(0, 0x1ab).unwrap().fill(&mut b);
-    assert_eq!(b, [0xab; 6]);
-    Pattern::new(1, 0xfe).unwrap().fill(&mut b);
-    assert_eq!(b, [0xfe, 0xff, 0x00, 0x01, 0x02, 0x03]);
-    // xorshift32 from seed 1: first outputs are 270369, 67634689.
-    let mut b = [0u8; 8];
-    Pattern::new(2, 0).unwrap().fill(&mut b);
-    assert_eq!(b[..4], 270369u32.to_le_bytes());
-    assert_eq!(b[4..], 67634689u32.to_le_bytes());
-    // Filling in pieces gives the same stream.
-    let mut p = Pattern::new(2, 7).unwrap();
-    let mut a = [0u8; 10];
-    p.fill(&mut a[..3]);
-    p.fill(&mut a[3..]);
-    let mut whole = [0u8; 10];
-    Pattern::new(2, 7).unwrap().fill(&mut whole);
-    assert_eq!(a, whole);
-    assert!(Pattern::new(3, 0).is_none());
 }
 
 #[test]
@@ -102,11 +71,11 @@ fn from_device_writes_pattern_and_checksums() {
     assert_eq!(c.error, ErrorCode::None);
     let expect: Vec<u8> = (0..300u32).map(|i| (5 + i) as u8).collect();
     assert_eq!(bus.get(0x1000, 300), expect);
-    assert_eq!(c.checksum, fnv1a(FNV_OFFSET, &expect));
+    assert_eq!(c.checksum, fnv1a(&expect));
     assert_eq!(c.bytes_done, 300);
     assert_eq!(bus.accesses.len(), 1);
     assert_eq!(bus.accesses[0].checksum, c.checksum);
-    assert_eq!(bus.accesses[0].outcome, Outcome::Ok);
+    assert_eq!(bus.accesses[0].outcome, AccessOutcome::Ok);
 }
 
 #[test]
@@ -122,8 +91,8 @@ fn to_device_reads_and_checksums() {
     };
     let c = run(CFG32, &req, &mut bus);
     assert_eq!(c.error, ErrorCode::None, "pattern is irrelevant to reads");
-    assert_eq!(c.checksum, fnv1a(FNV_OFFSET, b"hello world"));
-    assert_eq!(bus.accesses[0].dir, Dir::ToDevice);
+    assert_eq!(c.checksum, fnv1a(b"hello world"));
+    assert_eq!(bus.accesses[0].dir, Direction::ToDevice);
 }
 
 #[test]
@@ -135,7 +104,7 @@ fn truncation_36_advertised_32_decoded() {
     let mut bus = FakeBus::default();
     let c = run(cfg, &from_dev(0x1_0000_3000, 16, 0, 0x42), &mut bus);
     assert_eq!(c.error, ErrorCode::None);
-    assert_eq!(bus.calls, vec![(Dir::FromDevice, 0x3000, 16)]);
+    assert_eq!(bus.calls, vec![(Direction::FromDevice, 0x3000, 16)]);
     assert_eq!(bus.get(0x3000, 16), vec![0x42; 16]);
     let a = &bus.accesses[0];
     assert_eq!((a.bus_addr, a.decoded_addr), (0x1_0000_3000, 0x3000));
@@ -151,7 +120,7 @@ fn beyond_addr_bits_is_refused_without_access() {
     let c = run(cfg, &from_dev(0x10_0000_0000, 16, 0, 0), &mut bus);
     assert_eq!(c.error, ErrorCode::BeyondAddrBits);
     assert!(bus.calls.is_empty());
-    assert_eq!(bus.accesses[0].outcome, Outcome::BeyondAddrBits);
+    assert_eq!(bus.accesses[0].outcome, AccessOutcome::BeyondAddrBits);
     // A range whose end crosses the limit is refused too.
     let c = run(CFG32, &from_dev(0xffff_fff0, 32, 0, 0), &mut FakeBus::default());
     assert_eq!(c.error, ErrorCode::BeyondAddrBits);
@@ -175,7 +144,7 @@ fn bad_lengths() {
             ErrorCode::BadRequest
         );
         assert!(bus.calls.is_empty());
-        assert_eq!(bus.accesses[0].outcome, Outcome::BadRequest);
+        assert_eq!(bus.accesses[0].outcome, AccessOutcome::BadRequest);
     }
     assert_eq!(
         run(CFG32, &from_dev(0, 16, 3, 0), &mut FakeBus::default()).error,
@@ -191,7 +160,7 @@ fn iommu_fault_reports_first_failing_page() {
     assert_eq!(c.error, ErrorCode::IommuFault);
     assert_eq!(c.fault_addr, 0x5000);
     assert_eq!(c.bytes_done, 0x1800, "pages before the hole were written");
-    assert_eq!(bus.accesses[0].outcome, Outcome::IommuFault);
+    assert_eq!(bus.accesses[0].outcome, AccessOutcome::IommuFault);
 }
 
 fn desc(addr: u64, len: u32, flags: u32) -> Vec<u8> {
@@ -210,7 +179,7 @@ fn scatter_gather_runs_pattern_across_segments() {
     let req = OpRequest {
         addr: 0x9000,
         length: 2,
-        control: CONTROL_FROM_DEVICE | CONTROL_SG,
+        control: control::FROM_DEVICE | control::SG,
         pattern: 1,
         seed: 0,
     };
@@ -218,7 +187,7 @@ fn scatter_gather_runs_pattern_across_segments() {
     assert_eq!(c.error, ErrorCode::None);
     assert_eq!(bus.get(0x10_000, 3), vec![0, 1, 2]);
     assert_eq!(bus.get(0x20_000, 5), vec![3, 4, 5, 6, 7]);
-    assert_eq!(c.checksum, fnv1a(FNV_OFFSET, &[0, 1, 2, 3, 4, 5, 6, 7]));
+    assert_eq!(c.checksum, fnv1a(&[0, 1, 2, 3, 4, 5, 6, 7]));
     assert_eq!(c.bytes_done, 8);
     let kinds: Vec<_> = bus.accesses.iter().map(|a| a.kind).collect();
     assert_eq!(kinds, vec![AccessKind::Descriptor, AccessKind::Data, AccessKind::Data]);
@@ -239,7 +208,7 @@ fn scatter_gather_rejects_bad_descriptors() {
         let req = OpRequest {
             addr: 0x9000,
             length: count,
-            control: CONTROL_SG,
+            control: control::SG,
             pattern: 0,
             seed: 0,
         };
@@ -252,7 +221,7 @@ fn scatter_gather_rejects_bad_descriptors() {
     let req = OpRequest {
         addr: 0x9000,
         length: 5,
-        control: CONTROL_SG,
+        control: control::SG,
         pattern: 0,
         seed: 0,
     };
@@ -266,6 +235,9 @@ fn big_transfer_is_chunked_on_aligned_boundaries() {
     assert_eq!(c.error, ErrorCode::None);
     assert_eq!(
         bus.calls,
-        vec![(Dir::FromDevice, 0xff000, 0x1000), (Dir::FromDevice, 0x100000, 0xff000)]
+        vec![
+            (Direction::FromDevice, 0xff000, 0x1000),
+            (Direction::FromDevice, 0x100000, 0xff000)
+        ]
     );
 }

@@ -6,6 +6,7 @@
 
 use super::size::ByteSize;
 use super::util::{deserialize_str_or_map, Pattern, StrOrMap};
+use pvhdma_contract::run_end::EndKind;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -50,13 +51,24 @@ pub struct Expect {
     pub ops: BTreeMap<String, Spanned<OpExpect>>,
 }
 
-/// `boot: ok`, `boot: xen_panic`, or `boot: {outcome: xen_panic, message: "regex"}`.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, JsonSchema)]
+/// `boot: finished`, `boot: xen_panic`, or `boot: {outcome: xen_panic, message: "regex"}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BootExpectMap {
-    pub outcome: BootOutcome,
-    /// Searched in the failure's detail text, or, for `ok`, in the console.
+    pub outcome: EndKind,
+    /// For a failed end, searched in that end's own text (Xen's panic box, the
+    /// crash line, ...), never the whole console, which echoes command lines;
+    /// for `finished`, searched in the console.
     pub message: Option<Pattern>,
+}
+
+impl Default for BootExpectMap {
+    fn default() -> Self {
+        BootExpectMap {
+            outcome: EndKind::Finished,
+            message: None,
+        }
+    }
 }
 
 pub type BootExpect = BootExpectWrapper;
@@ -66,7 +78,7 @@ pub type BootExpect = BootExpectWrapper;
 pub struct BootExpectWrapper(pub BootExpectMap);
 
 impl BootExpectWrapper {
-    pub fn outcome(&self) -> BootOutcome {
+    pub fn outcome(&self) -> EndKind {
         self.0.outcome
     }
     pub fn message(&self) -> Option<&Pattern> {
@@ -75,10 +87,10 @@ impl BootExpectWrapper {
 }
 
 impl StrOrMap for BootExpectWrapper {
-    const EXPECTING: &'static str = "one of ok, xen_panic, dom0_crashed, dom0_halted, linux_panic, qemu_exited, device_exited, agent_failed, boot_timeout, run_timeout, or {outcome, message}";
+    const EXPECTING: &'static str = "a run-end kind (finished, xen_panic, dom0_crash, dom0_halted, linux_panic, qemu_exited, device_exited, agent_failed, console_lost, boot_timeout, run_timeout) or {outcome, message}";
     type Map = BootExpectMap;
     fn from_str(s: &str) -> Option<Self> {
-        BootOutcome::from_word(s).map(|outcome| Self(BootExpectMap { outcome, message: None }))
+        EndKind::from_name(s).map(|outcome| Self(BootExpectMap { outcome, message: None }))
     }
     fn from_map(m: BootExpectMap) -> Self {
         Self(m)
@@ -96,72 +108,9 @@ impl JsonSchema for BootExpectWrapper {
         "BootExpect".into()
     }
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        let word = generator.subschema_for::<BootOutcome>();
+        let word = generator.subschema_for::<EndKind>();
         let map = generator.subschema_for::<BootExpectMap>();
         json_schema!({ "oneOf": [word, map] })
-    }
-}
-
-/// How a run ends, in the words of `outcome::RunEnd` (`ok` is `Finished`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum BootOutcome {
-    #[default]
-    #[serde(alias = "finished")]
-    Ok,
-    XenPanic,
-    #[serde(alias = "dom0_crash")]
-    Dom0Crashed,
-    Dom0Halted,
-    LinuxPanic,
-    QemuExited,
-    DeviceExited,
-    AgentFailed,
-    BootTimeout,
-    RunTimeout,
-}
-
-impl BootOutcome {
-    pub const ALL: [BootOutcome; 10] = [
-        BootOutcome::Ok,
-        BootOutcome::XenPanic,
-        BootOutcome::Dom0Crashed,
-        BootOutcome::Dom0Halted,
-        BootOutcome::LinuxPanic,
-        BootOutcome::QemuExited,
-        BootOutcome::DeviceExited,
-        BootOutcome::AgentFailed,
-        BootOutcome::BootTimeout,
-        BootOutcome::RunTimeout,
-    ];
-
-    pub fn word(self) -> &'static str {
-        match self {
-            BootOutcome::Ok => "ok",
-            BootOutcome::XenPanic => "xen_panic",
-            BootOutcome::Dom0Crashed => "dom0_crashed",
-            BootOutcome::Dom0Halted => "dom0_halted",
-            BootOutcome::LinuxPanic => "linux_panic",
-            BootOutcome::QemuExited => "qemu_exited",
-            BootOutcome::DeviceExited => "device_exited",
-            BootOutcome::AgentFailed => "agent_failed",
-            BootOutcome::BootTimeout => "boot_timeout",
-            BootOutcome::RunTimeout => "run_timeout",
-        }
-    }
-
-    pub fn from_word(s: &str) -> Option<Self> {
-        match s {
-            "finished" => Some(BootOutcome::Ok),
-            "dom0_crash" => Some(BootOutcome::Dom0Crashed),
-            _ => Self::ALL.into_iter().find(|o| o.word() == s),
-        }
-    }
-}
-
-impl fmt::Display for BootOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.word())
     }
 }
 
@@ -616,11 +565,12 @@ mod tests {
     }
 
     #[test]
-    fn boot_words_round_trip() {
-        for o in BootOutcome::ALL {
-            assert_eq!(BootOutcome::from_word(o.word()), Some(o));
+    fn boot_words_are_the_run_end_kinds() {
+        for k in EndKind::ALL {
+            assert_eq!(BootExpectWrapper::from_str(k.name()).map(|b| b.outcome()), Some(k));
         }
-        assert_eq!(BootOutcome::from_word("dom0_crash"), Some(BootOutcome::Dom0Crashed));
-        assert_eq!(BootOutcome::from_word("exploded"), None);
+        for old in ["ok", "dom0_crashed", "exploded"] {
+            assert!(BootExpectWrapper::from_str(old).is_none(), "{old}");
+        }
     }
 }

@@ -16,19 +16,19 @@ mod util;
 mod tests;
 
 pub use expect::{
-    id_matches, parse_bdf, BootExpect, BootExpectMap, BootOutcome, Check, Count, DeviceAddrs, Expect, ExpectFailure,
-    LogExpect, OpCheck, OpExpect, TraceExpect, TranslatedAddrs,
+    id_matches, parse_bdf, BootExpect, BootExpectMap, Check, Count, DeviceAddrs, Expect, ExpectFailure, LogExpect,
+    OpCheck, OpExpect, TraceExpect, TranslatedAddrs,
 };
 pub use model::{
     AccelCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, Inject, IommuCfg, MachineCfg, NetCfg, OpCfg, OpKindCfg,
-    PatternCfg, PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
+    PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
 };
 pub use parse::{load, parse_str, scenario_files, ScenarioError};
 pub use size::{parse_bytes, parse_duration, ByteSize, HumanDuration, MemSize, SizeError};
 pub use util::Pattern;
 
 use crate::machine::{Accel, BootSpec, DeviceSpec, Dom0Mode, IommuKind, MachineSpec, NetDevice, RunSpec};
-use pvhdma_agent::wire;
+use pvhdma_contract::wire;
 use std::path::PathBuf;
 
 /// Where the scenario catalog lives (the workspace's `scenarios/`).
@@ -149,11 +149,7 @@ impl OpCfg {
                 DirCfg::ToDevice => wire::Direction::ToDevice,
                 DirCfg::FromDevice => wire::Direction::FromDevice,
             },
-            pattern: match self.pattern {
-                PatternCfg::Fill => wire::Pattern::Fill,
-                PatternCfg::Incrementing => wire::Pattern::Incrementing,
-                PatternCfg::Xorshift => wire::Pattern::Xorshift,
-            },
+            pattern: self.pattern,
             seed: self.seed,
             segments: self.segments,
             bus_addr: self.bus_addr.map(ByteSize::bytes),

@@ -5,6 +5,7 @@
 use super::expect::{Expect, ExpectFailure};
 use super::size::{ByteSize, HumanDuration, MemSize};
 use super::util::{deserialize_str_or_map, StrOrMap};
+use pvhdma_contract::pattern::DataPattern;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_saphyr::Spanned;
@@ -38,7 +39,7 @@ pub struct Scenario {
     pub workload: Vec<OpCfg>,
     #[serde(default)]
     pub timeouts: Timeouts,
-    /// What must hold. `boot: ok` is implied.
+    /// What must hold. `boot: finished` is implied.
     #[serde(default)]
     pub expect: Expect,
     /// A negative twin: the named assertion must fail, and nothing else may.
@@ -274,15 +275,11 @@ fn positive_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     Ok(v)
 }
 
-/// The device's per-segment limit (REGISTERS.md: LENGTH is 1..=1 MiB).
-pub const MAX_SEGMENT: u64 = 1 << 20;
-/// The device's limit on an SG transfer and on descriptors.
-pub const MAX_SG_BYTES: u64 = 4 << 20;
-pub const MAX_SEGMENTS: u32 = 256;
+use pvhdma_contract::limits::{MAX_SEGMENTS, MAX_XFER};
 
 fn op_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = ByteSize::deserialize(d)?.bytes();
-    if v == 0 || v > MAX_SEGMENT {
+    if v == 0 || v > u64::from(MAX_XFER) {
         return Err(serde::de::Error::custom(format!(
             "size {v} bytes: the device moves 1 byte to 1M per segment"
         )));
@@ -324,7 +321,7 @@ pub struct OpCfg {
     pub dir: DirCfg,
     /// Default xorshift.
     #[serde(default)]
-    pub pattern: PatternCfg,
+    pub pattern: DataPattern,
     /// Default 0.
     #[serde(default)]
     pub seed: u32,
@@ -375,15 +372,6 @@ pub enum DirCfg {
     ToDevice,
     #[default]
     FromDevice,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PatternCfg {
-    Fill,
-    Incrementing,
-    #[default]
-    Xorshift,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

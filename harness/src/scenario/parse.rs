@@ -3,7 +3,8 @@
 //! then the checks that span several fields.
 
 use super::expect::id_matches;
-use super::model::{NetCfg, OpKindCfg, Scenario, Xen, MAX_SG_BYTES};
+use super::model::{NetCfg, OpKindCfg, Scenario, Xen};
+use pvhdma_contract::limits::MAX_SG_TOTAL as MAX_SG_BYTES;
 use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Options};
 use std::collections::BTreeSet;
 use std::fmt;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::machine::{Accel, Dom0Mode, IommuKind};
+use pvhdma_contract::run_end::EndKind;
 use std::path::Path;
 use std::time::Duration;
 
@@ -127,7 +128,7 @@ fn full_mapping_to_run_spec() {
     assert_eq!(w.ops[0].bus_addr, Some(0x7000_0000));
     assert_eq!(w.ops[0].kind, wire::OpKind::Raw);
     assert_eq!(w.ops[0].dir, wire::Direction::ToDevice);
-    assert_eq!(w.ops[0].pattern, wire::Pattern::Fill);
+    assert_eq!(w.ops[0].pattern, wire::DataPattern::Fill);
     assert_eq!((w.ops[1].size, w.ops[1].segments, w.ops[1].count), (512, 3, 2));
     assert_eq!(w.ops[1].placement, wire::Placement::High);
     assert_eq!(w.ops[1].dir, wire::Direction::FromDevice, "dir defaults to from_device");
@@ -147,11 +148,11 @@ fn xen_none_is_the_control_mode() {
 #[test]
 fn boot_and_count_forms() {
     let s = parse("description: d\nexpect: {boot: xen_panic}\n").unwrap();
-    assert_eq!(s.expect.boot.outcome(), BootOutcome::XenPanic);
+    assert_eq!(s.expect.boot.outcome(), EndKind::XenPanic);
     let s = parse("description: d\nexpect: {boot: {outcome: dom0_crash, message: SVM}}\n").unwrap();
-    assert_eq!(s.expect.boot.outcome(), BootOutcome::Dom0Crashed);
+    assert_eq!(s.expect.boot.outcome(), EndKind::Dom0Crash);
     assert_eq!(s.expect.boot.message().unwrap().as_str(), "SVM");
-    let e = parse("description: d\nexpect: {boot: {outcome: ok, mesage: x}}\n").unwrap_err();
+    let e = parse("description: d\nexpect: {boot: {outcome: finished, mesage: x}}\n").unwrap_err();
     assert_eq!(e.path, "expect.boot.mesage", "{e}");
 
     let s =

@@ -1,5 +1,5 @@
 //! Small serde helpers of the format: values that are either a word or a
-//! mapping (`xen: none`, `boot: ok`), and regular expressions checked at load.
+//! mapping (`xen: none`, `boot: finished`), and regular expressions checked at load.
 
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, value::MapAccessDeserializer, Deserializer, MapAccess, Visitor};

@@ -14,8 +14,8 @@
 
 use crate::machine::RamLayout;
 use crate::outcome::{RunOutcome, TraceEntry};
-use pvhdma_agent::wire::OpResult;
-use pvhdma_device::record::{DmaRecord, Outcome};
+use pvhdma_contract::record::{AccessOutcome, DmaRecord};
+use pvhdma_contract::wire::OpResult;
 
 /// True when `e` is a successful translation whose page covers `iova`.
 pub fn covers(e: &TraceEntry, iova: u64) -> bool {
@@ -103,7 +103,7 @@ pub struct Access<'a> {
 
 impl Access<'_> {
     pub fn ok(&self) -> bool {
-        self.record.outcome == Outcome::Ok
+        self.record.outcome == AccessOutcome::Ok
     }
     /// The best known translation: the trace's, else the device's.
     pub fn translated(&self) -> Option<u64> {
@@ -144,13 +144,13 @@ pub fn accesses<'a>(
     all.sort_by_key(|(d, r)| (r.t_us, *d, r.seq));
     let ok: Vec<u64> = all
         .iter()
-        .filter(|(_, r)| r.outcome == Outcome::Ok)
+        .filter(|(_, r)| r.outcome == AccessOutcome::Ok)
         .map(|(_, r)| r.decoded_addr)
         .collect();
     let mut via_trace = align_trace(trace, &ok).into_iter();
     all.into_iter()
         .map(|(device, record)| {
-            let is_ok = record.outcome == Outcome::Ok;
+            let is_ok = record.outcome == AccessOutcome::Ok;
             Access {
                 device,
                 record,

@@ -3,10 +3,10 @@
 
 use super::*;
 use crate::machine::RamLayout;
-use crate::outcome::{RunEnd, RunOutcome, Timings, TraceEntry};
+use crate::outcome::{EndKind, RunEnd, RunOutcome, Timings, TraceEntry};
 use crate::scenario::parse_str;
-use pvhdma_agent::wire::{OpKind, OpResult, Range, Summary};
-use pvhdma_device::record::{DmaRecord, Outcome as RecOutcome, Translation};
+use pvhdma_contract::record::{AccessOutcome, DmaRecord, Translation};
+use pvhdma_contract::wire::{OpKind, OpResult, Range, Summary};
 use std::path::{Path, PathBuf};
 
 const G4: u64 = 1 << 32;
@@ -87,7 +87,7 @@ fn twin(expect: &str, assertion: &str) -> Scenario {
 /// A healthy run of the main scenario: low bus addresses, high translations.
 fn good_run() -> RunOutcome {
     outcome(
-        RunEnd::Finished,
+        RunEnd::finished(),
         vec![
             result(0, "coh", OpKind::Coherent, 1, 0x10_0000),
             result(1, "hs", OpKind::Single, 2, 0x20_0000),
@@ -126,13 +126,13 @@ fn hex_groups_by_four() {
 
 #[test]
 fn boot_ok_and_failure_kind_first() {
-    passes("  boot: ok\n", &good_run(), "boot");
+    passes("  boot: finished\n", &good_run(), "boot");
     let mut o = good_run();
-    o.end = RunEnd::XenPanic("Couldn't enable IOMMU".into());
+    o.end = RunEnd::new(EndKind::XenPanic, "Couldn't enable IOMMU");
     let s = scenario("  data_intact: true\n  log: {contains: [Xen]}\n");
     let v = evaluate(&s, &o);
     assert!(!v.passed());
-    assert_eq!(v.failure_kind.as_deref(), Some("xen_panic"));
+    assert_eq!(v.failure_kind.map(|k| k.name()), Some("xen_panic"));
     let text = v.to_string();
     let first = text.lines().next().unwrap();
     assert!(
@@ -143,7 +143,7 @@ fn boot_ok_and_failure_kind_first() {
         text.lines()
             .nth(1)
             .unwrap()
-            .starts_with("  boot: expected the run to end with ok"),
+            .starts_with("  boot: expected the run to end with finished"),
         "{text}"
     );
     // Consequences are not judged; the log still is.
@@ -155,16 +155,16 @@ fn boot_ok_and_failure_kind_first() {
 #[test]
 fn boot_expecting_a_panic() {
     let mut o = good_run();
-    o.end = RunEnd::XenPanic("Couldn't enable IOMMU and iommu=required/force".into());
+    o.end = RunEnd::new(EndKind::XenPanic, "Couldn't enable IOMMU and iommu=required/force");
     passes("  boot: xen_panic\n", &o, "boot");
     passes("  boot: {outcome: xen_panic, message: '(?i)iommu'}\n", &o, "boot");
     let msg = fails("  boot: {outcome: xen_panic, message: 'out of memory'}\n", &o, "boot");
-    assert!(msg.contains("neither the detail nor the console"), "{msg}");
+    assert!(msg.contains("the end's own text does not match"), "{msg}");
     let msg = fails("  boot: xen_panic\n", &good_run(), "boot");
     assert!(msg.contains("ended with finished"), "{msg}");
-    o.end = RunEnd::Dom0Crashed("SVM Insn len".into());
+    o.end = RunEnd::new(EndKind::Dom0Crash, "SVM Insn len");
     passes("  boot: dom0_crash\n", &o, "boot");
-    o.end = RunEnd::BootTimeout;
+    o.end = RunEnd::new(EndKind::BootTimeout, "");
     passes("  boot: boot_timeout\n", &o, "boot");
 }
 
@@ -289,13 +289,13 @@ fn injected_ram_layout_makes_translations_agree_fail() {
     o.device_records[0][0].translated = vec![translation(0x10_0000, 0x1_ed40_0000, "fd_offset")];
     o.device_records[0][1].translated = vec![translation(0x20_0000, 0x1_ed60_0000, "fd_offset")];
     let plain = twin("  translations_agree: true\n", "translations_agree");
-    assert_eq!(evaluate(&plain, &o).outcome, Outcome::UnexpectedPass);
+    assert_eq!(evaluate(&plain, &o).outcome, Judgement::UnexpectedPass);
     let mut s = plain.clone();
     s.inject = Some(crate::scenario::Inject {
         ram_below_4g: Some(crate::scenario::MemSize::gib(1)),
     });
     let v = evaluate(&s, &o);
-    assert_eq!(v.outcome, Outcome::ExpectedFailure, "{v}");
+    assert_eq!(v.outcome, Judgement::ExpectedFailure, "{v}");
     let a = v.assertions.iter().find(|a| a.id == "translations_agree").unwrap();
     // Off by the layout error: 1G below 4 GiB instead of 2G.
     assert!(a.detail.contains("DMA_MAP view says 0x2_ad40_0000"), "{a}");
@@ -328,7 +328,7 @@ fn iommu_faults() {
     let mut o = good_run();
     o.results.push(result(2, "raw", OpKind::Raw, 3, 0x7000_0000));
     let mut r = record(3, 3, 0x7000_0000);
-    r.outcome = RecOutcome::IommuFault;
+    r.outcome = AccessOutcome::IommuFault;
     o.device_records[0].push(r);
     o.iommu_trace.push(TraceEntry {
         device: "00:03.00".into(),
@@ -399,7 +399,7 @@ fn devices_bound() {
     let mut o = good_run();
     let msg = fails("  devices_bound: 1\n", &o, "devices_bound");
     assert!(msg.contains("saw 0"), "{msg}");
-    let dev: pvhdma_agent::wire::DeviceInfo = serde_json::from_value(serde_json::json!({
+    let dev: pvhdma_contract::wire::DeviceInfo = serde_json::from_value(serde_json::json!({
         "name": "pvhdma0", "bdf": "0000:00:01.0", "addr_bits": 32, "caps": 3, "irq_mode": "msi", "irq_count": 0
     }))
     .unwrap();
@@ -457,7 +457,7 @@ fn per_op_expectations() {
     let mut o = good_run();
     o.results.push(result(2, "raw", OpKind::Raw, 3, 0x7000_0000));
     let mut r = record(3, 3, 0x7000_0000);
-    r.outcome = RecOutcome::IommuFault;
+    r.outcome = AccessOutcome::IommuFault;
     o.device_records[0].push(r);
     passes(
         "  ops: {raw: {iommu_faults: 1}, hs: {iommu_faults: 0}}\n",
@@ -505,14 +505,14 @@ fn records_join_results_by_tag_then_address() {
 fn plain_scenario_pass_and_fail() {
     let s = scenario("  data_intact: true\n  bounces: 0\n");
     let v = evaluate(&s, &good_run());
-    assert_eq!(v.outcome, Outcome::Pass);
+    assert_eq!(v.outcome, Judgement::Pass);
     assert!(v.passed());
     assert_eq!(v.failure_kind, None);
     let mut o = good_run();
     o.results[0].intact = false;
     let v = evaluate(&s, &o);
-    assert_eq!(v.outcome, Outcome::Fail);
-    assert_eq!(v.failure_kind.as_deref(), Some("assertion"));
+    assert_eq!(v.outcome, Judgement::Fail);
+    assert_eq!(v.failure_kind.map(|k| k.name()), Some("assertion"));
     assert_eq!(v.failed_assertions().count(), 1);
 }
 
@@ -522,7 +522,7 @@ fn twin_passes_when_the_named_assertion_fails() {
     let mut o = good_run();
     o.results[1].intact = false;
     let v = evaluate(&s, &o);
-    assert_eq!(v.outcome, Outcome::ExpectedFailure, "{v}");
+    assert_eq!(v.outcome, Judgement::ExpectedFailure, "{v}");
     assert!(v.passed());
     assert!(v.to_string().contains("expected failure of `data_intact`"), "{v}");
 }
@@ -535,16 +535,16 @@ fn twin_accepts_a_prefix_id() {
     );
     let mut o = good_run();
     o.device_records[0][1].bus_addr = 0x1_2345_6000;
-    assert_eq!(evaluate(&s, &o).outcome, Outcome::ExpectedFailure);
+    assert_eq!(evaluate(&s, &o).outcome, Judgement::ExpectedFailure);
 }
 
 #[test]
 fn twin_fails_loudly_on_unexpected_pass() {
     let s = twin("  iommu_faults: 0\n", "iommu_faults");
     let v = evaluate(&s, &good_run());
-    assert_eq!(v.outcome, Outcome::UnexpectedPass);
+    assert_eq!(v.outcome, Judgement::UnexpectedPass);
     assert!(!v.passed());
-    assert_eq!(v.failure_kind.as_deref(), Some("unexpected_pass"));
+    assert_eq!(v.failure_kind.map(|k| k.name()), Some("unexpected_pass"));
     assert!(
         v.to_string()
             .contains("unexpected pass: `iommu_faults` must fail (because)"),
@@ -559,7 +559,7 @@ fn twin_fails_when_another_assertion_fails() {
     o.summary.as_mut().unwrap().bounces = 2; // the named one fails, as it should
     o.results[0].intact = false; // but this one must not
     let v = evaluate(&s, &o);
-    assert_eq!(v.outcome, Outcome::WrongFailure, "{v}");
+    assert_eq!(v.outcome, Judgement::WrongFailure, "{v}");
     assert!(!v.passed());
     let text = v.to_string();
     assert!(text.contains("\n  data_intact: expected"), "{text}");
@@ -570,10 +570,10 @@ fn twin_fails_when_another_assertion_fails() {
 fn twin_with_a_broken_boot_names_the_end_first() {
     let s = twin("  bounces: 0\n", "bounces");
     let mut o = good_run();
-    o.end = RunEnd::RunTimeout;
+    o.end = RunEnd::new(EndKind::RunTimeout, "");
     let v = evaluate(&s, &o);
-    assert_eq!(v.outcome, Outcome::WrongFailure);
-    assert_eq!(v.failure_kind.as_deref(), Some("run_timeout"));
+    assert_eq!(v.outcome, Judgement::WrongFailure);
+    assert_eq!(v.failure_kind.map(|k| k.name()), Some("run_timeout"));
 }
 
 #[test]
@@ -626,4 +626,33 @@ fn trace_device_must_be_a_pci_address() {
     let text = "description: t\nexpect:\n  trace: {device: e1000, translations: 1}\n";
     let e = parse_str(text, Path::new("t.yaml")).unwrap_err().to_string();
     assert!(e.contains("expect.trace.device") && e.contains("bus:dev.fn"), "{e}");
+}
+
+#[test]
+fn an_op_dom0_refused_is_named_with_doms_words_not_as_not_intact() {
+    let mut o = good_run();
+    o.results[1].refused = Some("segments 300 outside 1..=256".into());
+    o.results[1].intact = false;
+    let v = evaluate(&scenario("  data_intact: true\n"), &o);
+    let text = v.to_string();
+    assert!(
+        text.contains(
+            "ops.hs.accepted: expected dom0 to run the op, dom0 refused the op: segments 300 outside 1..=256"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("not intact"), "{text}");
+    assert_eq!(v.failure_kind, Some(FailureKind::Assertion));
+}
+
+#[test]
+fn boot_message_is_matched_in_the_ends_own_text_not_the_console() {
+    let mut o = good_run();
+    o.end = RunEnd::new(EndKind::XenPanic, "Couldn't enable IOMMU and iommu=required/force");
+    // Xen echoes its command line, so "iommu" is in any console.
+    o.console = "(XEN) Command line: dom0=pvh iommu=no-intremap\n".into();
+    passes("  boot: {outcome: xen_panic, message: \"enable IOMMU\"}\n", &o, "boot");
+    o.end = RunEnd::new(EndKind::XenPanic, "Timer is not yet enabled");
+    let why = fails("  boot: {outcome: xen_panic, message: \"(?i)iommu\"}\n", &o, "boot");
+    assert!(why.contains("the end's own text does not match"), "{why}");
 }

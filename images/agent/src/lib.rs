@@ -1,11 +1,12 @@
-//! The dom0 agent: wire types shared with the harness, and the pure logic
-//! of the binary (kept here so it is unit-tested on the host).
+//! The dom0 agent's logic, kept in a library so it is unit-tested on the
+//! host. What it exchanges with the harness and the driver is defined in
+//! `pvhdma-contract`.
 
 pub mod ioctl;
 pub mod kmsg;
 pub mod net;
-pub mod pattern;
 pub mod report;
 pub mod trace;
 pub mod uapi;
-pub mod wire;
+
+pub use pvhdma_contract::{markers, pattern, wire};

@@ -7,10 +7,12 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+use pvhdma_agent::markers::{DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX, WORKLOAD_PATH};
 use pvhdma_agent::report::{self, Slot};
 use pvhdma_agent::trace::{Tracer, TRACEFS};
-use pvhdma_agent::wire::{OpKind, Summary, Workload, DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX, WORKLOAD_PATH};
+use pvhdma_agent::wire::{OpKind, Summary, Workload};
 use pvhdma_agent::{ioctl, kmsg, net, uapi};
+use pvhdma_contract::uapi::RawSeg;
 
 const CLASS_MISC: &str = "/sys/class/misc";
 
@@ -110,15 +112,22 @@ fn run(o: &Opts) -> Result<(), String> {
             });
             let result = match (file, uapi::request(op, slot.tag)) {
                 (Err(e), _) => report::failed(slot, op, e.clone()),
-                (_, Err(e)) => report::failed(slot, op, format!("bad op: {e}")),
+                (_, Err(why)) => report::refused(slot, op, why),
                 (Ok(f), Ok(mut raw)) => {
                     if let Some(t) = &tracer {
                         t.clear();
                     }
-                    match ioctl::run(&*f, &mut raw) {
+                    // Sized per op: an sg op may carry up to MAX_SEGMENTS segments.
+                    let mut segs = vec![RawSeg::default(); raw.segments as usize];
+                    match ioctl::run(&*f, &mut raw, &mut segs) {
                         Ok(()) => {
                             let bounces = tracer.as_ref().map_or(0, Tracer::take_bounces);
-                            report::completed(slot, op, &raw, bounces)
+                            report::completed(slot, op, &raw, &segs, bounces)
+                        }
+                        // The driver validates the request the same way the
+                        // agent did; EINVAL means the two disagree.
+                        Err(rustix::io::Errno::INVAL) => {
+                            report::refused(slot, op, "the driver rejected the request (EINVAL)".into())
                         }
                         Err(e) => report::failed(slot, op, format!("ioctl: {e}")),
                     }

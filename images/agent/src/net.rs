@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::pattern::{fnv1a, pattern_bytes};
+use crate::pattern::fnv1a;
 use crate::report::{failed, Slot};
 use crate::wire::{Op, OpResult};
 
@@ -23,7 +23,7 @@ pub const SERVER: &str = "10.0.2.2";
 
 /// Judge the fetched bytes against the pattern the harness wrote.
 pub fn judge(slot: Slot, op: &Op, got: &[u8]) -> OpResult {
-    let want = pattern_bytes(op.pattern, op.seed, op.size as usize);
+    let want = op.pattern.bytes(op.seed, op.size as usize);
     let mut r = failed(slot, op, String::new());
     r.error = None;
     r.len = got.len() as u64;
@@ -107,7 +107,7 @@ pub fn run(slot: Slot, op: &Op) -> OpResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Direction, OpKind, Pattern, Placement};
+    use crate::wire::{DataPattern, Direction, OpKind, Placement};
 
     fn op() -> Op {
         Op {
@@ -117,7 +117,7 @@ mod tests {
             size: 10_000,
             count: 1,
             dir: Direction::FromDevice,
-            pattern: Pattern::Xorshift,
+            pattern: DataPattern::Xorshift,
             seed: 9,
             segments: 1,
             bus_addr: None,
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn the_right_bytes_are_intact() {
-        let good = pattern_bytes(Pattern::Xorshift, 9, 10_000);
+        let good = DataPattern::Xorshift.bytes(9, 10_000);
         let r = judge(SLOT, &op(), &good);
         assert!(r.intact && r.error.is_none(), "{r:?}");
         assert_eq!((r.len, r.checksum), (10_000, fnv1a(&good)));
@@ -143,12 +143,12 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_or_a_short_file_is_not() {
-        let mut bad = pattern_bytes(Pattern::Xorshift, 9, 10_000);
+        let mut bad = DataPattern::Xorshift.bytes(9, 10_000);
         bad[4321] ^= 1;
         let r = judge(SLOT, &op(), &bad);
         assert!(!r.intact);
         assert_eq!(r.mismatch_offset, Some(4321));
-        let short = &pattern_bytes(Pattern::Xorshift, 9, 10_000)[..9_000];
+        let short = &DataPattern::Xorshift.bytes(9, 10_000)[..9_000];
         let r = judge(SLOT, &op(), short);
         assert!(!r.intact);
         assert_eq!(r.mismatch_offset, Some(9_000));

@@ -3,9 +3,10 @@
 use std::fs;
 use std::path::Path;
 
-use crate::pattern::{fnv1a, pattern_bytes};
-use crate::uapi::{self, RawOp, MAX_SEGS};
+use crate::pattern::fnv1a;
+use crate::uapi;
 use crate::wire::{DeviceInfo, Op, OpKind, OpResult};
+use pvhdma_contract::uapi::{res, RawOp, RawSeg};
 
 /// Where one result sits in the run.
 #[derive(Debug, Clone, Copy)]
@@ -16,15 +17,32 @@ pub struct Slot {
     pub tag: u32,
 }
 
-/// A result for an op that never reached the device.
+/// A result for an op that never reached the device because something went
+/// wrong on the way (no device node, a failed ioctl).
 pub fn failed(slot: Slot, op: &Op, error: String) -> OpResult {
+    OpResult {
+        error: Some(error),
+        ..not_run(slot, op)
+    }
+}
+
+/// A result for an op that dom0 would not run at all: `why` is dom0's reason.
+pub fn refused(slot: Slot, op: &Op, why: String) -> OpResult {
+    OpResult {
+        refused: Some(why),
+        ..not_run(slot, op)
+    }
+}
+
+fn not_run(slot: Slot, op: &Op) -> OpResult {
     OpResult {
         index: slot.index,
         name: op.name.clone(),
         kind: op.kind,
         tag: slot.tag,
         map_error: false,
-        error: Some(error),
+        error: None,
+        refused: None,
         dma_addrs: vec![],
         phys_addrs: vec![],
         bounced: false,
@@ -47,14 +65,15 @@ pub fn failed(slot: Slot, op: &Op, error: String) -> OpResult {
     }
 }
 
-/// The result of an op the driver ran (`raw` is the ioctl's filled-in struct).
-pub fn completed(slot: Slot, op: &Op, raw: &RawOp, bounces: u64) -> OpResult {
-    let n = (raw.nsegs as usize).min(MAX_SEGS);
+/// The result of an op the driver ran (`raw` is the ioctl's filled-in
+/// struct, `segs` the segment array it filled).
+pub fn completed(slot: Slot, op: &Op, raw: &RawOp, segs: &[RawSeg], bounces: u64) -> OpResult {
+    let segs = &segs[..(raw.nsegs as usize).min(segs.len())];
     let mut error = uapi::result_error(raw);
     // The driver checks data with its own C copy of the pattern code; an
     // independent Rust copy catches a bug in either before it reads as a DMA finding.
-    if error.is_none() && raw.result == uapi::res::OK && op.kind != OpKind::Raw {
-        let ours = fnv1a(&pattern_bytes(op.pattern, op.seed, raw.len as usize));
+    if error.is_none() && raw.result == res::OK && op.kind != OpKind::Raw {
+        let ours = fnv1a(&op.pattern.bytes(op.seed, raw.len as usize));
         if ours != raw.expected_checksum {
             error = Some(format!(
                 "driver pattern checksum {:#x} != agent's {ours:#x}",
@@ -62,7 +81,7 @@ pub fn completed(slot: Slot, op: &Op, raw: &RawOp, bounces: u64) -> OpResult {
             ));
         }
     }
-    let ran = raw.result == uapi::res::OK || raw.result == uapi::res::TIMEOUT;
+    let ran = raw.result == res::OK || raw.result == res::TIMEOUT;
     OpResult {
         index: slot.index,
         name: op.name.clone(),
@@ -71,16 +90,17 @@ pub fn completed(slot: Slot, op: &Op, raw: &RawOp, bounces: u64) -> OpResult {
         map_error: raw.map_error != 0,
         intact: raw.intact != 0 && error.is_none(),
         error,
+        refused: None,
         dma_addrs: if raw.map_error != 0 {
             vec![]
         } else {
-            raw.dma_addr[..n].to_vec()
+            segs.iter().map(|s| s.dma).collect()
         },
         // raw programs an address, not a buffer: there is no physical side.
         phys_addrs: if op.kind == OpKind::Raw {
             vec![]
         } else {
-            raw.phys_addr[..n].to_vec()
+            segs.iter().map(|s| s.phys).collect()
         },
         bounced: raw.bounced != 0,
         device_status: raw.dev_status,
@@ -103,7 +123,7 @@ pub fn completed(slot: Slot, op: &Op, raw: &RawOp, bounces: u64) -> OpResult {
 
 /// Whether a result counts as failed in the summary.
 pub fn is_failure(r: &OpResult) -> bool {
-    r.map_error || r.error.is_some() || !r.intact
+    r.map_error || r.error.is_some() || r.refused.is_some() || !r.intact
 }
 
 /// The bound instances, from the driver's sysfs attributes under `/sys/class/misc`.
@@ -142,7 +162,7 @@ pub fn devices(class_misc: &Path) -> Vec<DeviceInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Direction, Pattern, Placement};
+    use crate::wire::{DataPattern, Direction, Placement};
 
     fn op(kind: OpKind) -> Op {
         Op {
@@ -152,7 +172,7 @@ mod tests {
             size: 4096,
             count: 1,
             dir: Direction::FromDevice,
-            pattern: Pattern::Xorshift,
+            pattern: DataPattern::Xorshift,
             seed: 7,
             segments: 1,
             bus_addr: None,
@@ -175,17 +195,21 @@ mod tests {
             dev_status: 2,
             len: 4096,
             mismatch_offset: u64::MAX,
-            expected_checksum: fnv1a(&pattern_bytes(Pattern::Xorshift, 7, 4096)),
+            expected_checksum: fnv1a(&DataPattern::Xorshift.bytes(7, 4096)),
             ..RawOp::default()
         };
-        r.dma_addr[0] = 0x1000;
-        r.phys_addr[0] = 0x1000;
+        r.nsegs = 1;
         r
     }
 
+    const ONE_SEG: [RawSeg; 1] = [RawSeg {
+        dma: 0x1000,
+        phys: 0x1000,
+    }];
+
     #[test]
     fn completed_op_copies_driver_view() {
-        let r = completed(SLOT, &op(OpKind::Single), &ok_raw(), 0);
+        let r = completed(SLOT, &op(OpKind::Single), &ok_raw(), &ONE_SEG, 0);
         assert!(r.intact && r.irq && !r.map_error && r.error.is_none());
         assert_eq!((r.index, r.op, r.run, r.tag, r.device), (3, 1, 2, 4, 1));
         assert_eq!(r.dma_addrs, vec![0x1000]);
@@ -197,11 +221,14 @@ mod tests {
     #[test]
     fn map_error_keeps_phys_but_no_dma() {
         let mut raw = ok_raw();
-        raw.result = uapi::res::MAP_ERROR;
+        raw.result = res::MAP_ERROR;
         raw.map_error = 1;
         raw.intact = 0;
-        raw.phys_addr[0] = 0x1_2345_6000;
-        let r = completed(SLOT, &op(OpKind::Single), &raw, 0);
+        let seg = [RawSeg {
+            dma: 0,
+            phys: 0x1_2345_6000,
+        }];
+        let r = completed(SLOT, &op(OpKind::Single), &raw, &seg, 0);
         assert!(r.map_error && r.error.is_none() && !r.intact);
         assert!(r.dma_addrs.is_empty());
         assert_eq!(r.phys_addrs, vec![0x1_2345_6000]);
@@ -212,7 +239,7 @@ mod tests {
     fn pattern_disagreement_is_an_error() {
         let mut raw = ok_raw();
         raw.expected_checksum ^= 1;
-        let r = completed(SLOT, &op(OpKind::Coherent), &raw, 0);
+        let r = completed(SLOT, &op(OpKind::Coherent), &raw, &ONE_SEG, 0);
         assert!(!r.intact);
         assert!(r.error.unwrap().contains("pattern checksum"));
     }
@@ -220,10 +247,30 @@ mod tests {
     #[test]
     fn driver_outcomes_in_words() {
         let mut raw = ok_raw();
-        raw.result = uapi::res::NO_HIGH_MEM;
+        raw.result = res::NO_HIGH_MEM;
         raw.intact = 0;
-        let r = completed(SLOT, &op(OpKind::Single), &raw, 0);
+        let r = completed(SLOT, &op(OpKind::Single), &raw, &ONE_SEG, 0);
         assert_eq!(r.error.as_deref(), Some("no memory above 4 GiB"));
+    }
+
+    #[test]
+    fn refused_op_is_a_failure_with_doms_words() {
+        let r = refused(SLOT, &op(OpKind::Sg), "segments 300 outside 1..=256".into());
+        assert_eq!(r.refused.as_deref(), Some("segments 300 outside 1..=256"));
+        assert!(r.error.is_none() && is_failure(&r));
+    }
+
+    #[test]
+    fn completed_reads_only_the_segments_the_driver_wrote() {
+        let mut raw = ok_raw();
+        raw.nsegs = 2;
+        let segs = [
+            RawSeg { dma: 1, phys: 2 },
+            RawSeg { dma: 3, phys: 4 },
+            RawSeg { dma: 9, phys: 9 },
+        ];
+        let r = completed(SLOT, &op(OpKind::Sg), &raw, &segs, 0);
+        assert_eq!((r.dma_addrs, r.phys_addrs), (vec![1, 3], vec![2, 4]));
     }
 
     #[test]

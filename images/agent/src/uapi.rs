@@ -1,79 +1,23 @@
-//! The driver's ioctl argument: `struct pvhdma_op` of
-//! images/driver/pvhdma_uapi.h, field for field.
+//! From a workload op to the driver's request (`struct pvhdma_op`, whose
+//! layout is in `pvhdma_contract::uapi`), and the driver's result in words.
 
-use crate::wire::{Direction, Op, OpKind, Pattern, Placement};
+use pvhdma_contract::limits;
+use pvhdma_contract::uapi::{dir, kind, place, res, RawOp, UAPI_VERSION};
 
-pub const UAPI_VERSION: u32 = 1;
-pub const MAX_SEGS: usize = 16;
-/// The device's per-transfer limit (REGISTERS.md: LENGTH 1..=1 MiB).
-pub const MAX_XFER: u32 = 1 << 20;
-/// The device's limit on an SG transfer's total.
-pub const MAX_SG_TOTAL: u64 = 4 << 20;
+use crate::wire::{Direction, Op, OpKind, Placement};
 
-/// `enum pvhdma_result`.
-pub mod res {
-    pub const OK: u32 = 0;
-    pub const MAP_ERROR: u32 = 1;
-    pub const NO_HIGH_MEM: u32 = 2;
-    pub const NO_MEM: u32 = 3;
-    pub const TIMEOUT: u32 = 4;
-}
-
-/// `struct pvhdma_op`. No implicit padding: every field is naturally aligned.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RawOp {
-    pub version: u32,
-    pub kind: u32,
-    pub placement: u32,
-    pub dir: u32,
-    pub pattern: u32,
-    pub seed: u32,
-    pub tag: u32,
-    pub segments: u32,
-    pub size: u32,
-    pub flags: u32,
-    pub raw_addr: u64,
-    pub result: u32,
-    pub nsegs: u32,
-    pub map_error: u32,
-    pub bounced: u32,
-    pub irq: u32,
-    pub intact: u32,
-    pub dev_status: u32,
-    pub dev_error: u32,
-    pub dev_seq: u32,
-    pub dev_checksum: u32,
-    pub expected_checksum: u32,
-    pub bytes_done: u32,
-    pub len: u64,
-    pub desc_addr: u64,
-    pub fault_addr: u64,
-    pub mismatch_offset: u64,
-    pub dma_addr: [u64; MAX_SEGS],
-    pub phys_addr: [u64; MAX_SEGS],
-}
-
-// The ioctl number encodes the size: a layout drift would be an ENOTTY at
-// run time, so catch it at build time instead.
-const _: () = assert!(std::mem::size_of::<RawOp>() == 384);
-
-/// Turn a workload op into the driver's request, or say why it cannot be one.
+/// Turn a workload op into the driver's request, or say why dom0 refuses it.
 pub fn request(op: &Op, tag: u32) -> Result<RawOp, String> {
-    if op.kind == OpKind::NetTftp {
-        return Err("net_tftp does not use the recorder".into());
-    }
-    let segments = if op.kind == OpKind::Sg { op.segments } else { 1 };
-    if op.size == 0 || op.size > MAX_XFER {
-        return Err(format!("size {} outside 1..={MAX_XFER}", op.size));
-    }
-    if op.kind == OpKind::Sg {
-        if segments == 0 || segments as usize > MAX_SEGS {
-            return Err(format!("segments {segments} outside 1..={MAX_SEGS}"));
-        }
-        if u64::from(segments) * u64::from(op.size) > MAX_SG_TOTAL {
-            return Err(format!("sg total above {MAX_SG_TOTAL} bytes"));
-        }
+    let kind = match op.kind {
+        OpKind::Coherent => kind::COHERENT,
+        OpKind::Single => kind::SINGLE,
+        OpKind::Sg => kind::SG,
+        OpKind::Raw => kind::RAW,
+        OpKind::NetTftp => return Err("net_tftp does not use the recorder".into()),
+    };
+    let sg = op.kind == OpKind::Sg;
+    if let Some(why) = limits::refusal(op.size, op.segments, sg) {
+        return Err(why);
     }
     let raw_addr = match (op.kind, op.bus_addr) {
         (OpKind::Raw, Some(a)) => a,
@@ -82,30 +26,20 @@ pub fn request(op: &Op, tag: u32) -> Result<RawOp, String> {
     };
     Ok(RawOp {
         version: UAPI_VERSION,
-        kind: match op.kind {
-            OpKind::Coherent => 0,
-            OpKind::Single => 1,
-            OpKind::Sg => 2,
-            OpKind::Raw => 3,
-            OpKind::NetTftp => unreachable!("refused above"),
-        },
+        kind,
         placement: match op.placement {
-            Placement::Any => 0,
-            Placement::Low => 1,
-            Placement::High => 2,
+            Placement::Any => place::ANY,
+            Placement::Low => place::LOW,
+            Placement::High => place::HIGH,
         },
         dir: match op.dir {
-            Direction::ToDevice => 0,
-            Direction::FromDevice => 1,
+            Direction::ToDevice => dir::TO_DEVICE,
+            Direction::FromDevice => dir::FROM_DEVICE,
         },
-        pattern: match op.pattern {
-            Pattern::Fill => 0,
-            Pattern::Incrementing => 1,
-            Pattern::Xorshift => 2,
-        },
+        pattern: op.pattern.register_value(),
         seed: op.seed,
         tag,
-        segments,
+        segments: if sg { op.segments } else { 1 },
         size: op.size,
         raw_addr,
         ..RawOp::default()
@@ -128,6 +62,7 @@ pub fn result_error(r: &RawOp) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::DataPattern;
 
     fn op(kind: OpKind) -> Op {
         Op {
@@ -137,7 +72,7 @@ mod tests {
             size: 4096,
             count: 1,
             dir: Direction::FromDevice,
-            pattern: Pattern::Incrementing,
+            pattern: DataPattern::Incrementing,
             seed: 9,
             segments: 3,
             bus_addr: None,
@@ -149,17 +84,10 @@ mod tests {
     fn request_encodes_enums_like_the_header() {
         let r = request(&op(OpKind::Sg), 5).unwrap();
         assert_eq!((r.kind, r.placement, r.dir, r.pattern), (2, 2, 1, 1));
-        assert_eq!((r.version, r.tag, r.segments, r.size, r.seed), (1, 5, 3, 4096, 9));
-    }
-
-    #[test]
-    fn layout_matches_gcc() {
-        // Offsets printed by gcc for pvhdma_uapi.h (x86-64 and i386 agree).
-        use std::mem::offset_of;
-        assert_eq!(offset_of!(RawOp, result), 48);
-        assert_eq!(offset_of!(RawOp, len), 96);
-        assert_eq!(offset_of!(RawOp, dma_addr), 128);
-        assert_eq!(offset_of!(RawOp, phys_addr), 256);
+        assert_eq!(
+            (r.version, r.tag, r.segments, r.size, r.seed),
+            (UAPI_VERSION, 5, 3, 4096, 9)
+        );
     }
 
     #[test]
@@ -168,10 +96,12 @@ mod tests {
     }
 
     #[test]
-    fn request_rejects_what_the_driver_would() {
+    fn request_takes_the_devices_segment_limit() {
         let mut o = op(OpKind::Sg);
-        o.segments = 17;
-        assert!(request(&o, 1).is_err());
+        o.segments = 256;
+        assert_eq!(request(&o, 1).unwrap().segments, 256);
+        o.segments = 257;
+        assert!(request(&o, 1).unwrap_err().contains("segments 257 outside 1..=256"));
         o.segments = 8;
         o.size = 1 << 20;
         assert!(request(&o, 1).is_err());

@@ -1,6 +1,9 @@
-//! One JSON line per DMA access (docs/records.md, section 1).
+//! The device's DMA records: one JSON line per access (docs/records.md,
+//! section 1), written by the device and judged by the harness.
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::wire::Direction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -11,14 +14,8 @@ pub enum AccessKind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Dir {
-    ToDevice,
-    FromDevice,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
+/// What became of one access.
+pub enum AccessOutcome {
     Ok,
     IommuFault,
     BeyondAddrBits,
@@ -58,11 +55,11 @@ pub struct DmaRecord {
     pub tag: u32,
     pub op_seq: u64,
     pub kind: AccessKind,
-    pub dir: Dir,
+    pub dir: Direction,
     pub bus_addr: u64,
     pub decoded_addr: u64,
     pub len: u64,
-    pub outcome: Outcome,
+    pub outcome: AccessOutcome,
     pub checksum: u32,
     #[serde(default)]
     pub translated: Vec<Translation>,

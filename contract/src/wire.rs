@@ -1,17 +1,9 @@
-//! Workload in, results out: the formats of docs/records.md (sections 2 and 3).
+//! Workload in, results out: what the harness hands the dom0 agent and what
+//! the agent prints back (docs/records.md, sections 2 and 3).
 
 use serde::{Deserialize, Serialize};
 
-/// Console prefix of one operation's result.
-pub const RESULT_PREFIX: &str = "PVHDMA-RESULT ";
-/// Console prefix of the run's summary.
-pub const SUMMARY_PREFIX: &str = "PVHDMA-SUMMARY ";
-/// Printed last, before the agent powers dom0 off.
-pub const DONE_MARKER: &str = "PVHDMA-DONE";
-/// Printed by init when dom0 userspace is up (the boot marker).
-pub const BOOT_MARKER: &str = "PVHDMA-BOOTED";
-/// Where the harness puts the workload inside the initramfs.
-pub const WORKLOAD_PATH: &str = "pvhdma/workload.json";
+pub use crate::pattern::DataPattern;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,15 +34,6 @@ pub enum Direction {
     FromDevice,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pattern {
-    Fill,
-    Incrementing,
-    #[default]
-    Xorshift,
-}
-
 /// One operation of the workload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Op {
@@ -63,7 +46,7 @@ pub struct Op {
     pub count: u32,
     pub dir: Direction,
     #[serde(default)]
-    pub pattern: Pattern,
+    pub pattern: DataPattern,
     #[serde(default)]
     pub seed: u32,
     #[serde(default = "one")]
@@ -100,6 +83,10 @@ pub struct OpResult {
     pub map_error: bool,
     /// Anything else that went wrong (driver or agent), in words.
     pub error: Option<String>,
+    /// dom0 would not run the op at all (its shape is outside the driver's
+    /// limits, or the driver rejected the request): dom0's own words.
+    #[serde(default)]
+    pub refused: Option<String>,
     pub dma_addrs: Vec<u64>,
     pub phys_addrs: Vec<u64>,
     pub bounced: bool,
@@ -208,7 +195,7 @@ mod tests {
         .unwrap();
         let op = &w.ops[0];
         assert_eq!((op.count, op.segments, op.seed, op.device), (1, 1, 0, 0));
-        assert_eq!((op.placement, op.pattern), (Placement::Any, Pattern::Xorshift));
+        assert_eq!((op.placement, op.pattern), (Placement::Any, DataPattern::Xorshift));
         assert_eq!(op.bus_addr, Some(1 << 32));
         assert!(!w.tracepoints && !w.shell);
     }
