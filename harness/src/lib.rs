@@ -1,25 +1,34 @@
 //! pvhdma harness: boots Xen with a PVH dom0 under QEMU, with the DMA recorder
 //! attached over vfio-user, runs a dom0 workload and judges what happened.
 //!
-//! One owner per concern: `images` (what was built), `machine` (what to boot),
-//! `qemu` (its command line), `qmp`, `console`, `process` (no orphans),
-//! `vm` (one run end to end), `trace` (QEMU's IOMMU trace), `initrd`
-//! (the per-run workload archive), `scenario`, `verdict`, `report`.
+//! The crate follows a run's data flow; each stage is one module:
+//!
+//! | stage | module |
+//! | --- | --- |
+//! | the scenario language: YAML in, a run spec and assertions out | [`scenario`] |
+//! | the matrix cell a run belongs to | [`matrix`] |
+//! | launching and watching one run | `run` ([`vm`], [`machine`], [`images`], ...) |
+//! | what the run produced | `evidence` ([`outcome`], `trace`) |
+//! | judging it | [`verdict`] |
+//! | reporting it | [`report`] |
+//! | one scenario file through all of these | [`suite`] |
+//!
+//! Types that cross to the dom0 agent, the driver or the device live in
+//! `pvhdma-contract`. The public API below is what xtask, the benches and
+//! the end-to-end tests use; everything else is private to the crate.
 
-pub mod accel;
-pub mod console;
-pub mod images;
-pub mod initrd;
-pub mod machine;
+mod evidence;
+mod run;
+
 pub mod matrix;
-pub mod net;
-pub mod outcome;
-pub mod process;
-pub mod qemu;
-pub mod qmp;
 pub mod report;
 pub mod scenario;
 pub mod suite;
-pub mod trace;
 pub mod verdict;
-pub mod vm;
+
+pub use evidence::outcome;
+pub use run::{accel, images, initrd, machine, process, qmp, vm};
+
+// Crate-internal stages, reachable as `crate::NAME` like the public ones.
+use evidence::trace;
+use run::{console, net, qemu};

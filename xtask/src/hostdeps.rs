@@ -40,6 +40,41 @@ pub fn ensure() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where xtask installs the cargo tools it needs (cargo-nextest): inside the
+/// workspace's target directory, so a clean clone sets itself up.
+pub fn tools_dir() -> std::path::PathBuf {
+    pvhdma_harness::images::workspace_root().join("target/tools")
+}
+
+/// PATH with the tools directory's `bin` first.
+pub fn path_with_tools() -> std::ffi::OsString {
+    let mut dirs = vec![tools_dir().join("bin")];
+    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    std::env::join_paths(dirs).unwrap_or_default()
+}
+
+/// cargo-nextest on the PATH that [`path_with_tools`] gives, installed from
+/// crates.io with its lock file when it is missing.
+pub fn ensure_nextest() -> anyhow::Result<()> {
+    let found = |p: &std::ffi::OsStr| std::env::split_paths(p).any(|d| d.join("cargo-nextest").is_file());
+    let path = path_with_tools();
+    if found(&path) {
+        return Ok(());
+    }
+    eprintln!("[deps] installing cargo-nextest into {} (once)", tools_dir().display());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["install", "--locked", "--quiet", "cargo-nextest", "--root"])
+        .arg(tools_dir())
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo install cargo-nextest failed");
+    anyhow::ensure!(
+        found(&path_with_tools()),
+        "cargo-nextest was installed but is not on the path"
+    );
+    Ok(())
+}
+
 /// `prog` on PATH, like the shell's lookup.
 pub fn which(prog: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;

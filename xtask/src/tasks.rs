@@ -25,14 +25,16 @@ pub fn prepare(img: &images::Options) -> anyhow::Result<Manifest> {
 }
 
 fn nextest(args: &[&str], extra: &[String], env: &[(&str, String)]) -> anyhow::Result<bool> {
+    crate::hostdeps::ensure_nextest()?;
     let mut c = cargo();
+    c.env("PATH", crate::hostdeps::path_with_tools());
     c.args(["nextest", "run"]).args(args).args(extra);
     for (k, v) in env {
         c.env(k, v);
     }
     let status = c
         .status()
-        .map_err(|e| anyhow::anyhow!("Cannot run cargo nextest ({e}); install cargo-nextest"))?;
+        .map_err(|e| anyhow::anyhow!("Cannot run cargo nextest ({e})"))?;
     Ok(status.success())
 }
 
