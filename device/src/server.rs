@@ -14,8 +14,8 @@ use crate::log::Log;
 use crate::maps::{MapEntry, MapError};
 use crate::proto::{
     self, decode_request, encode_dma_read, encode_dma_write, encode_error, encode_reply, errno, negotiate,
-    parse_dma_read_reply, parse_dma_write_reply, read_frame_from_socket, u32s, Command, Frame, ReadError, Request,
-    DMA_UNMAP_ALL,
+    parse_dma_read_reply, parse_dma_write_reply, read_frame_from_socket, replies, Command, DmaMap, DmaUnmap, Frame,
+    IrqSet, ReadError, RegionAccess, Request, Version, DMA_UNMAP_ALL,
 };
 use crate::recorder::Recorder;
 use anyhow::{bail, Context, Result};
@@ -166,171 +166,177 @@ fn message_loop(stream: &UnixStream, sh: &Shared, jobs: &Sender<Job>, replies: &
     }
 }
 
+/// Answer one request: decode it, act on it, encode the reply.
 fn handle(sh: &Shared, jobs: &Sender<Job>, frame: Frame) -> Vec<u8> {
     let h = frame.header;
-    let err = |e: u32| encode_error(h.id, h.command, e);
-    let req = match decode_request(&h, &frame.payload) {
-        Ok(r) => r,
+    let answer = match decode_request(&h, &frame.payload) {
+        Ok(req) => respond(sh, jobs, req, frame),
         Err(e) => {
             sh.log.line(format_args!("msg {} cmd {}: {e}", h.id, h.command));
-            let code = if matches!(e, proto::ProtoError::UnknownCommand(_)) {
+            Err(if matches!(e, proto::ProtoError::UnknownCommand(_)) {
                 errno::ENOSYS
             } else {
                 errno::EINVAL
-            };
-            return err(code);
+            })
         }
     };
-    let ok = |payload: &[u8]| encode_reply(h.id, h.command, payload);
+    match answer {
+        Ok(payload) => encode_reply(h.id, h.command, &payload),
+        Err(code) => encode_error(h.id, h.command, code),
+    }
+}
+
+/// A reply payload, or the errno of an error reply.
+type Answer = std::result::Result<Vec<u8>, u32>;
+
+fn respond(sh: &Shared, jobs: &Sender<Job>, req: Request, frame: Frame) -> Answer {
     match req {
-        Request::Version(v) => match negotiate(&v) {
-            Ok(ours) => {
-                sh.max_xfer.store(v.max_data_xfer(), Ordering::Relaxed);
-                sh.log
-                    .line(format_args!("version {}.{} caps {}", v.major, v.minor, v.capabilities));
-                ok(&ours.encode())
-            }
-            Err(e) => {
-                sh.log.line(format_args!("version refused: {e}"));
-                err(errno::EINVAL)
-            }
-        },
-        Request::DmaMap(m) => {
-            let has_fd = !frame.fds.is_empty();
-            // The fd is dropped (closed) here: the device never maps guest
-            // memory, so every access stays visible to QEMU's IOMMU.
-            let entry = MapEntry {
-                size: m.size,
-                flags: m.flags,
-                offset: m.offset,
-                has_fd,
-            };
-            let mut dev = sh.dev();
-            match dev.maps.map(m.address, entry) {
-                Ok(()) => {
-                    sh.log.line(format_args!(
-                        "dma_map iova {:#x} size {:#x} flags {} offset {:#x} fd {} ({} maps)",
-                        m.address,
-                        m.size,
-                        m.flags,
-                        m.offset,
-                        has_fd,
-                        dev.maps.len()
-                    ));
-                    ok(&[])
-                }
-                Err(e) => {
-                    sh.log.line(format_args!(
-                        "dma_map iova {:#x} size {:#x} refused: {e:?}",
-                        m.address, m.size
-                    ));
-                    err(if e == MapError::Overlap {
-                        errno::EEXIST
-                    } else {
-                        errno::EINVAL
-                    })
-                }
-            }
-        }
+        Request::Version(v) => on_version(sh, &v),
+        Request::DmaMap(m) => on_dma_map(sh, &m, !frame.fds.is_empty()),
         Request::DmaUnmap(u) => {
-            let mut dev = sh.dev();
-            let n = if u.flags & DMA_UNMAP_ALL != 0 {
-                dev.maps.clear()
-            } else {
-                dev.maps.unmap(u.address, u.size)
-            };
-            sh.log.line(format_args!(
-                "dma_unmap iova {:#x} size {:#x} flags {}: {n} removed{}",
-                u.address,
-                u.size,
-                u.flags,
-                if n == 0 { " (matched no map; accepted)" } else { "" }
-            ));
-            ok(&frame.payload[..24])
+            on_dma_unmap(sh, &u);
+            Ok(frame.payload[..replies::DMA_UNMAP_ECHO].to_vec())
         }
-        Request::DeviceGetInfo { .. } => {
-            // VFIO_DEVICE_FLAGS_RESET | VFIO_DEVICE_FLAGS_PCI
-            ok(&u32s(&[16, 0b11, NUM_REGIONS, NUM_IRQS]))
-        }
-        Request::GetRegionInfo { index, .. } => match region_info(index) {
-            Some((size, flags)) => {
-                let mut p = u32s(&[32, flags, index, 0]);
-                p.extend_from_slice(&size.to_le_bytes());
-                p.extend_from_slice(&0u64.to_le_bytes());
-                ok(&p)
-            }
-            None => err(errno::EINVAL),
-        },
-        Request::GetIrqInfo { index, .. } => match irq::info(index) {
-            Some((flags, count)) => ok(&u32s(&[16, flags, index, count])),
-            None => err(errno::EINVAL),
-        },
-        Request::SetIrqs(s) => {
-            let nfds = frame.fds.len();
-            let mut dev = sh.dev();
-            match dev.irqs.set(s.index, s.flags, s.start, s.count, frame.fds) {
-                Ok(resignal) => {
-                    sh.log.line(format_args!(
-                        "set_irqs index {} flags {:#x} start {} count {} fds {nfds}",
-                        s.index, s.flags, s.start, s.count
-                    ));
-                    if resignal && dev.regs.irq_pending() {
-                        dev.signal();
-                    }
-                    ok(&[])
-                }
-                Err(why) => {
-                    sh.log
-                        .line(format_args!("set_irqs index {} flags {:#x}: {why}", s.index, s.flags));
-                    err(errno::EINVAL)
-                }
-            }
-        }
-        Request::RegionRead(r) => match sh.dev().region_read(r.region, r.offset, r.count as usize) {
-            Some(data) => {
-                let mut p = r.offset.to_le_bytes().to_vec();
-                p.extend_from_slice(&u32s(&[r.region, r.count]));
-                p.extend_from_slice(&data);
-                ok(&p)
-            }
-            None => {
-                sh.log.line(format_args!(
-                    "region {} read {:#x}+{}: out of range",
-                    r.region, r.offset, r.count
-                ));
-                err(errno::EINVAL)
-            }
-        },
-        Request::RegionWrite(w) => {
-            let mut dev = sh.dev();
-            match dev.region_write(w.region, w.offset, &w.data) {
-                Some(fx) => {
-                    if fx.doorbell {
-                        if let Doorbell::Start(job) = dev.doorbell() {
-                            sh.log
-                                .line(format_args!("op {}: start {:?} tag {}", job.op_seq, job.req, job.tag));
-                            let _ = jobs.send(job);
-                        }
-                    }
-                    let mut p = w.offset.to_le_bytes().to_vec();
-                    p.extend_from_slice(&u32s(&[w.region, w.count]));
-                    ok(&p)
-                }
-                None => {
-                    sh.log.line(format_args!(
-                        "region {} write {:#x}+{}: out of range",
-                        w.region, w.offset, w.count
-                    ));
-                    err(errno::EINVAL)
-                }
-            }
-        }
+        // VFIO_DEVICE_FLAGS_RESET | VFIO_DEVICE_FLAGS_PCI
+        Request::DeviceGetInfo { .. } => Ok(replies::device_info(0b11, NUM_REGIONS, NUM_IRQS)),
+        Request::GetRegionInfo { index, .. } => region_info(index)
+            .map(|(size, flags)| replies::region_info(index, flags, size))
+            .ok_or(errno::EINVAL),
+        Request::GetIrqInfo { index, .. } => irq::info(index)
+            .map(|(flags, count)| replies::irq_info(index, flags, count))
+            .ok_or(errno::EINVAL),
+        Request::SetIrqs(s) => on_set_irqs(sh, &s, frame.fds),
+        Request::RegionRead(r) => on_region_read(sh, &r),
+        Request::RegionWrite(w) => on_region_write(sh, jobs, &w),
         Request::DeviceReset => {
             sh.log.line("device reset");
             sh.dev().reset();
-            ok(&[])
+            Ok(vec![])
         }
     }
+}
+
+fn on_version(sh: &Shared, v: &Version) -> Answer {
+    match negotiate(v) {
+        Ok(ours) => {
+            sh.max_xfer.store(v.max_data_xfer(), Ordering::Relaxed);
+            sh.log
+                .line(format_args!("version {}.{} caps {}", v.major, v.minor, v.capabilities));
+            Ok(ours.encode())
+        }
+        Err(e) => {
+            sh.log.line(format_args!("version refused: {e}"));
+            Err(errno::EINVAL)
+        }
+    }
+}
+
+fn on_dma_map(sh: &Shared, m: &DmaMap, has_fd: bool) -> Answer {
+    // The fd (if any) is dropped, so closed, with the frame: the device never
+    // maps guest memory, so every access stays visible to QEMU's IOMMU.
+    let entry = MapEntry {
+        size: m.size,
+        flags: m.flags,
+        offset: m.offset,
+        has_fd,
+    };
+    let mut dev = sh.dev();
+    match dev.maps.map(m.address, entry) {
+        Ok(()) => {
+            sh.log.line(format_args!(
+                "dma_map iova {:#x} size {:#x} flags {} offset {:#x} fd {} ({} maps)",
+                m.address,
+                m.size,
+                m.flags,
+                m.offset,
+                has_fd,
+                dev.maps.len()
+            ));
+            Ok(vec![])
+        }
+        Err(e) => {
+            sh.log.line(format_args!(
+                "dma_map iova {:#x} size {:#x} refused: {e:?}",
+                m.address, m.size
+            ));
+            Err(if e == MapError::Overlap {
+                errno::EEXIST
+            } else {
+                errno::EINVAL
+            })
+        }
+    }
+}
+
+fn on_dma_unmap(sh: &Shared, u: &DmaUnmap) {
+    let mut dev = sh.dev();
+    let n = if u.flags & DMA_UNMAP_ALL != 0 {
+        dev.maps.clear()
+    } else {
+        dev.maps.unmap(u.address, u.size)
+    };
+    // QEMU unmaps ranges that match no earlier map; that is not an error.
+    sh.log.line(format_args!(
+        "dma_unmap iova {:#x} size {:#x} flags {}: {n} removed{}",
+        u.address,
+        u.size,
+        u.flags,
+        if n == 0 { " (matched no map; accepted)" } else { "" }
+    ));
+}
+
+fn on_set_irqs(sh: &Shared, s: &IrqSet, fds: Vec<std::os::fd::OwnedFd>) -> Answer {
+    let nfds = fds.len();
+    let mut dev = sh.dev();
+    match dev.irqs.set(s.index, s.flags, s.start, s.count, fds) {
+        Ok(resignal) => {
+            sh.log.line(format_args!(
+                "set_irqs index {} flags {:#x} start {} count {} fds {nfds}",
+                s.index, s.flags, s.start, s.count
+            ));
+            if resignal && dev.regs.irq_pending() {
+                dev.signal();
+            }
+            Ok(vec![])
+        }
+        Err(why) => {
+            sh.log
+                .line(format_args!("set_irqs index {} flags {:#x}: {why}", s.index, s.flags));
+            Err(errno::EINVAL)
+        }
+    }
+}
+
+fn on_region_read(sh: &Shared, r: &RegionAccess) -> Answer {
+    match sh.dev().region_read(r.region, r.offset, r.count as usize) {
+        Some(data) => Ok(replies::region_access(r.offset, r.region, r.count, &data)),
+        None => {
+            sh.log.line(format_args!(
+                "region {} read {:#x}+{}: out of range",
+                r.region, r.offset, r.count
+            ));
+            Err(errno::EINVAL)
+        }
+    }
+}
+
+fn on_region_write(sh: &Shared, jobs: &Sender<Job>, w: &RegionAccess) -> Answer {
+    let mut dev = sh.dev();
+    let Some(fx) = dev.region_write(w.region, w.offset, &w.data) else {
+        sh.log.line(format_args!(
+            "region {} write {:#x}+{}: out of range",
+            w.region, w.offset, w.count
+        ));
+        return Err(errno::EINVAL);
+    };
+    if fx.doorbell {
+        if let Doorbell::Start(job) = dev.doorbell() {
+            sh.log
+                .line(format_args!("op {}: start {:?} tag {}", job.op_seq, job.req, job.tag));
+            let _ = jobs.send(job);
+        }
+    }
+    Ok(replies::region_access(w.offset, w.region, w.count, &[]))
 }
 
 fn engine_loop(sh: &Shared, jobs: &Receiver<Job>, replies: &Receiver<Frame>) {

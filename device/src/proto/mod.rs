@@ -2,11 +2,12 @@
 //! device rather than taken from the `vfio_user` crate: that crate cannot send
 //! DMA_READ/DMA_WRITE and reads DMA_UNMAP's flags differently from QEMU.
 //!
-//! Everything here is plain byte parsing of host-endian (little-endian on the
-//! machines we run on) structures; sizes are checked before any allocation.
+//! The protocol's structures are little-endian; everything here is plain
+//! byte parsing and encoding, and sizes are checked before any allocation.
 
 mod header;
 mod messages;
+pub mod replies;
 mod stream;
 mod version;
 
