@@ -4,7 +4,7 @@
 //! TCG, each for a reason written there; the comments here say which.
 
 use crate::images::Manifest;
-use crate::machine::{Accel, Dom0Mode, IommuKind, NetDevice, RunSpec, E1000_BDF};
+use crate::machine::{Accel, Dom0Mode, IommuKind, MachineSpec, NetDevice, RunSpec, E1000_BDF};
 use std::path::{Path, PathBuf};
 
 /// The per-run files QEMU is pointed at.
@@ -88,114 +88,138 @@ pub fn linux_cmdline(spec: &RunSpec) -> String {
 
 /// The full argument list (without the program).
 pub fn args(m: &Manifest, spec: &RunSpec, paths: &RunPaths) -> Vec<String> {
+    let mut a = Args::default();
+    machine_args(&mut a, spec, paths);
+    iommu_args(&mut a, &spec.machine, paths);
+    device_args(&mut a, &spec.machine, paths);
+    boot_args(&mut a, m, spec, paths);
+    a.0
+}
+
+/// QEMU arguments as flag/value pairs.
+#[derive(Default)]
+struct Args(Vec<String>);
+
+impl Args {
+    fn flag(&mut self, flag: &str, value: impl Into<String>) {
+        self.0.push(flag.into());
+        self.0.push(value.into());
+    }
+
+    fn switch(&mut self, flag: &str) {
+        self.0.push(flag.into());
+    }
+}
+
+/// A path as QEMU's option parser takes it.
+fn arg_path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The machine, its memory, console and monitor.
+fn machine_args(a: &mut Args, spec: &RunSpec, paths: &RunPaths) {
     let mc = &spec.machine;
-    let mut a: Vec<String> = vec![
-        "-M".into(),
-        "q35".into(),
-        "-accel".into(),
+    a.flag("-M", "q35");
+    a.flag(
+        "-accel",
         match mc.accel {
-            Accel::Tcg => "tcg".into(),
-            Accel::Kvm => "kvm".into(),
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
         },
-        // TCG's `max` is an AMD model with SVM+NPT, so Xen runs HVM with HAP;
-        // -rdtscp because TCG reports an RDTSCP intercept as RDTSC and Xen's
-        // length check then crashes dom0.
-        "-cpu".into(),
+    );
+    a.flag(
+        "-cpu",
         match mc.accel {
-            Accel::Tcg => "max,-rdtscp".into(),
+            // TCG's `max` is an AMD model with SVM+NPT, so Xen runs HVM with
+            // HAP; -rdtscp because TCG reports an RDTSCP intercept as RDTSC
+            // and Xen's length check then crashes dom0.
+            Accel::Tcg => "max,-rdtscp",
             // Under KVM (only chosen with nested virtualization, accel.rs)
-            // the host's own CPU model carries VMX/SVM through to Xen; the
-            // RDTSCP workaround above is TCG's.
-            Accel::Kvm => "host".into(),
+            // the host's own CPU model carries VMX/SVM through to Xen.
+            Accel::Kvm => "host",
         },
-        "-smp".into(),
-        mc.cpus.to_string(),
-        "-m".into(),
-        format!("{}M", mc.memory_mib),
-        // Guest RAM in a memfd, so QEMU's vfio-user client sends each DMA_MAP
-        // with that fd and the offset in it: the device's second, independent
-        // view of every translation (`RamLayout` turns the offset back into a
-        // guest-physical address). share=on is what makes QEMU pass the fd.
-        "-object".into(),
+    );
+    a.flag("-smp", mc.cpus.to_string());
+    a.flag("-m", format!("{}M", mc.memory_mib));
+    // Guest RAM in a memfd, so QEMU's vfio-user client sends each DMA_MAP
+    // with that fd and the offset in it: the device's second, independent
+    // view of every translation (`RamLayout` turns the offset back into a
+    // guest-physical address). share=on is what makes QEMU pass the fd.
+    a.flag(
+        "-object",
         format!("memory-backend-memfd,id=ram0,size={}M,share=on", mc.memory_mib),
-        "-machine".into(),
-        "memory-backend=ram0".into(),
-        "-display".into(),
-        "none".into(),
-        // No default CD-ROM: its ATAPI probe stalls dom0's boot for 15 s.
-        "-nodefaults".into(),
-        "-no-reboot".into(),
-        "-chardev".into(),
+    );
+    a.flag("-machine", "memory-backend=ram0");
+    a.flag("-display", "none");
+    // No default CD-ROM: its ATAPI probe stalls dom0's boot for 15 s.
+    a.switch("-nodefaults");
+    a.switch("-no-reboot");
+    a.flag(
+        "-chardev",
         format!("stdio,id=con,signal={}", if spec.shell { "on" } else { "off" }),
-        "-serial".into(),
-        "chardev:con".into(),
-        "-qmp".into(),
-        format!("unix:{},server=on,wait=off", paths.qmp.display()),
-        "-run-with".into(),
-        "exit-with-parent=on".into(),
-    ];
+    );
+    a.flag("-serial", "chardev:con");
+    a.flag("-qmp", format!("unix:{},server=on,wait=off", arg_path(&paths.qmp)));
+    a.flag("-run-with", "exit-with-parent=on");
+}
+
+/// The emulated IOMMU and its trace.
+fn iommu_args(a: &mut Args, mc: &MachineSpec, paths: &RunPaths) {
     match mc.iommu {
         // caching-mode / dma-remap: QEMU's vfio-user client needs map
         // notifications from the vIOMMU and refuses to start without them.
-        IommuKind::Intel => a.extend(["-device".into(), "intel-iommu,caching-mode=on".into()]),
-        IommuKind::Amd => a.extend(["-device".into(), "amd-iommu,dma-remap=on".into()]),
-        IommuKind::None => {}
+        IommuKind::Intel => a.flag("-device", "intel-iommu,caching-mode=on"),
+        IommuKind::Amd => a.flag("-device", "amd-iommu,dma-remap=on"),
+        IommuKind::None => return,
     }
-    if mc.iommu != IommuKind::None {
-        a.extend([
-            "-trace".into(),
-            format!(
-                "events={},file={}",
-                paths.trace_events.display(),
-                paths.trace_log.display()
-            ),
-        ]);
-    }
+    a.flag(
+        "-trace",
+        format!(
+            "events={},file={}",
+            arg_path(&paths.trace_events),
+            arg_path(&paths.trace_log)
+        ),
+    );
+}
+
+/// The recorders, the NIC and any extra devices.
+fn device_args(a: &mut Args, mc: &MachineSpec, paths: &RunPaths) {
     for sock in &paths.device_sockets {
-        a.extend([
-            "-device".into(),
-            serde_json::json!({"driver": "vfio-user-pci", "socket": {"type": "unix", "path": sock}}).to_string(),
-        ]);
+        let json = serde_json::json!({"driver": "vfio-user-pci", "socket": {"type": "unix", "path": sock}});
+        a.flag("-device", json.to_string());
     }
     if mc.net == NetDevice::E1000 {
         // restrict=on: no route out of the VM; slirp's own TFTP still answers.
-        a.extend([
-            "-netdev".into(),
-            format!("user,id=n0,restrict=on,tftp={}", paths.tftp.display()),
-            "-device".into(),
-            format!("e1000,netdev=n0,addr=0x{}", &E1000_BDF[3..5]),
-        ]);
+        a.flag(
+            "-netdev",
+            format!("user,id=n0,restrict=on,tftp={}", arg_path(&paths.tftp)),
+        );
+        a.flag("-device", format!("e1000,netdev=n0,addr=0x{}", &E1000_BDF[3..5]));
     }
     for d in &mc.extra_devices {
-        a.extend(["-device".into(), d.clone()]);
+        a.flag("-device", d.clone());
     }
+}
+
+/// What boots: Xen with dom0 as a multiboot module, or Linux alone.
+fn boot_args(a: &mut Args, m: &Manifest, spec: &RunSpec, paths: &RunPaths) {
     if spec.boot.no_xen {
-        a.extend([
-            "-kernel".into(),
-            m.kernel.display().to_string(),
-            "-append".into(),
-            linux_cmdline(spec),
-            "-initrd".into(),
-            paths.initrd.display().to_string(),
-        ]);
+        a.flag("-kernel", arg_path(&m.kernel));
+        a.flag("-append", linux_cmdline(spec));
+        a.flag("-initrd", arg_path(&paths.initrd));
     } else {
+        a.flag("-kernel", arg_path(&m.xen));
+        a.flag("-append", xen_cmdline(spec));
         // QEMU's multiboot loader takes modules as a comma-separated list,
         // each followed by its command line.
-        a.extend([
-            "-kernel".into(),
-            m.xen.display().to_string(),
-            "-append".into(),
-            xen_cmdline(spec),
-            "-initrd".into(),
-            format!(
-                "{} {},{}",
-                m.kernel.display(),
-                linux_cmdline(spec),
-                paths.initrd.display()
-            ),
-        ]);
+        let modules = format!(
+            "{} {},{}",
+            arg_path(&m.kernel),
+            linux_cmdline(spec),
+            arg_path(&paths.initrd)
+        );
+        a.flag("-initrd", modules);
     }
-    a
 }
 
 /// The trace events to enable for this run's IOMMU.
