@@ -18,3 +18,6 @@ pub const WORKLOAD_PATH: &str = "pvhdma/workload.json";
 pub const AGENT_PATH: &str = "/bin/pvhdma-agent";
 /// Where init expects the driver module.
 pub const DRIVER_PATH: &str = "/lib/modules/pvhdma.ko";
+/// The tracepoint the agent counts swiotlb bounces with, as it lists it in
+/// `Summary::tracepoints`: a bounce count is evidence only if it is there.
+pub const BOUNCE_TRACEPOINT: &str = "swiotlb/swiotlb_bounced";

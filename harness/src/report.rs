@@ -155,7 +155,10 @@ impl SummaryRow {
     pub fn from_verdict(v: &Verdict, wall: Option<Duration>) -> Self {
         Self {
             name: v.scenario.clone(),
-            result: v.outcome.word().into(),
+            result: match v.retried_after {
+                Some(_) => format!("{} (retried)", v.outcome.word()),
+                None => v.outcome.word().into(),
+            },
             passed: v.passed(),
             wall,
             failure_kind: v.failure_kind.map(|k| k.name().to_string()),

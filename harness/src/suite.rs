@@ -44,11 +44,12 @@ pub async fn run_file(m: &Manifest, path: &Path, opts: Options) -> anyhow::Resul
     spec.live_console = opts.live_console;
     spec.shell = opts.shell;
     let started = Instant::now();
-    let mut run = vm::run(m, &spec)
+    let (mut run, retried) = vm::run_retrying_triple_fault(m, &spec)
         .await
         .with_context(|| format!("Running {}", path.display()))?;
     crate::matrix::record(&run.outcome.artifacts, &cell_notes);
-    let verdict = verdict::evaluate(&scenario, &run.outcome);
+    let mut verdict = verdict::evaluate(&scenario, &run.outcome);
+    verdict.retried_after = retried.map(|e| e.to_string());
     report::write_run_report(&run.outcome.artifacts, &scenario, &run.outcome, &verdict)?;
     let row = SummaryRow::from_verdict(&verdict, Some(started.elapsed()));
     let artifacts = (!verdict.passed() || opts.keep).then(|| run.keep());

@@ -121,6 +121,8 @@ pub struct Verdict {
     pub failure_kind: Option<FailureKind>,
     /// The negative twin's named assertion and reason.
     pub expect_failure: Option<(String, String)>,
+    /// The end of a first try that was run again (only a TCG triple fault is).
+    pub retried_after: Option<String>,
     pub assertions: Vec<AssertionResult>,
 }
 
@@ -170,6 +172,9 @@ impl fmt::Display for Verdict {
                     write!(f, "{}: FAIL: {end}", self.scenario)?;
                 }
             }
+        }
+        if let Some(first) = &self.retried_after {
+            write!(f, "\n  (run twice: the first try ended {first})")?;
         }
         for a in self.failed_assertions() {
             let named = self
@@ -238,6 +243,7 @@ pub fn judge(scenario: &Scenario, outcome: &RunOutcome, assertions: Vec<Assertio
         run_end_detail,
         failure_kind,
         expect_failure,
+        retried_after: None,
         assertions,
     }
 }

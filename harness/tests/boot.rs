@@ -13,7 +13,7 @@ fn spec(name: &str, iommu: IommuKind) -> RunSpec {
 
 async fn boot(name: &str, iommu: IommuKind) -> anyhow::Result<vm::Run> {
     let m = Manifest::load_default()?;
-    vm::run(&m, &spec(name, iommu)).await
+    Ok(vm::run_retrying_triple_fault(&m, &spec(name, iommu)).await?.0)
 }
 
 fn assert_pvh_with_iommu(run: &mut vm::Run) {

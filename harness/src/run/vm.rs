@@ -71,6 +71,31 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
+/// Under TCG a dom0 vCPU now and then triple-faults inside Xen's text, a
+/// fault of the emulation, not of what the run tests. That one end, and no
+/// other, is worth a second try; the first try's end is returned with the
+/// run so the verdict can say it happened.
+pub fn is_tcg_triple_fault(end: &RunEnd) -> bool {
+    end.kind == EndKind::Dom0Crash && end.detail.contains("Triple fault")
+}
+
+/// [`run`], once more if the first try ended in [`is_tcg_triple_fault`].
+/// The first try's artifacts are kept; its end comes back as `Some`.
+pub async fn run_retrying_triple_fault(m: &Manifest, spec: &RunSpec) -> anyhow::Result<(Run, Option<RunEnd>)> {
+    let mut first = run(m, spec).await?;
+    if !is_tcg_triple_fault(&first.outcome.end) {
+        return Ok((first, None));
+    }
+    let kept = first.keep();
+    let end = first.outcome.end.clone();
+    eprintln!(
+        "{}: {end}; trying once more (first try kept in {})",
+        spec.name,
+        kept.display()
+    );
+    Ok((run(m, spec).await?, Some(end)))
+}
+
 /// Boot, run the workload, and collect everything.
 pub async fn run(m: &Manifest, spec: &RunSpec) -> anyhow::Result<Run> {
     let root = artifacts_root();
@@ -389,5 +414,26 @@ fn tail(path: &Path) -> String {
         format!("{} is empty", path.display())
     } else {
         format!("stderr: {}", lines.into_iter().rev().collect::<Vec<_>>().join(" | "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_triple_fault_is_retried() {
+        assert!(is_tcg_triple_fault(&RunEnd::new(
+            EndKind::Dom0Crash,
+            "d0v1 Triple fault - invoking HVM shutdown action 1"
+        )));
+        for end in [
+            RunEnd::new(EndKind::Dom0Crash, "Hardware Dom0 crashed: rebooting machine"),
+            RunEnd::new(EndKind::XenPanic, "Triple fault"),
+            RunEnd::new(EndKind::ConsoleLost, ""),
+            RunEnd::finished(),
+        ] {
+            assert!(!is_tcg_triple_fault(&end), "{end}");
+        }
     }
 }

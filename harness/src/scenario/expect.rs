@@ -18,7 +18,7 @@ use std::fmt;
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
-    /// How the run must end. Default `ok` (the agent finished).
+    /// How the run must end. Default `finished` (the agent finished).
     #[serde(default)]
     pub boot: BootExpect,
     /// Bus addresses the device was programmed with (every record).
@@ -38,6 +38,11 @@ pub struct Expect {
     pub device_addrs_in_swiotlb: Option<bool>,
     /// Results whose mapping the DMA API refused.
     pub mapping_errors: Option<Count>,
+    /// dom0's kernel warnings (WARNING:, BUG:, DMA-API complaints). Judged in
+    /// every run that finishes: none may appear unless an `allow` pattern
+    /// matches it.
+    #[serde(default)]
+    pub kernel_warnings: WarningsExpect,
     /// Recorder devices the dom0 driver bound. It matches only vendor 0x5056,
     /// device 0xd3a0, so this is "dom0 saw the device with its IDs".
     pub devices_bound: Option<Count>,
@@ -286,6 +291,14 @@ pub struct LogExpect {
     pub lacks: Vec<Pattern>,
 }
 
+/// Which kernel warnings a scenario accepts, each by a regular expression.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarningsExpect {
+    #[serde(default)]
+    pub allow: Vec<Pattern>,
+}
+
 /// Expectations on every result of one op.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -348,6 +361,8 @@ pub enum Check<'a> {
     TraceIovaBelow(&'a str, u64),
     TraceSomeTargetAtOrAbove(&'a str, u64),
     LogContains(&'a [Pattern]),
+    /// dom0 printed no kernel warning that the allow-list does not name.
+    KernelWarnings(&'a [Pattern]),
     LogLacks(&'a [Pattern]),
     Op(&'a str, OpCheck),
 }
@@ -402,6 +417,7 @@ impl Check<'_> {
             Check::TraceIovaBelow(..) => "trace.iova_below".into(),
             Check::TraceSomeTargetAtOrAbove(..) => "trace.some_target_at_or_above".into(),
             Check::LogContains(_) => "log.contains".into(),
+            Check::KernelWarnings(_) => "kernel_warnings".into(),
             Check::LogLacks(_) => "log.lacks".into(),
             Check::Op(name, c) => format!("ops.{name}.{}", c.field()),
         }
@@ -448,6 +464,10 @@ impl Expect {
         }
         if let Some(c) = self.devices_bound {
             v.push(Check::DevicesBound(c));
+        }
+        // Only a run that reached dom0 userspace and finished has warnings to read.
+        if self.boot.outcome() == EndKind::Finished {
+            v.push(Check::KernelWarnings(&self.kernel_warnings.allow));
         }
         if let Some(t) = &self.trace {
             let dev = t.device.as_str();

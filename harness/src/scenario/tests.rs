@@ -96,7 +96,7 @@ fn defaults_are_the_harness_defaults() {
     assert_eq!(spec.boot_timeout, Duration::from_secs(120));
     assert_eq!(spec.run_timeout, Duration::from_secs(120));
     assert!(spec.workload.is_none(), "no ops: boot only");
-    assert_eq!(s.expect.assertion_ids(), vec!["boot"]);
+    assert_eq!(s.expect.assertion_ids(), vec!["boot", "kernel_warnings"]);
 }
 
 #[test]
@@ -230,6 +230,7 @@ fn assertion_ids_are_stable() {
             "bounces",
             "device_addrs_in_swiotlb",
             "mapping_errors",
+            "kernel_warnings",
             "log.contains",
             "log.lacks",
             "ops.hs.map_error",

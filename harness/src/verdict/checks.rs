@@ -5,6 +5,7 @@ use super::join::{of_outcome, Access};
 use super::{hex, AssertionResult, Status};
 use crate::outcome::{RunOutcome, TraceEntry};
 use crate::scenario::{parse_bdf, BootExpect, Check, Count, Expect, OpCheck, Pattern};
+use pvhdma_contract::markers::BOUNCE_TRACEPOINT as BOUNCE_EVENT;
 use pvhdma_contract::record::{AccessKind, AccessOutcome};
 use pvhdma_contract::wire::{OpKind, OpResult, Range};
 
@@ -51,7 +52,21 @@ pub fn evaluate_all(expect: &Expect, out: &RunOutcome) -> Vec<AssertionResult> {
         });
     }
     results.extend(refused_ops(&out.results));
+    results.extend(stray_records(&ctx.acc));
     results
+}
+
+/// Device records that no result of the agent explains (a tag no op had):
+/// per-op checks would drop them silently, so they fail on their own.
+fn stray_records(acc: &[Access<'_>]) -> Option<AssertionResult> {
+    let stray: Vec<&Access<'_>> = acc.iter().filter(|a| a.op.is_none()).collect();
+    let first = stray.first()?;
+    Some(AssertionResult {
+        id: "records_explained".into(),
+        status: Status::Fail,
+        expected: "every device record to belong to an op the agent ran".into(),
+        detail: format!("{} records match no result, first: {}", stray.len(), first.describe()),
+    })
 }
 
 /// One failed `ops.NAME.accepted` per op that dom0 would not run, in dom0's
@@ -159,6 +174,7 @@ impl<'a> Ctx<'a> {
             }
             Check::LogContains(ps) => self.log_contains(ps),
             Check::LogLacks(ps) => self.log_lacks(ps),
+            Check::KernelWarnings(allow) => self.kernel_warnings(allow),
             Check::Op(name, c) => self.op(name, *c),
         }
     }
@@ -203,6 +219,7 @@ impl<'a> Ctx<'a> {
             .filter(|a| a.record.bus_addr.saturating_add(a.record.len.max(1) - 1) >= lim)
             .collect();
         match bad.first() {
+            None if acc.is_empty() => (false, expected, "no device record to judge".into()),
             None => (true, expected, format!("{} records checked", acc.len())),
             Some(a) => {
                 let more = if bad.len() > 1 {
@@ -250,6 +267,11 @@ impl<'a> Ctx<'a> {
         let expected = format!("every known translation < {}", hex(lim));
         let known: Vec<(&Access<'_>, u64)> = self.acc.iter().filter_map(|a| a.translated().map(|t| (a, t))).collect();
         match known.iter().find(|(_, t)| *t >= lim) {
+            None if known.is_empty() => (
+                false,
+                expected,
+                "no access has a known translation (nothing to judge)".into(),
+            ),
             None => (true, expected, format!("{} translations checked", known.len())),
             Some((a, t)) => (
                 false,
@@ -369,6 +391,15 @@ impl<'a> Ctx<'a> {
                 format!("{c} swiotlb bounces"),
                 "the agent printed no PVHDMA-SUMMARY".into(),
             ),
+            // A count of 0 from a tracer that never ran is no evidence.
+            Some(s) if !s.tracepoints.iter().any(|t| t == BOUNCE_EVENT) => (
+                false,
+                format!("{c} swiotlb bounces"),
+                format!(
+                    "not measured: {BOUNCE_EVENT} was not enabled (enabled: {:?})",
+                    s.tracepoints
+                ),
+            ),
             Some(s) => {
                 let flagged = self.out.results.iter().filter(|r| r.bounced).count();
                 count_judged(
@@ -378,6 +409,30 @@ impl<'a> Ctx<'a> {
                     format!("{flagged} results flagged bounced"),
                 )
             }
+        }
+    }
+
+    fn kernel_warnings(&self, allow: &[Pattern]) -> Judged {
+        let expected = if allow.is_empty() {
+            "no kernel warnings in dom0".to_string()
+        } else {
+            format!("no kernel warnings in dom0 but those matching {}", join(allow))
+        };
+        let Some(s) = &self.out.summary else {
+            return (false, expected, "the agent printed no PVHDMA-SUMMARY".into());
+        };
+        let unallowed: Vec<&String> = s
+            .kernel_warnings
+            .iter()
+            .filter(|w| !allow.iter().any(|p| p.is_match(w)))
+            .collect();
+        match unallowed.first() {
+            None => (
+                true,
+                expected,
+                format!("{} warnings, all allowed", s.kernel_warnings.len()),
+            ),
+            Some(w) => (false, expected, format!("{} unallowed, first: {w}", unallowed.len())),
         }
     }
 

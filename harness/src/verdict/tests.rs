@@ -5,6 +5,7 @@ use super::*;
 use crate::machine::RamLayout;
 use crate::outcome::{EndKind, RunEnd, RunOutcome, Timings, TraceEntry};
 use crate::scenario::parse_str;
+use pvhdma_contract::markers::BOUNCE_TRACEPOINT;
 use pvhdma_contract::record::{AccessOutcome, DmaRecord, Translation};
 use pvhdma_contract::wire::{OpKind, OpResult, Range, Summary};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ fn outcome(end: RunEnd, results: Vec<OpResult>, records: Vec<DmaRecord>, trace: 
         results,
         summary: Some(Summary {
             ops: 1,
+            tracepoints: vec![BOUNCE_TRACEPOINT.into(), "dma".into()],
             ..Summary::default()
         }),
         device_records: vec![records],
@@ -655,4 +657,68 @@ fn boot_message_is_matched_in_the_ends_own_text_not_the_console() {
     o.end = RunEnd::new(EndKind::XenPanic, "Timer is not yet enabled");
     let why = fails("  boot: {outcome: xen_panic, message: \"(?i)iommu\"}\n", &o, "boot");
     assert!(why.contains("the end's own text does not match"), "{why}");
+}
+
+#[test]
+fn zero_bounces_need_a_tracer_that_ran() {
+    passes("  bounces: 0\n", &good_run(), "bounces");
+    let mut o = good_run();
+    o.summary.as_mut().unwrap().tracepoints = vec!["dma".into()];
+    let why = fails("  bounces: 0\n", &o, "bounces");
+    assert!(why.contains("not measured"), "{why}");
+    o.summary.as_mut().unwrap().tracepoints.clear();
+    fails("  bounces: 0\n", &o, "bounces");
+}
+
+#[test]
+fn no_vacuous_truths_over_empty_evidence() {
+    let mut o = good_run();
+    o.iommu_trace.clear();
+    o.ram_layout = None;
+    let why = fails(
+        "  translated_addrs: {all_below: 4G}\n",
+        &o,
+        "translated_addrs.all_below",
+    );
+    assert!(why.contains("nothing to judge"), "{why}");
+    let mut o = good_run();
+    o.device_records = vec![vec![]];
+    let why = fails("  device_addrs: {below: 4G}\n", &o, "device_addrs.below");
+    assert!(why.contains("no device record"), "{why}");
+    let why = fails(
+        "  ops: {hs: {device_addrs_below: 4G}}\n",
+        &o,
+        "ops.hs.device_addrs_below",
+    );
+    assert!(why.contains("no device record"), "{why}");
+}
+
+#[test]
+fn a_record_no_result_explains_fails_on_its_own() {
+    let mut o = good_run();
+    passes("  data_intact: true\n", &o, "data_intact");
+    assert!(evaluate(&scenario("  data_intact: true\n"), &o).passed());
+    o.device_records[0].push(record(3, 99, 0x30_0000));
+    let v = evaluate(&scenario("  data_intact: true\n"), &o);
+    let a = v
+        .assertions
+        .iter()
+        .find(|a| a.id == "records_explained")
+        .expect("judged");
+    assert_eq!(a.status, Status::Fail);
+    assert!(a.detail.contains("tag 99"), "{a}");
+}
+
+#[test]
+fn kernel_warnings_fail_unless_allowed() {
+    passes("  data_intact: true\n", &good_run(), "kernel_warnings");
+    let mut o = good_run();
+    o.summary.as_mut().unwrap().kernel_warnings = vec!["WARNING: CPU: 0 PID: 85 at kernel/dma/direct.h:105".into()];
+    let why = fails("  data_intact: true\n", &o, "kernel_warnings");
+    assert!(why.contains("1 unallowed"), "{why}");
+    passes("  kernel_warnings: {allow: ['dma/direct']}\n", &o, "kernel_warnings");
+    // A run that is meant to end otherwise has no dom0 warnings to read.
+    o.end = RunEnd::new(EndKind::XenPanic, "x");
+    let v = evaluate(&scenario("  boot: xen_panic\n"), &o);
+    assert!(v.assertions.iter().all(|a| a.id != "kernel_warnings"));
 }

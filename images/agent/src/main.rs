@@ -91,8 +91,14 @@ fn run(o: &Opts) -> Result<(), String> {
             };
             index += 1;
             if op.kind == OpKind::NetTftp {
-                let result = net::run(slot, op);
+                // The NIC's DMA goes through the same DMA API: count its bounces too.
+                if let Some(t) = &tracer {
+                    t.clear();
+                }
+                let mut result = net::run(slot, op);
+                result.bounces = tracer.as_ref().map_or(0, Tracer::take_bounces);
                 summary.ops += 1;
+                summary.bounces += result.bounces;
                 if report::is_failure(&result) {
                     summary.failed += 1;
                 }

@@ -3,11 +3,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use pvhdma_contract::markers::BOUNCE_TRACEPOINT;
+
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// Event groups worth having: the first decides `bounces`; dma/* (Linux 6.12+)
 /// shows every map/unmap in the trace buffer for whoever reads it later.
-const EVENTS: &[&str] = &["swiotlb/swiotlb_bounced", "dma"];
+const EVENTS: &[&str] = &[BOUNCE_TRACEPOINT, "dma"];
 
 pub struct Tracer {
     root: PathBuf,
