@@ -7,6 +7,7 @@
 //! (the per-run workload archive), `scenario`, `verdict`, `report`.
 
 pub mod accel;
+pub mod browser;
 pub mod console;
 pub mod images;
 pub mod initrd;
@@ -18,6 +19,7 @@ pub mod process;
 pub mod qemu;
 pub mod qmp;
 pub mod report;
+pub mod results;
 pub mod scenario;
 pub mod suite;
 pub mod trace;

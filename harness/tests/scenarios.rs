@@ -15,7 +15,11 @@ fn run_one(path: PathBuf) -> Result<(), Failed> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = rt.block_on(async {
         let m = Manifest::load_default()?;
-        suite::run_file(&m, &path, suite::Options::default()).await
+        let opts = suite::Options {
+            keep: suite::keep_from_env(),
+            ..Default::default()
+        };
+        suite::run_file(&m, &path, opts).await
     });
     match result {
         Ok(f) if f.verdict.passed() => Ok(()),
@@ -25,6 +29,7 @@ fn run_one(path: PathBuf) -> Result<(), Failed> {
         }
         Err(e) => {
             let _ = suite::record_row(&SummaryRow::error(&name, None, &format!("{e:#}")));
+            let _ = pvhdma_harness::results::record_error(&name, &format!("{e:#}"));
             Err(format!("{e:#}").into())
         }
     }
