@@ -3,12 +3,12 @@
 use crate::machine::RamLayout;
 use pvhdma_agent::wire::{OpResult, Summary};
 use pvhdma_device::record::DmaRecord;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// How a run ended. Every way but `Finished` is a named failure kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum RunEnd {
     /// The agent printed its done marker (or, with no workload, dom0 booted).
@@ -29,7 +29,7 @@ pub enum RunEnd {
 }
 
 /// One translation seen in QEMU's IOMMU trace (an IOTLB miss).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceEntry {
     /// PCI bus:dev.fn as QEMU prints it.
     pub device: String,
@@ -42,7 +42,7 @@ pub struct TraceEntry {
 }
 
 /// Wall-clock milestones of a run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timings {
     pub to_qemu_started: Option<Duration>,
     pub to_xen_banner: Option<Duration>,
@@ -73,8 +73,9 @@ impl RunEnd {
     }
 }
 
-/// Everything a verdict is judged on.
-#[derive(Debug, Clone, Serialize)]
+/// Everything a verdict is judged on (`outcome.json`; read back by the
+/// report tests from a recorded run).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunOutcome {
     pub end: RunEnd,
     pub console: String,

@@ -227,7 +227,18 @@ impl SuiteResults {
 /// Copy a judged run's small files into `<report_dir>/<scenario>/` and
 /// record its entry. Called for every judged scenario, passing or not.
 pub fn record_judged(run_dir: &Path, v: &Verdict, wall: Option<Duration>, kept: Option<&Path>) -> anyhow::Result<()> {
-    let dst = report_dir().join(&v.scenario);
+    record_judged_in(&report_dir(), run_dir, v, wall, kept)
+}
+
+/// [`record_judged`] into the report directory `root`.
+pub fn record_judged_in(
+    root: &Path,
+    run_dir: &Path,
+    v: &Verdict,
+    wall: Option<Duration>,
+    kept: Option<&Path>,
+) -> anyhow::Result<()> {
+    let dst = root.join(&v.scenario);
     std::fs::create_dir_all(&dst).with_context(|| format!("Cannot create {}", dst.display()))?;
     for f in ["report.html", "verdict.json", "plot.svg"] {
         std::fs::copy(run_dir.join(f), dst.join(f))
