@@ -196,9 +196,13 @@ impl Browser {
             events: Vec::new(),
             profile,
         };
-        b.call(None, "Browser.getVersion", json!({}))
-            .await
-            .with_context(|| format!("Chromium ({}) did not answer on its pipe; {}", bin.display(), b.stderr_tail()))?;
+        b.call(None, "Browser.getVersion", json!({})).await.with_context(|| {
+            format!(
+                "Chromium ({}) did not answer on its pipe; {}",
+                bin.display(),
+                b.stderr_tail()
+            )
+        })?;
         Ok(b)
     }
 
@@ -316,7 +320,8 @@ impl Browser {
         let (target, session) = self.open_tab().await?;
         if let Err(e) = self.load(&session, &url).await? {
             rep.problems.push(format!("{} did not load: {e}", page.display()));
-            self.call(None, "Target.closeTarget", json!({"targetId": target})).await?;
+            self.call(None, "Target.closeTarget", json!({"targetId": target}))
+                .await?;
             return Ok(rep);
         }
         let probe = self
@@ -326,7 +331,11 @@ impl Browser {
                 json!({"expression": PROBE, "returnByValue": true}),
             )
             .await?;
-        let found: Value = serde_json::from_str(probe["result"]["value"].as_str().context("the probe returned nothing")?)?;
+        let found: Value = serde_json::from_str(
+            probe["result"]["value"]
+                .as_str()
+                .context("the probe returned nothing")?,
+        )?;
 
         for s in found["svgs"].as_array().into_iter().flatten() {
             rep.svgs += 1;
@@ -343,7 +352,12 @@ impl Browser {
             rep.problems.push("no SVG plot on the page".into());
         }
 
-        let ids: Vec<&str> = found["ids"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let ids: Vec<&str> = found["ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         for l in found["links"].as_array().into_iter().flatten() {
             let (raw, abs) = (l["raw"].as_str().unwrap_or(""), l["url"].as_str().unwrap_or(""));
             if let Some(frag) = raw.strip_prefix('#') {
@@ -356,8 +370,9 @@ impl Browser {
                     rep.links.push(target);
                 }
             } else {
-                rep.problems
-                    .push(format!("link `{raw}` leaves the report ({abs}): pages must be self-contained"));
+                rep.problems.push(format!(
+                    "link `{raw}` leaves the report ({abs}): pages must be self-contained"
+                ));
             }
         }
 
@@ -383,7 +398,8 @@ impl Browser {
             mine
         };
         rep.problems.extend(mine.iter().filter_map(event_problem));
-        self.call(None, "Target.closeTarget", json!({"targetId": target})).await?;
+        self.call(None, "Target.closeTarget", json!({"targetId": target}))
+            .await?;
 
         // Each file link must load (a dead link is the browser's
         // ERR_FILE_NOT_FOUND); one tab for all of them.
@@ -450,7 +466,10 @@ pub fn event_problem(e: &Value) -> Option<String> {
         }
         "Runtime.exceptionThrown" => {
             let d = &p["exceptionDetails"];
-            let text = d["exception"]["description"].as_str().or(d["text"].as_str()).unwrap_or("?");
+            let text = d["exception"]["description"]
+                .as_str()
+                .or(d["text"].as_str())
+                .unwrap_or("?");
             Some(format!("uncaught exception: {text}"))
         }
         "Log.entryAdded" if p["entry"]["level"] == "error" => Some(format!(
@@ -490,13 +509,20 @@ mod tests {
             r#"{"scenario":"a","outcome":"expected_failure"}"#,
         )
         .unwrap();
-        assert_eq!(verdict_problem(d.path(), "a", "a/verdict.json", " expected-failure\n"), None);
+        assert_eq!(
+            verdict_problem(d.path(), "a", "a/verdict.json", " expected-failure\n"),
+            None
+        );
         let p = verdict_problem(d.path(), "a", "a/verdict.json", "pass").unwrap();
         assert!(p.contains("shows `pass`") && p.contains("`expected-failure`"), "{p}");
         let p = verdict_problem(d.path(), "b", "a/verdict.json", "expected-failure").unwrap();
         assert!(p.contains("verdict of `a`"), "{p}");
-        assert!(verdict_problem(d.path(), "a", "", "pass").unwrap().contains("names no verdict.json"));
-        assert!(verdict_problem(d.path(), "a", "nope.json", "pass").unwrap().contains("cannot read"));
+        assert!(verdict_problem(d.path(), "a", "", "pass")
+            .unwrap()
+            .contains("names no verdict.json"));
+        assert!(verdict_problem(d.path(), "a", "nope.json", "pass")
+            .unwrap()
+            .contains("cannot read"));
     }
 
     #[test]
@@ -524,7 +550,10 @@ mod tests {
         ))
         .is_some());
         assert_eq!(
-            event_problem(&e("Network.requestWillBeSent", json!({"request": {"url": "file:///x"}}))),
+            event_problem(&e(
+                "Network.requestWillBeSent",
+                json!({"request": {"url": "file:///x"}})
+            )),
             None
         );
         assert!(event_problem(&e("Log.entryAdded", json!({"entry": {"level": "error", "text": "t"}}))).is_some());

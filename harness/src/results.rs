@@ -165,7 +165,11 @@ pub fn first_failure(v: &Verdict) -> Option<String> {
     if v.passed() {
         return None;
     }
-    let named = |id: &str| v.expect_failure.as_ref().is_some_and(|(n, _)| crate::scenario::id_matches(n, id));
+    let named = |id: &str| {
+        v.expect_failure
+            .as_ref()
+            .is_some_and(|(n, _)| crate::scenario::id_matches(n, id))
+    };
     v.failed_assertions()
         .find(|a| !named(&a.id))
         .map(|a| a.to_string())

@@ -63,12 +63,7 @@ pub async fn run_file(m: &Manifest, path: &Path, opts: Options) -> anyhow::Resul
     let artifacts = (!verdict.passed() || opts.keep).then(|| run.keep());
     if !opts.shell {
         record_row(&row)?;
-        crate::results::record_judged(
-            &run.outcome.artifacts,
-            &verdict,
-            row.wall,
-            artifacts.as_deref(),
-        )?;
+        crate::results::record_judged(&run.outcome.artifacts, &verdict, row.wall, artifacts.as_deref())?;
     }
     Ok(Finished {
         row,

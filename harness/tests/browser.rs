@@ -96,16 +96,15 @@ fn suite_dir(root: &Path, cell: &str) -> PathBuf {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn first_report(dir: &Path) -> PathBuf {
     let r = SuiteResults::load(dir).unwrap();
-    let row = r
-        .scenarios
-        .iter()
-        .find(|s| s.report.is_some())
-        .expect("a recorded run");
+    let row = r.scenarios.iter().find(|s| s.report.is_some()).expect("a recorded run");
     dir.join(row.report.as_ref().unwrap())
 }
 
@@ -199,10 +198,24 @@ fn broken_pages_fail_the_check() {
     }
     // A plot drawn at zero size.
     broken(&rt, &mut b, &report, "width=\"860\"", "width=\"0\"", "renders at 0x");
-    broken(&rt, &mut b, &index, ".thumb svg{width:300px", ".thumb svg{width:0", "renders at 0x");
+    broken(
+        &rt,
+        &mut b,
+        &index,
+        ".thumb svg{width:300px",
+        ".thumb svg{width:0",
+        "renders at 0x",
+    );
     // A link to a report that is not there.
     let link = format!("href=\"{}\"", ran.report.as_ref().unwrap());
-    broken(&rt, &mut b, &index, &link, "href=\"nowhere/report.html\"", "does not resolve");
+    broken(
+        &rt,
+        &mut b,
+        &index,
+        &link,
+        "href=\"nowhere/report.html\"",
+        "does not resolve",
+    );
     broken(&rt, &mut b, &index, &link, "href=\"#no-such-id\"", "names no element");
     // A verdict that is not the one in verdict.json.
     let tag = format!("data-verdict-json=\"{}\">{word}<", ran.verdict_json.as_ref().unwrap());

@@ -9,8 +9,8 @@ use crate::images;
 use pvhdma_harness::images::{workspace_root, Manifest};
 use pvhdma_harness::report::matrix_page;
 use pvhdma_harness::results::{
-    self, assemble_rows, human_secs, read_entries, CatalogItem, CellInfo, ScenarioResult, SuiteResults,
-    SuiteStatus, FORMAT, RESULTS_JSON,
+    self, assemble_rows, human_secs, read_entries, CatalogItem, CellInfo, ScenarioResult, SuiteResults, SuiteStatus,
+    FORMAT, RESULTS_JSON,
 };
 use pvhdma_harness::{accel, matrix, scenario};
 use serde::{Deserialize, Serialize};
@@ -108,8 +108,7 @@ pub fn catalog(cell: &matrix::Cell) -> anyhow::Result<Vec<CatalogItem>> {
 pub fn reset() -> anyhow::Result<()> {
     let dir = results::report_dir();
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| anyhow::anyhow!("Cannot clear {}: {e}", dir.display()))?;
+        std::fs::remove_dir_all(&dir).map_err(|e| anyhow::anyhow!("Cannot clear {}: {e}", dir.display()))?;
     }
     Ok(())
 }
@@ -259,7 +258,9 @@ pub fn parallelism(extra: &[String]) -> usize {
         let v = if a == "-j" || a == "--test-threads" {
             it.next().cloned()
         } else {
-            a.strip_prefix("--test-threads=").or_else(|| a.strip_prefix("-j")).map(String::from)
+            a.strip_prefix("--test-threads=")
+                .or_else(|| a.strip_prefix("-j"))
+                .map(String::from)
         };
         if let Some(n) = v.and_then(|v| v.parse::<usize>().ok()) {
             return n.clamp(1, 2);
@@ -332,7 +333,12 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(out)?;
     for (i, d) in dirs.iter().enumerate() {
         let r = SuiteResults::load(d)?;
-        let name = format!("{i:02}-{}", r.cell.id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-', "_"));
+        let name = format!(
+            "{i:02}-{}",
+            r.cell
+                .id
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-', "_")
+        );
         let dst = out.join(&name);
         if dst.exists() {
             std::fs::remove_dir_all(&dst)?;

@@ -31,7 +31,7 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Square {
     /// A run (or an error), with the prefix of the directory holding its files.
-    Result(ScenarioResult, String),
+    Result(Box<ScenarioResult>, String),
     BuildFailed(String),
     NotInCell(String),
     NotRun(String),
@@ -81,7 +81,7 @@ pub fn merge(sources: &[Source]) -> Vec<Column> {
                 .into_iter()
                 .map(|(name, (r, s))| {
                     let sq = match (r.status, &build_error) {
-                        (RunStatus::Ran | RunStatus::Error, _) => Square::Result(r.clone(), s.prefix.clone()),
+                        (RunStatus::Ran | RunStatus::Error, _) => Square::Result(Box::new(r.clone()), s.prefix.clone()),
                         (RunStatus::Skipped, _) => Square::NotInCell(r.why.clone().unwrap_or_default()),
                         (RunStatus::NotRun, Some(e)) => Square::BuildFailed(e.clone()),
                         (RunStatus::NotRun, None) => Square::NotRun(r.why.clone().unwrap_or_default()),
@@ -199,7 +199,9 @@ pub fn render(columns: &[Column]) -> String {
         for c in columns {
             h.push_str(&match c.squares.get(s) {
                 Some(sq) => square_html(sq),
-                None => "<td class=\"idle\" title=\"this cell's results do not list the scenario\">not listed</td>".into(),
+                None => {
+                    "<td class=\"idle\" title=\"this cell's results do not list the scenario\">not listed</td>".into()
+                }
             });
         }
         h.push_str("</tr>");
@@ -273,7 +275,11 @@ mod tests {
                     "x-intel",
                     "2026-01-01",
                     SuiteStatus::Ran,
-                    vec![ran("a", "pass", true, None), nr("b"), ScenarioResult::skipped("c", "amd only")],
+                    vec![
+                        ran("a", "pass", true, None),
+                        nr("b"),
+                        ScenarioResult::skipped("c", "amd only"),
+                    ],
                 ),
             },
             Source {
@@ -282,7 +288,11 @@ mod tests {
                     "x-intel",
                     "2026-01-01",
                     SuiteStatus::Ran,
-                    vec![nr("a"), ran("b", "fail", false, Some("dom0_halted")), ScenarioResult::skipped("c", "amd only")],
+                    vec![
+                        nr("a"),
+                        ran("b", "fail", false, Some("dom0_halted")),
+                        ScenarioResult::skipped("c", "amd only"),
+                    ],
                 ),
             },
             Source {
@@ -298,9 +308,14 @@ mod tests {
         let cols = merge(&sources);
         assert_eq!(cols.len(), 2);
         let words = |c: &Column| c.squares.values().map(square_word).collect::<Vec<_>>();
-        assert_eq!(words(&cols[0]), ["pass", "boot failed (dom0_halted)", "not in this cell"]);
+        assert_eq!(
+            words(&cols[0]),
+            ["pass", "boot failed (dom0_halted)", "not in this cell"]
+        );
         assert_eq!(words(&cols[1]), ["build failed", "build failed", "not in this cell"]);
-        let Square::Result(_, prefix) = &cols[0].squares["b"] else { panic!() };
+        let Square::Result(_, prefix) = &cols[0].squares["b"] else {
+            panic!()
+        };
         assert_eq!(prefix, "1/", "the square links into the partition that ran it");
         let html = render(&cols);
         assert!(html.contains("href=\"1/b/report.html\""), "{html}");
