@@ -228,6 +228,25 @@ impl SuiteResults {
     }
 }
 
+/// The file scenario tests append their start and end to, for xtask's
+/// progress lines: `start <scenario>` / `end <scenario> <result> <secs>`.
+pub const PROGRESS_LOG: &str = "progress.log";
+
+/// Append one progress line (best effort: progress is not a result).
+pub fn progress(line: &str) {
+    use std::io::Write;
+    let dir = report_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(PROGRESS_LOG))
+    {
+        // One write per line: appends of a short line do not interleave.
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
+}
+
 /// Copy a judged run's small files into `<report_dir>/<scenario>/` and
 /// record its entry. Called for every judged scenario, passing or not.
 pub fn record_judged(run_dir: &Path, v: &Verdict, wall: Option<Duration>, kept: Option<&Path>) -> anyhow::Result<()> {

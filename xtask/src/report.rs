@@ -50,7 +50,17 @@ pub fn cell_id(recipe: &str, iommu: Option<&str>) -> String {
 }
 
 impl Suite {
-    pub fn start(img: &images::Options, flags: &CellFlags, cell: Option<&matrix::Cell>) -> Self {
+    /// The image set's versions, once it is built (the recipe's labels until then).
+    pub fn versions_from(&mut self, cell: &matrix::Cell) {
+        if let Some(x) = &cell.xen {
+            self.cell.xen = Some(x.clone());
+        }
+        if let Some(k) = &cell.kernel {
+            self.cell.kernel = Some(k.clone());
+        }
+    }
+
+    pub fn start(img: &images::Options, flags: &CellFlags) -> Self {
         let (recipe, xen_label, kernel_label) = recipe_labels(img);
         let iommu = flags
             .iommu
@@ -59,8 +69,8 @@ impl Suite {
         Self {
             cell: CellInfo {
                 id: cell_id(&recipe, iommu.as_deref()),
-                xen: cell.and_then(|c| c.xen.clone()).or(xen_label),
-                kernel: cell.and_then(|c| c.kernel.clone()).or(kernel_label),
+                xen: xen_label,
+                kernel: kernel_label,
                 iommu: iommu.unwrap_or_else(|| "as each scenario states".into()),
                 accel: accel::decide().to_string(),
             },
@@ -238,7 +248,7 @@ pub fn selected(extra: &[String], env: &[(&str, String)], cell: &matrix::Cell) -
         }
         Some(names)
     };
-    if let Some(n) = list(extra) {
+    if let Some(n) = list(&list_args(extra)) {
         return (n, true);
     }
     let guess = catalog(cell)
@@ -248,6 +258,42 @@ pub fn selected(extra: &[String], env: &[(&str, String)], cell: &matrix::Cell) -
         .map(|c| c.scenario)
         .collect();
     (guess, false)
+}
+
+/// The arguments of `nextest run` that choose tests, as `nextest list`
+/// takes them: names, filter expressions, partitions, ignored-ness. The
+/// rest (threads, retries, output) is for running and is dropped.
+pub fn list_args(extra: &[String]) -> Vec<String> {
+    const CHOOSE_WITH_VALUE: [&str; 5] = ["-E", "--filterset", "--filter-expr", "--partition", "--run-ignored"];
+    const RUN_WITH_VALUE: [&str; 9] = [
+        "-j",
+        "--test-threads",
+        "--retries",
+        "--profile",
+        "--status-level",
+        "--final-status-level",
+        "--show-progress",
+        "--max-fail",
+        "--message-format",
+    ];
+    let mut out = Vec::new();
+    let mut it = extra.iter();
+    while let Some(a) = it.next() {
+        let flag = a.split('=').next().unwrap_or(a);
+        if CHOOSE_WITH_VALUE.contains(&flag) {
+            out.push(a.clone());
+            if !a.contains('=') {
+                out.extend(it.next().cloned());
+            }
+        } else if RUN_WITH_VALUE.contains(&flag) {
+            if !a.contains('=') {
+                it.next();
+            }
+        } else if !a.starts_with('-') || matches!(a.as_str(), "--ignored" | "--include-ignored" | "--exact") {
+            out.push(a.clone());
+        }
+    }
+    out
 }
 
 /// VMs side by side: nextest's `-j N` / `--test-threads N` if given, else the
@@ -270,8 +316,8 @@ pub fn parallelism(extra: &[String]) -> usize {
 }
 
 /// Print, before nextest starts, how many scenarios will run and how long
-/// that took last time.
-pub fn announce(extra: &[String], env: &[(&str, String)], cell: &matrix::Cell) {
+/// that took last time; returns how many.
+pub fn announce(extra: &[String], env: &[(&str, String)], cell: &matrix::Cell) -> usize {
     let (names, exact) = selected(extra, env, cell);
     let about = if exact { "" } else { "about " };
     println!(
@@ -280,7 +326,97 @@ pub fn announce(extra: &[String], env: &[(&str, String)], cell: &matrix::Cell) {
         if names.len() == 1 { "" } else { "s" },
         History::load().estimate(&names, parallelism(extra))
     );
-    println!("[suite] nextest prints each scenario as it ends (PASS/FAIL [time]) and SLOW past 60 s");
+    names.len()
+}
+
+/// Prints each scenario's start and end while nextest runs (nextest itself
+/// prints only ends), from the lines the scenario tests append to
+/// `progress.log` in the report directory.
+pub struct Progress {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the progress lines count.
+#[derive(Debug, Default)]
+pub struct ProgressState {
+    pub total: usize,
+    pub running: usize,
+    pub done: usize,
+}
+
+/// One `progress.log` line as the line to print, if it is one.
+pub fn progress_line(line: &str, st: &mut ProgressState, since_start: std::time::Duration) -> Option<String> {
+    let at = human_secs(since_start.as_secs_f64());
+    let mut w = line.split_whitespace();
+    match (w.next()?, w.next()?) {
+        ("start", name) => {
+            st.running += 1;
+            Some(format!("[suite +{at}] start {name} ({} running)", st.running))
+        }
+        ("end", name) => {
+            st.running = st.running.saturating_sub(1);
+            st.done += 1;
+            let word = w.next().unwrap_or("?");
+            let secs: f64 = w.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+            Some(format!(
+                "[suite +{at}] end   {name}: {word} in {} ({} of {} done)",
+                human_secs(secs),
+                st.done,
+                st.total
+            ))
+        }
+        _ => None,
+    }
+}
+
+impl Progress {
+    pub fn follow(total: usize) -> Self {
+        use std::io::{Read, Seek};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let path = results::report_dir().join(results::PROGRESS_LOG);
+        let started = Instant::now();
+        let thread = std::thread::spawn(move || {
+            let mut st = ProgressState {
+                total,
+                ..Default::default()
+            };
+            let (mut offset, mut partial) = (0u64, String::new());
+            loop {
+                // Read what is new, then stop only after a last read.
+                let last = flag.load(std::sync::atomic::Ordering::SeqCst);
+                if let Ok(mut f) = std::fs::File::open(&path) {
+                    let mut buf = String::new();
+                    if f.seek(std::io::SeekFrom::Start(offset)).is_ok() && f.read_to_string(&mut buf).is_ok() {
+                        offset += buf.len() as u64;
+                        partial.push_str(&buf);
+                        while let Some(i) = partial.find('\n') {
+                            let line: String = partial.drain(..=i).collect();
+                            if let Some(p) = progress_line(&line, &mut st, started.elapsed()) {
+                                println!("{p}");
+                            }
+                        }
+                    }
+                }
+                if last {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn finish(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 // --- cargo xtask report DIR... ---
@@ -398,6 +534,38 @@ mod tests {
         assert_eq!(parallelism(&v("-j1")), 1);
         assert_eq!(parallelism(&v("--test-threads=1")), 1);
         assert_eq!(parallelism(&v("--test-threads 8")), 2, "the vm group caps it");
+    }
+
+    #[test]
+    fn progress_lines_count_running_and_done() {
+        let mut st = ProgressState {
+            total: 3,
+            ..Default::default()
+        };
+        let t = std::time::Duration::from_secs(75);
+        assert_eq!(
+            progress_line("start a\n", &mut st, t).unwrap(),
+            "[suite +1m 15s] start a (1 running)"
+        );
+        progress_line("start b", &mut st, t);
+        assert_eq!(
+            progress_line("end a pass 41.2\n", &mut st, t).unwrap(),
+            "[suite +1m 15s] end   a: pass in 41s (1 of 3 done)"
+        );
+        assert_eq!((st.running, st.done), (1, 1));
+        assert_eq!(progress_line("garbage", &mut st, t), None);
+    }
+
+    #[test]
+    fn list_keeps_only_what_chooses_tests() {
+        let v = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            list_args(&v(
+                "-j 1 --retries 2 --no-fail-fast pvh-vtd --partition hash:1/2 -E test(x) --test-threads=1"
+            )),
+            v("pvh-vtd --partition hash:1/2 -E test(x)")
+        );
+        assert_eq!(list_args(&v("-j1 --partition=hash:2/2")), v("--partition=hash:2/2"));
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn prepared_nextest(
     which: &[&str],
     extra: &[String],
 ) -> anyhow::Result<ExitCode> {
-    let mut run = crate::report::Suite::start(img, cell, None);
+    let mut run = crate::report::Suite::start(img, cell);
     let m = match prepare(img) {
         Ok(m) => m,
         Err(e) => {
@@ -70,15 +70,18 @@ fn prepared_nextest(
         }
     };
     let (mut env, c) = cell_env(img, cell, &m)?;
-    run = crate::report::Suite::start(img, cell, Some(&c));
+    run.versions_from(&c);
     if cell.keep {
         env.push((suite::KEEP_ENV, "1".into()));
     }
     let _ = std::fs::remove_dir_all(suite::results_dir());
     crate::report::reset()?;
-    crate::report::announce(extra, &env, &c);
+    let total = crate::report::announce(extra, &env, &c);
     let args: Vec<&str> = which.iter().copied().chain(["--profile", "ci"]).collect();
-    let ok = nextest(&args, extra, &env)?;
+    let progress = crate::report::Progress::follow(total);
+    let ok = nextest(&args, extra, &env);
+    progress.finish();
+    let ok = ok?;
     print_summary();
     let page = crate::report::finish(&run, &c)?;
     println!("{}", crate::report::page_line(&page));
