@@ -98,6 +98,11 @@ pub struct ScenarioResult {
     pub plot: Option<String>,
     /// The kept artifact directory (absolute, on the machine that ran it).
     pub artifacts: Option<String>,
+    /// Earlier tries of this scenario in the same suite run (nextest's
+    /// retry), each as `<result>: <first failure or why>`: a pass with
+    /// entries here is what nextest calls FLAKY.
+    #[serde(default)]
+    pub earlier_tries: Vec<String>,
 }
 
 impl ScenarioResult {
@@ -116,7 +121,18 @@ impl ScenarioResult {
             verdict_json: None,
             plot: None,
             artifacts: None,
+            earlier_tries: Vec::new(),
         }
+    }
+
+    /// This try, as a later try's `earlier_tries` shows it.
+    pub fn as_earlier(&self) -> String {
+        let word = match self.status {
+            RunStatus::Error => "error",
+            _ => self.verdict.as_deref().unwrap_or("?"),
+        };
+        let why = self.first_failure.as_deref().or(self.why.as_deref()).unwrap_or("");
+        format!("{word}: {why}")
     }
 
     /// A scenario that ran and was judged; its files are in `<scenario>/`.
@@ -270,6 +286,18 @@ pub fn record_judged_in(
     write_entry(&dst, &ScenarioResult::judged(v, wall, kept))
 }
 
+/// A retry's entry keeps what the earlier tries in this directory came to.
+fn with_earlier(dir: &Path, mut r: ScenarioResult) -> ScenarioResult {
+    if let Some(old) = std::fs::read_to_string(dir.join("entry.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<ScenarioResult>(&t).ok())
+    {
+        r.earlier_tries = old.earlier_tries.clone();
+        r.earlier_tries.push(old.as_earlier());
+    }
+    r
+}
+
 /// Record a scenario the harness could not judge.
 pub fn record_error(scenario: &str, why: &str) -> anyhow::Result<()> {
     let dst = report_dir().join(scenario);
@@ -278,6 +306,7 @@ pub fn record_error(scenario: &str, why: &str) -> anyhow::Result<()> {
 }
 
 fn write_entry(dir: &Path, r: &ScenarioResult) -> anyhow::Result<()> {
+    let r = &with_earlier(dir, r.clone());
     let path = dir.join("entry.json");
     std::fs::write(&path, serde_json::to_string_pretty(r)?).with_context(|| format!("Cannot write {}", path.display()))
 }
@@ -487,6 +516,22 @@ mod tests {
         );
         assert!(rows[0].why.as_deref().unwrap().contains("excludes intel"));
         assert_eq!(suite(rows).counts(), (0, 2));
+    }
+
+    #[test]
+    fn a_retry_keeps_the_earlier_tries() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        std::fs::create_dir_all(&a).unwrap();
+        write_entry(&a, &ScenarioResult::error("a", None, "console_lost")).unwrap();
+        let mut pass = ScenarioResult::skipped("a", "");
+        pass.status = RunStatus::Ran;
+        pass.why = None;
+        pass.verdict = Some("pass".into());
+        write_entry(&a, &pass).unwrap();
+        let got = &read_entries(d.path())["a"];
+        assert_eq!(got.verdict.as_deref(), Some("pass"));
+        assert_eq!(got.earlier_tries, ["error: console_lost"]);
     }
 
     #[test]

@@ -205,17 +205,21 @@ impl History {
             return "no earlier run on this machine to estimate from".into();
         }
         let sum: f64 = known.iter().sum();
-        let guess = sum / parallel.max(1) as f64;
-        let partly = if known.len() < names.len() {
-            format!(" ({} of {} timed before)", known.len(), names.len())
-        } else {
-            String::new()
-        };
+        let par = parallel.max(1);
+        if known.len() == names.len() {
+            return format!(
+                "last time on this machine they took {} of VM time: about {} with {par} at a time",
+                human_secs(sum),
+                human_secs(sum / par as f64)
+            );
+        }
+        // Scenarios never timed here are guessed at the average of the others.
+        let total = sum / known.len() as f64 * names.len() as f64;
         format!(
-            "last time on this machine they took {} of VM time{partly}: about {} with {} at a time",
+            "{} of them took {} of VM time last time on this machine; at that average, about {} with {par} at a time",
+            known.len(),
             human_secs(sum),
-            human_secs(guess),
-            parallel.max(1)
+            human_secs(total / par as f64)
         )
     }
 }
@@ -584,7 +588,11 @@ mod tests {
         let names = vec!["a".to_string(), "b".to_string(), "c".to_string()];
         assert_eq!(
             h.estimate(&names, 2),
-            "last time on this machine they took 2m 00s of VM time (2 of 3 timed before): about 1m 00s with 2 at a time"
+            "2 of them took 2m 00s of VM time last time on this machine; at that average, about 1m 30s with 2 at a time"
+        );
+        assert_eq!(
+            h.estimate(&names[..2], 1),
+            "last time on this machine they took 2m 00s of VM time: about 2m 00s with 1 at a time"
         );
     }
 

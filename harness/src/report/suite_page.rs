@@ -52,14 +52,21 @@ pub fn result_word(r: &ScenarioResult) -> String {
 pub fn verdict_span(r: &ScenarioResult, prefix: &str) -> String {
     let word = esc(&result_word(r));
     let class = class_of(r);
-    match (&r.verdict_json, r.status) {
+    // A pass that needed a retry says so beside the verdict.
+    let flaky = if r.earlier_tries.is_empty() || r.passed != Some(true) {
+        ""
+    } else {
+        " <span class=\"bad\" title=\"passed only on a retry\">flaky</span>"
+    };
+    let span = match (&r.verdict_json, r.status) {
         (Some(v), RunStatus::Ran) => format!(
             "<span class=\"{class}\" data-verdict-of=\"{}\" data-verdict-json=\"{}\">{word}</span>",
             esc(&r.scenario),
             esc(&format!("{prefix}{v}"))
         ),
         _ => format!("<span class=\"{class}\">{word}</span>"),
-    }
+    };
+    format!("{span}{flaky}")
 }
 
 pub fn render(s: &SuiteResults, dir: &Path) -> String {
@@ -105,6 +112,9 @@ pub fn render(s: &SuiteResults, dir: &Path) -> String {
             None => esc(&r.scenario),
         };
         let mut why = r.first_failure.clone().or_else(|| r.why.clone()).unwrap_or_default();
+        for (i, t) in r.earlier_tries.iter().enumerate() {
+            why = format!("{why}{}try {}: {t}", if why.is_empty() { "" } else { "\n" }, i + 1);
+        }
         if let Some(a) = &r.artifacts {
             why = format!("{why}{}artifacts: {a}", if why.is_empty() { "" } else { "\n" });
         }
