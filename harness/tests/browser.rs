@@ -256,3 +256,31 @@ fn broken_pages_fail_the_check() {
         "fetches http://127.0.0.1:9/logo.png",
     );
 }
+
+/// Pages named in `PVHDMA_PAGES` (`:`-separated), e.g. the suite page of the
+/// last `cargo xtask test` or a matrix page from `cargo xtask report`: the
+/// same check on a real run's pages. Without the variable there is nothing
+/// to check (a fresh tree has no such pages), and the test says so.
+#[test]
+fn pages_named_in_pvhdma_pages_pass_in_chromium() {
+    let Some(pages) = std::env::var_os("PVHDMA_PAGES") else {
+        eprintln!("PVHDMA_PAGES not set: no extra pages to check");
+        return;
+    };
+    rt().block_on(async {
+        let mut b = Browser::start().await.unwrap();
+        for (i, page) in std::env::split_paths(&pages).enumerate() {
+            let shot = shots().join(format!("page-{i}.png"));
+            let rep = b.check_page(&page, false, Some(&shot)).await.unwrap();
+            assert!(rep.problems.is_empty(), "{}: {:#?}", page.display(), rep.problems);
+            eprintln!(
+                "{}: {} plots, {} links, {} verdicts, no problems; screenshot {}",
+                page.display(),
+                rep.svgs,
+                rep.links.len(),
+                rep.verdicts,
+                shot.display()
+            );
+        }
+    });
+}
