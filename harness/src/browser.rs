@@ -34,7 +34,8 @@ use tokio::process::{ChildStdin, ChildStdout, Command};
 pub const ENV: &str = "PVHDMA_CHROMIUM";
 
 /// Per protocol call and per page load.
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// Generous: `cargo xtask check` runs this beside VMs on two busy cores.
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The browser binary, if there is one.
 pub fn chromium() -> Option<PathBuf> {
@@ -216,7 +217,7 @@ impl Browser {
         let mut buf = Vec::new();
         let n = tokio::time::timeout(TIMEOUT, self.rx.read_until(0, &mut buf))
             .await
-            .context("Chromium sent nothing for 30 s")??;
+            .context("Chromium sent nothing for 60 s")??;
         anyhow::ensure!(n > 0 && buf.last() == Some(&0), "Chromium closed its pipe");
         buf.pop();
         serde_json::from_slice(&buf).context("Chromium sent a message that is not JSON")

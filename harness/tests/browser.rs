@@ -284,3 +284,17 @@ fn pages_named_in_pvhdma_pages_pass_in_chromium() {
         }
     });
 }
+
+#[test]
+fn a_browser_that_does_not_start_is_a_clear_error() {
+    // nextest runs each test in its own process: the variable stays here.
+    std::env::set_var(pvhdma_harness::browser::ENV, "/nonexistent/chromium");
+    let err = match rt().block_on(Browser::start()) {
+        Ok(_) => panic!("a missing browser started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("/nonexistent/chromium") && err.contains("did not answer"),
+        "{err}"
+    );
+}
