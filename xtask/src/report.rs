@@ -347,6 +347,8 @@ pub struct ProgressState {
     pub total: usize,
     pub running: usize,
     pub done: usize,
+    /// Scenarios that ended once: a second start is nextest's retry.
+    pub ended: std::collections::BTreeSet<String>,
 }
 
 /// One `progress.log` line as the line to print, if it is one.
@@ -356,11 +358,14 @@ pub fn progress_line(line: &str, st: &mut ProgressState, since_start: std::time:
     match (w.next()?, w.next()?) {
         ("start", name) => {
             st.running += 1;
-            Some(format!("[suite +{at}] start {name} ({} running)", st.running))
+            let retry = if st.ended.contains(name) { "retry, " } else { "" };
+            Some(format!("[suite +{at}] start {name} ({retry}{} running)", st.running))
         }
         ("end", name) => {
             st.running = st.running.saturating_sub(1);
-            st.done += 1;
+            if st.ended.insert(name.to_string()) {
+                st.done += 1;
+            }
             let word = w.next().unwrap_or("?");
             let secs: f64 = w.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
             Some(format!(
@@ -557,6 +562,12 @@ mod tests {
             "[suite +1m 15s] end   a: pass in 41s (1 of 3 done)"
         );
         assert_eq!((st.running, st.done), (1, 1));
+        assert_eq!(
+            progress_line("start a", &mut st, t).unwrap(),
+            "[suite +1m 15s] start a (retry, 2 running)"
+        );
+        progress_line("end a pass 40", &mut st, t);
+        assert_eq!(st.done, 1, "a retry is not one more scenario done");
         assert_eq!(progress_line("garbage", &mut st, t), None);
     }
 
