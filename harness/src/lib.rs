@@ -20,8 +20,10 @@
 mod evidence;
 mod run;
 
+pub mod browser;
 pub mod matrix;
 pub mod report;
+pub mod results;
 pub mod scenario;
 pub mod suite;
 pub mod verdict;

@@ -3,6 +3,8 @@
 //! across runs, the summary table `cargo xtask test` prints at the end.
 //! JUnit is nextest's job.
 
+pub mod matrix_page;
+pub mod suite_page;
 pub mod svg;
 
 use crate::outcome::RunOutcome;
@@ -13,7 +15,8 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::Duration;
 
-/// Write `verdict.json` and `report.html` into `dir` (the run's artifact directory).
+/// Write `verdict.json`, `report.html` and `plot.svg` (the address plot on
+/// its own, for the suite page) into `dir` (the run's artifact directory).
 pub fn write_run_report(
     dir: &Path,
     scenario: &Scenario,
@@ -27,6 +30,8 @@ pub fn write_run_report(
     let path = dir.join("report.html");
     std::fs::write(&path, render_html(scenario, outcome, verdict))
         .with_context(|| format!("writing {}", path.display()))?;
+    let path = dir.join("plot.svg");
+    std::fs::write(&path, svg::plot(&plot_points(outcome))).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -69,7 +74,8 @@ pub fn render_html(scenario: &Scenario, outcome: &RunOutcome, verdict: &Verdict)
          body{{font-family:sans-serif;margin:2em;max-width:70em}} table{{border-collapse:collapse}}\
          td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left;font-family:monospace}}\
          .pass{{color:#1a7f37}} .fail{{color:#c00}} .skipped{{color:#777}} pre{{background:#f4f4f4;padding:1em}}\
-         </style></head><body><h1>{name} <span style=\"color:{color}\">{word}</span> <small>({outcome})</small></h1>\
+         </style></head><body><h1>{name} <span style=\"color:{color}\">{word}</span> \
+         <small>(<span data-verdict-of=\"{name}\" data-verdict-json=\"verdict.json\">{outcome}</span>)</small></h1>\
          <p>{desc}</p>",
         name = esc(&scenario.name),
         outcome = verdict.outcome.word(),

@@ -23,6 +23,15 @@ pub struct Options {
     pub keep: bool,
 }
 
+/// Set (to anything but `0`) by `cargo xtask test --keep`: keep every run's
+/// artifacts, passing or not.
+pub const KEEP_ENV: &str = "PVHDMA_KEEP";
+
+/// Whether [`KEEP_ENV`] asks to keep passing runs' artifacts.
+pub fn keep_from_env() -> bool {
+    std::env::var(KEEP_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
 /// What a scenario run produced.
 pub struct Finished {
     pub row: SummaryRow,
@@ -55,6 +64,7 @@ pub async fn run_file(m: &Manifest, path: &Path, opts: Options) -> anyhow::Resul
     let artifacts = (!verdict.passed() || opts.keep).then(|| run.keep());
     if !opts.shell {
         record_row(&row)?;
+        crate::results::record_judged(&run.outcome.artifacts, &verdict, row.wall, artifacts.as_deref())?;
     }
     Ok(Finished {
         row,

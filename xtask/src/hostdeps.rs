@@ -12,8 +12,22 @@ const NEEDED: &[(&str, &str)] = &[
     ("xz", "xz-utils"),
 ];
 
+/// What the browser check of the report pages (harness/tests/browser.rs)
+/// needs: Debian's Chromium, never a browser downloaded from elsewhere.
+/// Only `check` runs that test, so only `check` installs it.
+pub const BROWSER: &[(&str, &str)] = &[("chromium", "chromium")];
+
 pub fn ensure() -> anyhow::Result<()> {
-    let missing: Vec<&str> = NEEDED
+    ensure_these(NEEDED)
+}
+
+/// The packages of `check` on top of [`ensure`]'s.
+pub fn ensure_browser() -> anyhow::Result<()> {
+    ensure_these(BROWSER)
+}
+
+fn ensure_these(needed: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = needed
         .iter()
         .filter(|(cmd, _)| which(cmd).is_none())
         .map(|(_, pkg)| *pkg)
@@ -32,6 +46,8 @@ pub fn ensure() -> anyhow::Result<()> {
     let update = Command::new("apt-get").args(["update", "-qq"]).status()?;
     anyhow::ensure!(update.success(), "apt-get update failed");
     let status = Command::new("apt-get")
+        // Other jobs on the machine may hold dpkg's lock for a while.
+        .args(["-o", "DPkg::Lock::Timeout=300"])
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive")

@@ -40,6 +40,7 @@ fn nextest(args: &[&str], extra: &[String], env: &[(&str, String)]) -> anyhow::R
 
 /// `cargo xtask check`: every test of the workspace (unit, qtest, boot, scenarios).
 pub fn check(img: &images::Options, cell: &CellFlags, extra: &[String]) -> anyhow::Result<ExitCode> {
+    crate::hostdeps::ensure_browser()?;
     prepared_nextest(img, cell, &["--workspace"], extra)
 }
 
@@ -55,19 +56,48 @@ fn prepared_nextest(
     which: &[&str],
     extra: &[String],
 ) -> anyhow::Result<ExitCode> {
-    let m = prepare(img)?;
-    let env = cell_env(img, cell, &m)?;
+    let mut run = crate::report::Suite::start(img, cell);
+    let m = match prepare(img) {
+        Ok(m) => m,
+        Err(e) => {
+            // The matrix page shows a cell whose images did not build.
+            let c = matrix::Cell {
+                iommu: cell.iommu.as_deref().map(matrix::parse_iommu).transpose()?,
+                ..Default::default()
+            };
+            if let Ok(page) = crate::report::build_failed(&run, &c, &e) {
+                eprintln!("{}", crate::report::page_line(&page));
+            }
+            return Err(e);
+        }
+    };
+    let (mut env, c) = cell_env(img, cell, &m)?;
+    run.versions_from(&c);
+    if cell.keep {
+        env.push((suite::KEEP_ENV, "1".into()));
+    }
     let _ = std::fs::remove_dir_all(suite::results_dir());
+    crate::report::reset()?;
+    let total = crate::report::announce(extra, &env, &c);
     let args: Vec<&str> = which.iter().copied().chain(["--profile", "ci"]).collect();
-    let ok = nextest(&args, extra, &env)?;
+    let progress = crate::report::Progress::follow(total);
+    let ok = nextest(&args, extra, &env);
+    progress.finish();
+    let ok = ok?;
     print_summary();
+    let page = crate::report::finish(&run, &c)?;
+    println!("{}", crate::report::page_line(&page));
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The environment that makes nextest's tests run this cell: the cell's
 /// manifest (`--manifest`) and IOMMU (`--iommu`). Prints the cell, the
 /// acceleration decision and the scenarios the cell skips, once.
-fn cell_env(img: &images::Options, cell: &CellFlags, m: &Manifest) -> anyhow::Result<Vec<(&'static str, String)>> {
+fn cell_env(
+    img: &images::Options,
+    cell: &CellFlags,
+    m: &Manifest,
+) -> anyhow::Result<(Vec<(&'static str, String)>, matrix::Cell)> {
     let mut env = Vec::new();
     if let Some(p) = &img.manifest_out {
         env.push(("PVHDMA_IMAGES", p.display().to_string()));
@@ -76,11 +106,7 @@ fn cell_env(img: &images::Options, cell: &CellFlags, m: &Manifest) -> anyhow::Re
     if let Some(k) = &cell.iommu {
         env.push((matrix::IOMMU_ENV, k.clone()));
     }
-    let c = matrix::Cell {
-        iommu: iommu.or(matrix::Cell::current(None)?.iommu),
-        xen: matrix::xen_version(m),
-        kernel: Some(m.kernel_version.clone()),
-    };
+    let c = crate::report::cell_of(m, iommu)?;
     println!("[matrix] cell: {}", c.describe());
     println!("[matrix] accel: auto -> {}", accel::decide());
     for f in scenario::scenario_files(&scenario::scenarios_dir())? {
@@ -91,7 +117,7 @@ fn cell_env(img: &images::Options, cell: &CellFlags, m: &Manifest) -> anyhow::Re
             }
         }
     }
-    Ok(env)
+    Ok((env, c))
 }
 
 fn print_summary() {

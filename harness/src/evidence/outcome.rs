@@ -4,12 +4,12 @@ use crate::machine::RamLayout;
 use pvhdma_contract::record::DmaRecord;
 pub use pvhdma_contract::run_end::{EndKind, RunEnd};
 use pvhdma_contract::wire::{OpResult, Summary};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// One translation seen in QEMU's IOMMU trace (an IOTLB miss).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceEntry {
     /// PCI bus:dev.fn as QEMU prints it.
     pub device: String,
@@ -22,7 +22,7 @@ pub struct TraceEntry {
 }
 
 /// Wall-clock milestones of a run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timings {
     pub to_qemu_started: Option<Duration>,
     pub to_xen_banner: Option<Duration>,
@@ -35,7 +35,7 @@ pub struct Timings {
 }
 
 /// Everything a verdict is judged on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunOutcome {
     pub end: RunEnd,
     pub console: String,
