@@ -8,6 +8,7 @@
 
 pub mod accel;
 pub mod console;
+pub mod fastboot;
 pub mod images;
 pub mod initrd;
 pub mod machine;
