@@ -18,7 +18,7 @@
 use pvhdma_harness::images::{workspace_root, Manifest};
 use pvhdma_harness::{fastboot, matrix, scenario, verdict, vm};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 struct Boot {
     wall: f64,
@@ -41,6 +41,10 @@ async fn boot(m: &Manifest, path: &Path, fast: bool) -> anyhow::Result<Boot> {
     let mut spec = s.to_run_spec();
     matrix::apply(m, &s, &mut spec)?;
     spec.boot.fast_boot = fast;
+    // A bench measures how long a boot takes, so neither way is cut short by
+    // the scenario's timeouts (on a loaded host the old way can exceed them).
+    spec.boot_timeout = spec.boot_timeout.max(Duration::from_secs(900));
+    spec.run_timeout = spec.run_timeout.max(Duration::from_secs(600));
     let mut run = vm::run(m, &spec).await?;
     let v = verdict::evaluate(&s, &run.outcome);
     let wall = started.elapsed().as_secs_f64();
