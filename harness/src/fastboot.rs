@@ -3,8 +3,8 @@
 //! the IOMMU, swiotlb).
 //!
 //! Every cut was found in a profile of the Debian kernel as PVH dom0 under TCG
-//! (`initcall_debug` and per-line wall-clock timestamps of the console), and
-//! every scenario gives the same verdict with and without them.
+//! (`initcall_debug` and per-line wall-clock timestamps of the console); the
+//! catalog run with and without them is recorded in docs/bench.md.
 //! `BootSpec::fast_boot` switches them on (the default); the environment
 //! variable [`ENV`] overrides it for a whole run (`0` = the old way, `1` =
 //! fast), so a bench or a suspicious developer can compare both.
