@@ -29,7 +29,7 @@ pub mod suite;
 pub mod verdict;
 
 pub use evidence::outcome;
-pub use run::{accel, images, initrd, machine, process, qmp, vm};
+pub use run::{accel, fastboot, images, initrd, machine, process, qmp, vm};
 
 // Crate-internal stages, reachable as `crate::NAME` like the public ones.
 use evidence::trace;

@@ -79,6 +79,8 @@ pub struct BootSpec {
     pub dom0_extra: Vec<String>,
     /// Boot Linux directly, without Xen (the control runs).
     pub no_xen: bool,
+    /// Add the harness's fast-boot cuts (`fastboot`); on by default.
+    pub fast_boot: bool,
 }
 
 impl Default for BootSpec {
@@ -89,6 +91,7 @@ impl Default for BootSpec {
             xen_extra: vec![],
             dom0_extra: vec![],
             no_xen: false,
+            fast_boot: true,
         }
     }
 }

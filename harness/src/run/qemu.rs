@@ -65,6 +65,7 @@ pub fn xen_cmdline(spec: &RunSpec) -> String {
         ]
         .map(String::from),
     );
+    args.extend(crate::fastboot::xen_args(spec));
     args.extend(b.xen_extra.iter().cloned());
     args.join(" ")
 }
@@ -81,6 +82,7 @@ pub fn linux_cmdline(spec: &RunSpec) -> String {
     } else {
         vec!["console=hvc0".into(), "earlyprintk=xen".into()]
     };
+    args.extend(crate::fastboot::linux_args(spec));
     args.extend(spec.boot.dom0_extra.iter().cloned());
     args.retain(|a| !a.is_empty());
     args.join(" ")
@@ -211,11 +213,12 @@ fn boot_args(a: &mut Args, m: &Manifest, spec: &RunSpec, paths: &RunPaths) {
         a.flag("-kernel", arg_path(&m.xen));
         a.flag("-append", xen_cmdline(spec));
         // QEMU's multiboot loader takes modules as a comma-separated list,
-        // each followed by its command line.
+        // each followed by its command line; a comma inside a command line
+        // is written twice.
         let modules = format!(
             "{} {},{}",
             arg_path(&m.kernel),
-            linux_cmdline(spec),
+            linux_cmdline(spec).replace(',', ",,"),
             arg_path(&paths.initrd)
         );
         a.flag("-initrd", modules);
@@ -257,7 +260,12 @@ mod tests {
         RunSpec {
             name: "t".into(),
             machine: MachineSpec::default(),
-            boot: BootSpec::default(),
+            // The exact command lines below are the old way; `fastboot`
+            // tests what the fast boot adds.
+            boot: BootSpec {
+                fast_boot: false,
+                ..BootSpec::default()
+            },
             devices: vec![DeviceSpec::default()],
             workload: None,
             boot_timeout: std::time::Duration::from_secs(1),
@@ -321,6 +329,18 @@ mod tests {
         let a = args(&manifest(), &s, &paths).join(" ");
         assert!(a.contains("-netdev user,id=n0,restrict=on,tftp=/r/tftp"), "{a}");
         assert!(a.contains("-device e1000,netdev=n0,addr=0x10"), "{a}");
+    }
+
+    #[test]
+    fn commas_in_dom0_arguments_are_escaped_for_multiboot() {
+        let mut s = spec();
+        s.boot.dom0_extra.push("initcall_blacklist=a,b".into());
+        let a = args(&manifest(), &s, &RunPaths::in_dir(Path::new("/r"), 1));
+        let i = a.iter().position(|x| x == "-initrd").unwrap();
+        assert_eq!(
+            a[i + 1],
+            "/c/vmlinuz console=hvc0 earlyprintk=xen initcall_blacklist=a,,b,/r/initrd.cpio"
+        );
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub async fn run_retrying_triple_fault(m: &Manifest, spec: &RunSpec) -> anyhow::
 
 /// Boot, run the workload, and collect everything.
 pub async fn run(m: &Manifest, spec: &RunSpec) -> anyhow::Result<Run> {
+    let spec = &crate::fastboot::with_env(spec)?;
     let root = artifacts_root();
     std::fs::create_dir_all(&root).with_context(|| format!("Cannot create {}", root.display()))?;
     let dir = tempfile::Builder::new()
@@ -135,6 +136,7 @@ pub async fn run(m: &Manifest, spec: &RunSpec) -> anyhow::Result<Run> {
 async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) -> anyhow::Result<()> {
     let started = Instant::now();
     let paths = RunPaths::in_dir(dir, spec.devices.len());
+    log_line(dir, &crate::fastboot::describe(spec));
     write_initrd(m, spec, &paths.initrd)?;
     for (name, sum) in crate::net::write_tftp_root(spec.workload.as_ref(), &paths.tftp)? {
         log_line(dir, &format!("tftp/{name}: FNV-1a {sum:#010x}"));

@@ -82,6 +82,7 @@ impl Scenario {
                 xen_extra: x.options.clone(),
                 dom0_extra: self.dom0.cmdline.clone(),
                 no_xen: false,
+                ..BootSpec::default()
             },
             Xen::None => BootSpec {
                 dom0_extra: self.dom0.cmdline.clone(),
