@@ -279,16 +279,16 @@ mod tests {
     #[test]
     fn image_set_options_come_after_the_defaults_and_before_the_scenarios() {
         let mut s = spec();
-        s.boot.xen_extra = vec!["dom0=no-shadow".into()];
+        s.boot.xen_extra = vec!["hap=1".into()];
         let mut m = manifest();
-        m.xen_cmdline = vec!["dom0=pvh,shadow".into()];
+        m.xen_cmdline = vec!["hap=0".into()];
         let a = args(&m, &s, &RunPaths::in_dir(Path::new("/r"), 0));
         let x = &a[a.iter().position(|a| a == "-append").unwrap() + 1];
         let at = |o: &str| x.find(o).unwrap_or_else(|| panic!("{o} missing from {x}"));
-        assert!(at("bootscrub=false") < at("dom0=pvh,shadow"), "{x}");
-        assert!(at("dom0=pvh,shadow") < at("dom0=no-shadow"), "{x}");
+        assert!(at("bootscrub=false") < at("hap=0"), "{x}");
+        assert!(at("hap=0") < at("hap=1"), "{x}");
         // A set without options adds nothing.
-        assert!(!xen_cmdline(&s, &manifest().xen_cmdline).contains("dom0=pvh,shadow"));
+        assert!(!xen_cmdline(&s, &manifest().xen_cmdline).contains("hap=0"));
     }
 
     #[test]

@@ -97,8 +97,8 @@ mod tests {
         let plain: XenSpec = toml::from_str(base).unwrap();
         assert!(plain.cmdline.is_empty());
         assert!(!serde_json::to_string(&plain).unwrap().contains("cmdline"));
-        let with: XenSpec = toml::from_str(&format!("{base}cmdline = [\"dom0=pvh,shadow\"]\n")).unwrap();
-        assert_eq!(with.cmdline, ["dom0=pvh,shadow"]);
+        let with: XenSpec = toml::from_str(&format!("{base}cmdline = [\"hap=0\"]\n")).unwrap();
+        assert_eq!(with.cmdline, ["hap=0"]);
         assert_ne!(
             serde_json::to_string(&plain).unwrap(),
             serde_json::to_string(&with).unwrap()
