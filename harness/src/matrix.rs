@@ -300,6 +300,21 @@ mod tests {
     }
 
     #[test]
+    fn the_xen417_hap_twin_runs_only_in_the_xen_4_17_intel_cell() {
+        let path = crate::images::workspace_root().join("scenarios/xen417-hap-halts.yaml");
+        let s = crate::scenario::load(&path).unwrap();
+        let c417 = |iommu| Cell {
+            xen: Some("4.17".into()),
+            ..cell(Some(iommu))
+        };
+        assert_eq!(c417(IommuCfg::Intel).decide(&s), Decision::Run(None));
+        assert!(matches!(c417(IommuCfg::Amd).decide(&s), Decision::Skip(_)));
+        // The default image set (Xen 4.20) never boots it.
+        assert!(matches!(cell(Some(IommuCfg::Intel)).decide(&s), Decision::Skip(_)));
+        assert!(matches!(cell(None).decide(&s), Decision::Skip(_)));
+    }
+
+    #[test]
     fn every_shipped_scenario_runs_in_exactly_one_iommu_cell() {
         for f in crate::scenario::scenario_files(&crate::scenario::scenarios_dir()).unwrap() {
             let s = crate::scenario::load(&f).unwrap();

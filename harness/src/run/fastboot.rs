@@ -153,7 +153,7 @@ mod tests {
     fn off_adds_nothing_and_on_adds_every_cut() {
         let (old, new) = (spec(false), spec(true));
         assert_eq!(linux_cmdline(&old), "console=hvc0 earlyprintk=xen");
-        assert!(!xen_cmdline(&old).contains("dom0_max_vcpus"));
+        assert!(!xen_cmdline(&old, &[]).contains("dom0_max_vcpus"));
         let l = linux_cmdline(&new);
         assert_eq!(
             l,
@@ -161,7 +161,7 @@ mod tests {
              initcall_blacklist=jent_mod_init,crypto_kdf108_init,init_encrypted,init_acpi_pm_clocksource \
              cryptomgr.notests=1"
         );
-        assert!(xen_cmdline(&new).contains(" dom0_max_vcpus=1"));
+        assert!(xen_cmdline(&new, &[]).contains(" dom0_max_vcpus=1"));
     }
 
     #[test]
@@ -169,7 +169,7 @@ mod tests {
         let mut s = spec(true);
         s.boot.xen_extra.push("dom0_max_vcpus=2".into());
         s.boot.dom0_extra.push("swiotlb=noforce".into());
-        let x = xen_cmdline(&s);
+        let x = xen_cmdline(&s, &[]);
         assert!(x.find("dom0_max_vcpus=1") < x.find("dom0_max_vcpus=2"), "{x}");
         assert!(linux_cmdline(&s).ends_with("swiotlb=noforce"));
     }

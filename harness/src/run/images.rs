@@ -19,6 +19,11 @@ pub struct Manifest {
     pub initrd: PathBuf,
     /// Human-readable versions, for reports.
     pub versions: std::collections::BTreeMap<String, String>,
+    /// Xen options every boot of this set needs (its recipe's `[xen]
+    /// cmdline`), placed after the harness's defaults and before a
+    /// scenario's own `xen.options`, so a scenario can still undo one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xen_cmdline: Vec<String>,
 }
 
 impl Manifest {

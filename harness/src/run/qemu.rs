@@ -34,8 +34,10 @@ impl RunPaths {
     }
 }
 
-/// Xen's command line.
-pub fn xen_cmdline(spec: &RunSpec) -> String {
+/// Xen's command line: the harness's defaults, then the image set's own
+/// options (`image_opts`, from its recipe), then the scenario's. Xen takes
+/// the last word, so a scenario can undo an image set's option.
+pub fn xen_cmdline(spec: &RunSpec, image_opts: &[String]) -> String {
     let b = &spec.boot;
     let mut args: Vec<String> = Vec::new();
     if b.dom0_mode == Dom0Mode::Pvh {
@@ -66,6 +68,7 @@ pub fn xen_cmdline(spec: &RunSpec) -> String {
         .map(String::from),
     );
     args.extend(crate::fastboot::xen_args(spec));
+    args.extend(image_opts.iter().cloned());
     args.extend(b.xen_extra.iter().cloned());
     args.join(" ")
 }
@@ -211,7 +214,7 @@ fn boot_args(a: &mut Args, m: &Manifest, spec: &RunSpec, paths: &RunPaths) {
         a.flag("-initrd", arg_path(&paths.initrd));
     } else {
         a.flag("-kernel", arg_path(&m.xen));
-        a.flag("-append", xen_cmdline(spec));
+        a.flag("-append", xen_cmdline(spec, &m.xen_cmdline));
         // QEMU's multiboot loader takes modules as a comma-separated list,
         // each followed by its command line; a comma inside a command line
         // is written twice.
@@ -283,12 +286,13 @@ mod tests {
             kernel_version: "6.12".into(),
             initrd: "/c/initrd.cpio".into(),
             versions: Default::default(),
+            xen_cmdline: vec![],
         }
     }
 
     #[test]
     fn pvh_defaults_match_the_platform_notes() {
-        let x = xen_cmdline(&spec());
+        let x = xen_cmdline(&spec(), &[]);
         assert!(x.starts_with("dom0=pvh dom0_mem=1024M"), "{x}");
         assert!(x.contains("no-sharept") && x.contains("bootscrub=false") && x.contains("noreboot"));
         let a = args(&manifest(), &spec(), &RunPaths::in_dir(Path::new("/r"), 1));
@@ -305,10 +309,25 @@ mod tests {
     }
 
     #[test]
+    fn image_set_options_come_after_the_defaults_and_before_the_scenarios() {
+        let mut s = spec();
+        s.boot.xen_extra = vec!["hap=1".into()];
+        let mut m = manifest();
+        m.xen_cmdline = vec!["hap=0".into()];
+        let a = args(&m, &s, &RunPaths::in_dir(Path::new("/r"), 0));
+        let x = &a[a.iter().position(|a| a == "-append").unwrap() + 1];
+        let at = |o: &str| x.find(o).unwrap_or_else(|| panic!("{o} missing from {x}"));
+        assert!(at("bootscrub=false") < at("hap=0"), "{x}");
+        assert!(at("hap=0") < at("hap=1"), "{x}");
+        // A set without options adds nothing.
+        assert!(!xen_cmdline(&s, &manifest().xen_cmdline).contains("hap=0"));
+    }
+
+    #[test]
     fn pv_dom0_and_amd_and_no_xen() {
         let mut s = spec();
         s.boot.dom0_mode = Dom0Mode::Pv;
-        assert!(!xen_cmdline(&s).contains("dom0=pvh"));
+        assert!(!xen_cmdline(&s, &[]).contains("dom0=pvh"));
         s.machine.iommu = IommuKind::Amd;
         let a = args(&manifest(), &s, &RunPaths::in_dir(Path::new("/r"), 0));
         assert!(a.contains(&"amd-iommu,dma-remap=on".to_string()));

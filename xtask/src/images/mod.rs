@@ -132,6 +132,7 @@ fn assemble(
         kernel_version: kernel.version,
         initrd,
         versions,
+        xen_cmdline: recipe.xen.cmdline.clone(),
     };
     // The manifest names the set's final directory, not this partial one.
     let final_dir = out.with_file_name(

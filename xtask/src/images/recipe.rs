@@ -23,6 +23,12 @@ pub struct XenSpec {
     pub root: RootSpec,
     /// Path of the (gzipped) hypervisor inside the root.
     pub image: String,
+    /// Xen options every boot of this set needs, ahead of a scenario's own
+    /// (the manifest carries them to the harness). Left out of the
+    /// serialized recipe when empty, so recipes without it keep their
+    /// cache key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmdline: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -83,6 +89,20 @@ mod tests {
             n += 1;
         }
         assert!(n >= 3);
+    }
+
+    #[test]
+    fn xen_cmdline_is_optional_and_keeps_empty_recipes_keys() {
+        let base = "suite = \"bookworm\"\nimage = \"boot/xen.gz\"\n";
+        let plain: XenSpec = toml::from_str(base).unwrap();
+        assert!(plain.cmdline.is_empty());
+        assert!(!serde_json::to_string(&plain).unwrap().contains("cmdline"));
+        let with: XenSpec = toml::from_str(&format!("{base}cmdline = [\"hap=0\"]\n")).unwrap();
+        assert_eq!(with.cmdline, ["hap=0"]);
+        assert_ne!(
+            serde_json::to_string(&plain).unwrap(),
+            serde_json::to_string(&with).unwrap()
+        );
     }
 
     #[test]
