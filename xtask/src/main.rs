@@ -6,6 +6,7 @@ mod flags;
 mod hostdeps;
 mod images;
 mod matrix;
+mod mutants;
 mod tasks;
 
 use std::process::ExitCode;
@@ -37,5 +38,6 @@ fn run(cmd: flags::Cmd) -> anyhow::Result<ExitCode> {
         flags::Cmd::Schema => tasks::schema(),
         flags::Cmd::Matrix { partitions } => matrix::run(partitions),
         flags::Cmd::LintCi => matrix::lint_ci(),
+        flags::Cmd::Mutants(o) => mutants::run(&o),
     }
 }

@@ -100,6 +100,8 @@ pub struct DeviceSpec {
     pub addr_bits: u32,
     /// What its engine really decodes.
     pub decode_bits: u32,
+    /// A deliberate misbehaviour (negative twins and the mutation run).
+    pub inject: Option<pvhdma_contract::device_cli::Mutant>,
 }
 
 impl Default for DeviceSpec {
@@ -107,6 +109,7 @@ impl Default for DeviceSpec {
         Self {
             addr_bits: 32,
             decode_bits: 32,
+            inject: None,
         }
     }
 }
