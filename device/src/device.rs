@@ -153,7 +153,12 @@ impl Device {
             if n == 0 {
                 self.log.line("interrupt withheld (mutant no_irq)");
             }
-            for _ in 0..n {
+            for i in 0..n {
+                if i > 0 {
+                    // Apart enough that QEMU reads the eventfd in between:
+                    // two quick writes would merge into one interrupt.
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
                 self.signal();
             }
         }

@@ -47,6 +47,10 @@ pub enum Cell {
     },
     /// Every assertion held under the mutant.
     Survived { wall_s: u64 },
+    /// The run did not end as the scenario expects (a boot timeout under
+    /// load, the TCG triple fault, ...): not counted as a kill, since the
+    /// honest device can end that way too.
+    Inconclusive { run_end: String, wall_s: u64 },
     /// The harness could not run it; neither a kill nor a survival.
     Error { error: String },
     /// Not run: an earlier scenario killed the mutant, or the honest baseline failed.
@@ -63,6 +67,7 @@ impl Cell {
         match self {
             Cell::Killed { by, .. } => by.join(", "),
             Cell::Survived { .. } => "SURVIVED".into(),
+            Cell::Inconclusive { run_end, .. } => format!("inconclusive ({run_end})"),
             Cell::Error { .. } => "error".into(),
             Cell::NotRun => "-".into(),
         }
@@ -92,15 +97,19 @@ pub struct Report {
     pub load_end: String,
 }
 
-/// A verdict that failed, as a cell: which assertions failed, or (when the
-/// run did not end as the scenario expects) how the run ended.
+/// A verdict as a cell: passed (survived), failed assertions of a run that
+/// ended as expected (killed, by those), or a run that ended otherwise.
 pub fn classify(v: &pvhdma_harness::verdict::Verdict, wall_s: u64) -> Cell {
+    use pvhdma_harness::verdict::FailureKind;
     if v.passed() {
         return Cell::Survived { wall_s };
     }
-    let mut by: Vec<String> = v.failed_assertions().map(|a| a.id.clone()).collect();
-    if by.is_empty() {
-        by.push(format!("run end: {}", v.run_end));
+    let by: Vec<String> = v.failed_assertions().map(|a| a.id.clone()).collect();
+    if matches!(v.failure_kind, Some(FailureKind::Ended(_))) || by.is_empty() {
+        return Cell::Inconclusive {
+            run_end: v.run_end.to_string(),
+            wall_s,
+        };
     }
     Cell::Killed {
         by,
@@ -122,7 +131,7 @@ pub fn matrix_table(r: &Report) -> String {
         "\nkilled {}/{} ({}%), wall {} s\n",
         r.killed,
         r.total,
-        if r.total == 0 { 0 } else { r.killed * 100 / r.total },
+        (r.killed * 100).checked_div(r.total).unwrap_or(0),
         r.wall_s
     ));
     s
@@ -274,7 +283,13 @@ mod tests {
             Row {
                 mutant: Mutant::DoubleIrq,
                 killed: false,
-                cells: vec![Cell::Survived { wall_s: 60 }, Cell::Survived { wall_s: 70 }],
+                cells: vec![
+                    Cell::Survived { wall_s: 60 },
+                    Cell::Inconclusive {
+                        run_end: "boot_timeout".into(),
+                        wall_s: 120,
+                    },
+                ],
             },
         ]);
         let t = matrix_table(&r);
@@ -283,12 +298,16 @@ mod tests {
             t.contains("| `flip_written_byte` | data_intact, ops.x.intact | - |"),
             "{t}"
         );
-        assert!(t.contains("| `double_irq` | SURVIVED | SURVIVED |"), "{t}");
+        assert!(
+            t.contains("| `double_irq` | SURVIVED | inconclusive (boot_timeout) |"),
+            "{t}"
+        );
         assert!(t.contains("killed 1/2 (50%), wall 42 s"), "{t}");
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["rows"][0]["mutant"], "flip_written_byte");
         assert_eq!(j["rows"][0]["cells"][0]["result"], "killed");
         assert_eq!(j["rows"][0]["cells"][0]["by"][0], "data_intact");
-        assert_eq!(j["rows"][1]["cells"][1]["result"], "survived");
+        assert_eq!(j["rows"][1]["cells"][0]["result"], "survived");
+        assert_eq!(j["rows"][1]["cells"][1]["result"], "inconclusive");
     }
 }
