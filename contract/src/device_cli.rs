@@ -1,9 +1,105 @@
 //! The recorder's command line, built by the harness and parsed by the
 //! device from this one type, so the two cannot disagree on a flag.
 
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// `pvhdma-device --socket PATH --records PATH [--log PATH] [--addr-bits N] [--decode-bits N]`
+/// A deliberate misbehaviour of the recorder, for the mutation run and for
+/// negative twins: each one is a lie a broken device could tell, and some
+/// verdict must catch it. Names are stable (they appear in scenario files,
+/// command lines and the kill matrix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Mutant {
+    /// Data corrupted out of sight: the first byte of every from-device
+    /// write is flipped in memory, while CHECKSUM covers the true pattern.
+    FlipWrittenByte,
+    /// Data corrupted out of sight: every from-device write stops one byte
+    /// short, while CHECKSUM and BYTES_DONE count the whole length.
+    WriteOneShort,
+    /// Partial transfer reported complete: a scatter-gather operation skips
+    /// its last segment, yet counts it in BYTES_DONE and CHECKSUM and
+    /// records it as moved.
+    SkipLastSegment,
+    /// Partial transfer reported complete: every data segment moves only
+    /// its first half, and reports the whole.
+    HalfTransfer,
+    /// A record misstates what the device was given: bus (and decoded)
+    /// address one page higher than the real access.
+    RecordAddrOffByPage,
+    /// A record misstates what the device did: twice the real length.
+    RecordLenWrong,
+    /// A record is missing: the first data access of every operation is
+    /// not written.
+    DropRecord,
+    /// DMA to the wrong place: every data access goes one page above the
+    /// address the device was given, and is recorded at the given address.
+    WriteAddrPlusPage,
+    /// A completion that lies: STATUS says DONE (and the interrupt fires)
+    /// before any from-device data is written; the writes follow after.
+    DoneBeforeData,
+    /// An interrupt that never comes: the completion is latched, no MSI or
+    /// INTx is raised.
+    NoIrq,
+    /// An interrupt that comes twice for one completion.
+    DoubleIrq,
+    /// A swallowed fault: a refused access counts as moved, ERROR stays 0
+    /// and the record says ok.
+    FaultAsOk,
+    /// A fault hidden from the record only: the registers report the IOMMU
+    /// fault, the record says the access was ok.
+    FaultRecordedOk,
+}
+
+impl Mutant {
+    pub const ALL: [Mutant; 13] = [
+        Mutant::FlipWrittenByte,
+        Mutant::WriteOneShort,
+        Mutant::SkipLastSegment,
+        Mutant::HalfTransfer,
+        Mutant::RecordAddrOffByPage,
+        Mutant::RecordLenWrong,
+        Mutant::DropRecord,
+        Mutant::WriteAddrPlusPage,
+        Mutant::DoneBeforeData,
+        Mutant::NoIrq,
+        Mutant::DoubleIrq,
+        Mutant::FaultAsOk,
+        Mutant::FaultRecordedOk,
+    ];
+
+    /// The stable snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutant::FlipWrittenByte => "flip_written_byte",
+            Mutant::WriteOneShort => "write_one_short",
+            Mutant::SkipLastSegment => "skip_last_segment",
+            Mutant::HalfTransfer => "half_transfer",
+            Mutant::RecordAddrOffByPage => "record_addr_off_by_page",
+            Mutant::RecordLenWrong => "record_len_wrong",
+            Mutant::DropRecord => "drop_record",
+            Mutant::WriteAddrPlusPage => "write_addr_plus_page",
+            Mutant::DoneBeforeData => "done_before_data",
+            Mutant::NoIrq => "no_irq",
+            Mutant::DoubleIrq => "double_irq",
+            Mutant::FaultAsOk => "fault_as_ok",
+            Mutant::FaultRecordedOk => "fault_recorded_ok",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Mutant> {
+        Mutant::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+impl std::fmt::Display for Mutant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `pvhdma-device --socket PATH --records PATH [--log PATH] [--addr-bits N] [--decode-bits N] [--inject MUTANT]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceArgs {
     /// The vfio-user socket QEMU connects to.
@@ -17,10 +113,11 @@ pub struct DeviceArgs {
     /// Really decoded; below `addr_bits` the device silently truncates addresses
     /// (a deliberately broken device for negative scenarios).
     pub decode_bits: u32,
+    /// A deliberate misbehaviour; `None` for the honest device.
+    pub inject: Option<Mutant>,
 }
 
-pub const USAGE: &str =
-    "usage: pvhdma-device --socket PATH --records PATH [--log PATH] [--addr-bits 32] [--decode-bits N]";
+pub const USAGE: &str = "usage: pvhdma-device --socket PATH --records PATH [--log PATH] [--addr-bits 32] [--decode-bits N] [--inject MUTANT]";
 
 /// What `parse` found instead of a valid command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +145,7 @@ impl DeviceArgs {
             log: None,
             addr_bits: 32,
             decode_bits: 32,
+            inject: None,
         }
     }
 
@@ -67,12 +165,16 @@ impl DeviceArgs {
             "--decode-bits".into(),
             self.decode_bits.to_string(),
         ]);
+        if let Some(m) = self.inject {
+            v.extend(["--inject".into(), m.name().into()]);
+        }
         v
     }
 
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, CliError> {
         let bad = |s: String| CliError::Invalid(s);
         let (mut socket, mut records, mut log, mut addr_bits, mut decode_bits) = (None, None, None, 32u32, None);
+        let mut inject = None;
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or_else(|| bad(format!("{flag} needs a value")));
@@ -88,6 +190,13 @@ impl DeviceArgs {
                 "--log" => log = Some(PathBuf::from(value()?)),
                 "--addr-bits" => addr_bits = bits(value()?, "--addr-bits")?,
                 "--decode-bits" => decode_bits = Some(bits(value()?, "--decode-bits")?),
+                "--inject" => {
+                    let v = value()?;
+                    inject = Some(Mutant::from_name(&v).ok_or_else(|| {
+                        let names: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
+                        bad(format!("--inject: unknown mutant {v:?} (one of: {})", names.join(", ")))
+                    })?);
+                }
                 "-h" | "--help" => return Err(CliError::Help),
                 other => return Err(bad(format!("unknown argument {other:?}"))),
             }
@@ -98,6 +207,7 @@ impl DeviceArgs {
             log,
             addr_bits,
             decode_bits: decode_bits.unwrap_or(addr_bits),
+            inject,
         })
     }
 }
@@ -116,7 +226,39 @@ mod tests {
         a.log = Some("/r/device.log".into());
         a.addr_bits = 36;
         a.decode_bits = 32;
-        assert_eq!(DeviceArgs::parse(a.to_args()), Ok(a));
+        assert_eq!(DeviceArgs::parse(a.to_args()), Ok(a.clone()));
+        for m in Mutant::ALL {
+            a.inject = Some(m);
+            assert_eq!(DeviceArgs::parse(a.to_args()), Ok(a.clone()), "{m}");
+        }
+    }
+
+    #[test]
+    fn mutant_names_are_stable_snake_case_and_match_serde() {
+        let names: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+        for m in Mutant::ALL {
+            assert!(m.name().chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{m}");
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{}\"", m.name()));
+            assert_eq!(Mutant::from_name(m.name()), Some(m));
+        }
+        assert_eq!(Mutant::from_name("flip_written_byte"), Some(Mutant::FlipWrittenByte));
+        assert_eq!(Mutant::from_name("FlipWrittenByte"), None);
+    }
+
+    #[test]
+    fn inject_is_absent_by_default_and_checked() {
+        let a = DeviceArgs::parse(args("--socket s --records r")).unwrap();
+        assert_eq!(a.inject, None);
+        assert!(!a.to_args().contains(&"--inject".to_string()));
+        let a = DeviceArgs::parse(args("--socket s --records r --inject no_irq")).unwrap();
+        assert_eq!(a.inject, Some(Mutant::NoIrq));
+        assert!(
+            matches!(DeviceArgs::parse(args("--socket s --records r --inject nope")), Err(CliError::Invalid(m)) if m.contains("unknown mutant"))
+        );
     }
 
     #[test]

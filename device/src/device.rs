@@ -10,6 +10,7 @@ use crate::pci::{ConfigSpace, CONFIG_SIZE};
 use crate::record::{AccessKind, AccessOutcome, Direction};
 use crate::recorder::Recorder;
 use crate::regs::{control, Regs, WriteEffect, BAR0_SIZE};
+use pvhdma_contract::device_cli::Mutant;
 use std::sync::Arc;
 
 pub const BAR0_REGION: u32 = 0;
@@ -52,6 +53,8 @@ pub struct Device {
     pub maps: DmaMaps,
     recorder: Recorder,
     op_seq: u64,
+    /// The last operation whose first data record was withheld (`Mutant::DropRecord`).
+    dropped_for: u64,
     log: Arc<Log>,
 }
 
@@ -69,6 +72,7 @@ impl Device {
             maps: DmaMaps::default(),
             recorder,
             op_seq: 0,
+            dropped_for: 0,
             log,
         }
     }
@@ -92,6 +96,10 @@ impl Device {
     /// Writes one record; the table lookup happens now, so `translated` is
     /// what was mapped at the moment of the access.
     pub fn record(&mut self, access: &Access, tag: u32, op_seq: u64) {
+        let Some(written) = as_recorded(self.cfg.mutant, access, op_seq, &mut self.dropped_for) else {
+            return;
+        };
+        let access = &written;
         let translated = self.maps.translate(access.decoded_addr, access.len);
         if let Err(e) = self.recorder.write(access, tag, op_seq, translated) {
             self.log.line(format_args!("record write failed: {e}"));
@@ -141,7 +149,18 @@ impl Device {
     /// Latches an operation's end and raises the interrupt if asked to.
     pub fn finish(&mut self, c: &Completion) {
         if self.regs.complete(c, self.recorder.last_seq()) {
-            self.signal();
+            let n = signals_per_completion(self.cfg.mutant);
+            if n == 0 {
+                self.log.line("interrupt withheld (mutant no_irq)");
+            }
+            for i in 0..n {
+                if i > 0 {
+                    // Apart enough that QEMU reads the eventfd in between:
+                    // two quick writes would merge into one interrupt.
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                self.signal();
+            }
         }
     }
 
@@ -156,5 +175,101 @@ impl Device {
     pub fn reset(&mut self) {
         self.regs.reset();
         self.pci.reset();
+    }
+}
+
+/// The record written for `access`: the access itself, or under a record
+/// mutant a misstated copy or nothing. `dropped_for` remembers the last
+/// operation that already lost its record.
+pub fn as_recorded(mutant: Option<Mutant>, access: &Access, op_seq: u64, dropped_for: &mut u64) -> Option<Access> {
+    let mut a = access.clone();
+    if a.kind != AccessKind::Data {
+        return Some(a);
+    }
+    match mutant {
+        // Mutant: the record names a page the device was not given.
+        Some(Mutant::RecordAddrOffByPage) => {
+            a.bus_addr += crate::engine::PAGE;
+            a.decoded_addr += crate::engine::PAGE;
+        }
+        // Mutant: the record misstates how much moved.
+        Some(Mutant::RecordLenWrong) => a.len *= 2,
+        // Mutant: the first data access of each operation leaves no record.
+        Some(Mutant::DropRecord) if *dropped_for != op_seq => {
+            *dropped_for = op_seq;
+            return None;
+        }
+        _ => {}
+    }
+    Some(a)
+}
+
+/// How many interrupts one completion raises: one, or under an interrupt
+/// mutant none or two.
+pub fn signals_per_completion(mutant: Option<Mutant>) -> u32 {
+    match mutant {
+        Some(Mutant::NoIrq) => 0,
+        Some(Mutant::DoubleIrq) => 2,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_access() -> Access {
+        Access {
+            kind: AccessKind::Data,
+            dir: Direction::FromDevice,
+            bus_addr: 0x5000,
+            decoded_addr: 0x5000,
+            len: 4096,
+            outcome: AccessOutcome::Ok,
+            checksum: 7,
+        }
+    }
+
+    #[test]
+    fn honest_records_are_the_access() {
+        let mut dropped = 0;
+        for op in 1..3 {
+            assert_eq!(as_recorded(None, &data_access(), op, &mut dropped), Some(data_access()));
+        }
+        assert_eq!(signals_per_completion(None), 1);
+        assert_eq!(signals_per_completion(Some(Mutant::FlipWrittenByte)), 1);
+    }
+
+    #[test]
+    fn record_mutants_misstate_data_records_only() {
+        let mut dropped = 0;
+        let a = as_recorded(Some(Mutant::RecordAddrOffByPage), &data_access(), 1, &mut dropped).unwrap();
+        assert_eq!((a.bus_addr, a.decoded_addr, a.len), (0x6000, 0x6000, 4096));
+        let a = as_recorded(Some(Mutant::RecordLenWrong), &data_access(), 1, &mut dropped).unwrap();
+        assert_eq!((a.bus_addr, a.len), (0x5000, 8192));
+        let desc = Access {
+            kind: AccessKind::Descriptor,
+            ..data_access()
+        };
+        assert_eq!(
+            as_recorded(Some(Mutant::RecordLenWrong), &desc, 1, &mut dropped),
+            Some(desc.clone())
+        );
+    }
+
+    #[test]
+    fn drop_record_loses_the_first_data_record_of_each_op() {
+        let m = Some(Mutant::DropRecord);
+        let mut dropped = 0;
+        assert_eq!(as_recorded(m, &data_access(), 1, &mut dropped), None);
+        assert!(as_recorded(m, &data_access(), 1, &mut dropped).is_some());
+        assert_eq!(as_recorded(m, &data_access(), 2, &mut dropped), None);
+        assert!(as_recorded(m, &data_access(), 2, &mut dropped).is_some());
+    }
+
+    #[test]
+    fn interrupt_mutants_change_the_count() {
+        assert_eq!(signals_per_completion(Some(Mutant::NoIrq)), 0);
+        assert_eq!(signals_per_completion(Some(Mutant::DoubleIrq)), 2);
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::record::{AccessKind, AccessOutcome, Direction};
 use crate::regs::{control, error};
+use pvhdma_contract::device_cli::Mutant;
 use pvhdma_contract::limits;
 use pvhdma_contract::pattern::{fnv1a_update, DataPattern, PatternStream, FNV_INIT};
 
@@ -49,6 +50,8 @@ pub struct EngineConfig {
     pub addr_bits: u32,
     /// Really decoded: the engine drops address bits above these.
     pub decode_bits: u32,
+    /// A deliberate misbehaviour (the mutation run); `None` is the honest engine.
+    pub mutant: Option<Mutant>,
 }
 
 impl EngineConfig {
@@ -127,9 +130,33 @@ struct Run<'a> {
     checksum: u32,
     bytes_done: u64,
     fault_addr: u64,
+    /// The segment being moved is data, not a descriptor list.
+    in_data: bool,
+    /// The segment being moved is the last of a scatter-gather list.
+    in_last_sg: bool,
 }
 
 impl Run<'_> {
+    fn mutant(&self, m: Mutant) -> bool {
+        self.cfg.mutant == Some(m)
+    }
+
+    /// How many bytes of a data segment of `len` really move; the engine
+    /// counts and checksums all of `len` regardless.
+    fn really_moved(&self, dir: Direction, len: u64) -> u64 {
+        if !self.in_data {
+            return len;
+        }
+        match self.cfg.mutant {
+            // Mutant: partial transfers reported as complete.
+            Some(Mutant::HalfTransfer) => len / 2,
+            Some(Mutant::SkipLastSegment) if self.in_last_sg => 0,
+            // Mutant: data one byte short, hidden from the checksum.
+            Some(Mutant::WriteOneShort) if dir == Direction::FromDevice => len - 1,
+            _ => len,
+        }
+    }
+
     fn record(&mut self, kind: AccessKind, dir: Direction, bus: u64, len: u64, outcome: AccessOutcome, checksum: u32) {
         let decoded_addr = bus & self.cfg.decode_mask();
         self.port.access(&Access {
@@ -152,6 +179,8 @@ impl Run<'_> {
             return Err(ErrorCode::BeyondAddrBits);
         }
         let data_seg = kind == AccessKind::Data;
+        self.in_data = data_seg;
+        let real_len = self.really_moved(dir, len);
         let mut kept = Vec::new();
         let mut seg_sum = FNV_INIT;
         let mut seg_moved = 0usize;
@@ -167,7 +196,13 @@ impl Run<'_> {
                     p.fill(&mut buf);
                 }
             }
-            let (moved, failed_at) = self.move_chunk(dir, cur, &mut buf);
+            // Only `real_len` differs from `len` under a mutant: the bytes
+            // past it are counted as moved without moving.
+            let movable = real_len.saturating_sub(pos).min(n) as usize;
+            let (moved, failed_at) = match self.move_chunk(dir, cur, &mut buf[..movable]) {
+                (m, None) if m == movable => (n as usize, None),
+                other => other,
+            };
             seg_sum = fnv1a_update(seg_sum, &buf[..moved]);
             seg_moved += moved;
             if data_seg {
@@ -183,7 +218,8 @@ impl Run<'_> {
             }
             pos += n;
         }
-        let outcome = if result.is_ok() {
+        // Mutant: the record hides a fault the registers still report.
+        let outcome = if result.is_ok() || self.mutant(Mutant::FaultRecordedOk) {
             AccessOutcome::Ok
         } else {
             AccessOutcome::IommuFault
@@ -196,7 +232,11 @@ impl Run<'_> {
     /// first page that failed.
     fn move_chunk(&mut self, dir: Direction, bus: u64, buf: &mut [u8]) -> (usize, Option<u64>) {
         let dec = bus & self.cfg.decode_mask();
-        if self.io(dir, dec, buf).is_ok() {
+        if buf.is_empty() || self.io(dir, dec, buf).is_ok() {
+            return (buf.len(), None);
+        }
+        // Mutant: a refused chunk is counted as moved, the fault swallowed.
+        if self.mutant(Mutant::FaultAsOk) {
             return (buf.len(), None);
         }
         let mut done = 0usize;
@@ -214,8 +254,21 @@ impl Run<'_> {
     }
 
     fn io(&mut self, dir: Direction, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        // Mutant: data goes one page above where it was asked to go.
+        let addr = if self.in_data && self.mutant(Mutant::WriteAddrPlusPage) {
+            addr + PAGE
+        } else {
+            addr
+        };
         match dir {
             Direction::ToDevice => self.port.dma_read(addr, buf),
+            // Mutant: memory gets a flipped first byte; `buf`, which the
+            // checksum covers, keeps the true pattern.
+            Direction::FromDevice if self.mutant(Mutant::FlipWrittenByte) => {
+                let mut wrong = buf.to_vec();
+                wrong[0] ^= 0xff;
+                self.port.dma_write(addr, &wrong)
+            }
             Direction::FromDevice => self.port.dma_write(addr, buf),
         }
     }
@@ -262,7 +315,8 @@ impl Run<'_> {
                 return Err(self.bad(addr, len, dir));
             }
         }
-        for &(addr, len, _) in &descs {
+        for (i, &(addr, len, _)) in descs.iter().enumerate() {
+            self.in_last_sg = i + 1 == descs.len();
             self.segment(AccessKind::Data, dir, addr, len)?;
         }
         Ok(())
@@ -278,6 +332,8 @@ pub fn run(cfg: EngineConfig, req: &OpRequest, port: &mut dyn DmaPort) -> Comple
         checksum: FNV_INIT,
         bytes_done: 0,
         fault_addr: 0,
+        in_data: false,
+        in_last_sg: false,
     };
     let error = match run.execute(req) {
         Ok(()) => ErrorCode::None,
@@ -288,6 +344,44 @@ pub fn run(cfg: EngineConfig, req: &OpRequest, port: &mut dyn DmaPort) -> Comple
         checksum: if run.bytes_done == 0 { 0 } else { run.checksum },
         bytes_done: run.bytes_done,
         fault_addr: run.fault_addr,
+    }
+}
+
+/// Holds back every write until [`Deferred::flush`], so a completion can be
+/// latched before the data it claims is in memory (`Mutant::DoneBeforeData`).
+/// Reads and records pass straight through.
+pub struct Deferred<'a> {
+    inner: &'a mut dyn DmaPort,
+    writes: Vec<(u64, Vec<u8>)>,
+}
+
+impl<'a> Deferred<'a> {
+    pub fn new(inner: &'a mut dyn DmaPort) -> Self {
+        Deferred {
+            inner,
+            writes: Vec::new(),
+        }
+    }
+
+    /// Performs the held-back writes, in order; a refused one is skipped
+    /// (the completion already told its lie).
+    pub fn flush(self) {
+        for (addr, data) in self.writes {
+            let _ = self.inner.dma_write(addr, &data);
+        }
+    }
+}
+
+impl DmaPort for Deferred<'_> {
+    fn dma_read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        self.inner.dma_read(addr, buf)
+    }
+    fn dma_write(&mut self, addr: u64, data: &[u8]) -> Result<(), Fault> {
+        self.writes.push((addr, data.to_vec()));
+        Ok(())
+    }
+    fn access(&mut self, access: &Access) {
+        self.inner.access(access);
     }
 }
 

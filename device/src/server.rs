@@ -19,6 +19,7 @@ use crate::proto::{
 };
 use crate::recorder::Recorder;
 use anyhow::{bail, Context, Result};
+use pvhdma_contract::device_cli::Mutant;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::io::Write;
@@ -99,7 +100,11 @@ pub fn run(opts: &Options) -> Result<()> {
     let cfg = EngineConfig {
         addr_bits: opts.addr_bits,
         decode_bits: opts.decode_bits,
+        mutant: opts.inject,
     };
+    if let Some(m) = opts.inject {
+        log.line(format_args!("MUTANT {m}: this device misbehaves on purpose"));
+    }
     let shared = Arc::new(Shared {
         dev: Mutex::new(Device::new(cfg, recorder, log.clone())),
         writer: Mutex::new(stream.try_clone()?),
@@ -348,11 +353,23 @@ fn engine_loop(sh: &Shared, jobs: &Receiver<Job>, replies: &Receiver<Frame>) {
             next_id: &mut next_id,
             job,
         };
+        let log_end = |c: &engine::Completion| {
+            sh.log.line(format_args!(
+                "op {}: end error {:?} bytes {} checksum {:#010x} fault {:#x}",
+                job.op_seq, c.error, c.bytes_done, c.checksum, c.fault_addr
+            ));
+        };
+        if sh.cfg.mutant == Some(Mutant::DoneBeforeData) {
+            // Mutant: DONE (and the interrupt) first, the data after.
+            let mut deferred = engine::Deferred::new(&mut port);
+            let c = engine::run(sh.cfg, &job.req, &mut deferred);
+            log_end(&c);
+            sh.dev().finish(&c);
+            deferred.flush();
+            continue;
+        }
         let c = engine::run(sh.cfg, &job.req, &mut port);
-        sh.log.line(format_args!(
-            "op {}: end error {:?} bytes {} checksum {:#010x} fault {:#x}",
-            job.op_seq, c.error, c.bytes_done, c.checksum, c.fault_addr
-        ));
+        log_end(&c);
         sh.dev().finish(&c);
     }
 }

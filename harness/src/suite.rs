@@ -9,6 +9,7 @@ use crate::scenario;
 use crate::verdict::{self, Verdict};
 use crate::vm;
 use anyhow::Context;
+pub use pvhdma_contract::device_cli::Mutant;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -46,8 +47,39 @@ pub fn results_dir() -> PathBuf {
 }
 
 pub async fn run_file(m: &Manifest, path: &Path, opts: Options) -> anyhow::Result<Finished> {
+    run_loaded(m, path, scenario::load(path)?, None, opts).await
+}
+
+/// Runs a scenario of the positive catalog with every one of its devices
+/// replaced by `mutant`, and judges it by the scenario's own assertions
+/// (`cargo xtask mutants`). A scenario that still passes has not killed the
+/// mutant. The run gets its own name (`SCENARIO.MUTANT`) for its artifact
+/// directory and records no summary row, so it never stands in for the
+/// honest run of the catalog.
+pub async fn run_mutated(m: &Manifest, path: &Path, mutant: Mutant, opts: Options) -> anyhow::Result<Finished> {
     let scenario = scenario::load(path)?;
+    anyhow::ensure!(
+        scenario.expect_failure.is_none() && scenario.inject.is_none(),
+        "{}: a negative twin already fails on purpose; mutate only the positive catalog",
+        path.display()
+    );
+    run_loaded(m, path, scenario, Some(mutant), opts).await
+}
+
+async fn run_loaded(
+    m: &Manifest,
+    path: &Path,
+    scenario: scenario::Scenario,
+    mutant: Option<Mutant>,
+    opts: Options,
+) -> anyhow::Result<Finished> {
     let mut spec = scenario.to_run_spec();
+    if let Some(mutant) = mutant {
+        spec.name = format!("{}.{mutant}", spec.name);
+        for d in &mut spec.devices {
+            d.inject = Some(mutant);
+        }
+    }
     // The matrix cell's IOMMU and the `accel: auto` decision (matrix.rs).
     let cell_notes = crate::matrix::apply(m, &scenario, &mut spec)?;
     spec.live_console = opts.live_console;
@@ -62,7 +94,7 @@ pub async fn run_file(m: &Manifest, path: &Path, opts: Options) -> anyhow::Resul
     report::write_run_report(&run.outcome.artifacts, &scenario, &run.outcome, &verdict)?;
     let row = SummaryRow::from_verdict(&verdict, Some(started.elapsed()));
     let artifacts = (!verdict.passed() || opts.keep).then(|| run.keep());
-    if !opts.shell {
+    if !opts.shell && mutant.is_none() {
         record_row(&row)?;
         crate::results::record_judged(&run.outcome.artifacts, &verdict, row.wall, artifacts.as_deref())?;
     }

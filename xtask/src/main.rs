@@ -6,6 +6,7 @@ mod flags;
 mod hostdeps;
 mod images;
 mod matrix;
+mod mutants;
 mod report;
 mod tasks;
 
@@ -39,5 +40,6 @@ fn run(cmd: flags::Cmd) -> anyhow::Result<ExitCode> {
         flags::Cmd::Matrix { partitions } => matrix::run(partitions),
         flags::Cmd::LintCi => matrix::lint_ci(),
         flags::Cmd::Report { dirs, out } => report::run_report(&dirs, out.as_deref()),
+        flags::Cmd::Mutants(o) => mutants::run(&o),
     }
 }

@@ -52,6 +52,7 @@ impl DmaPort for FakeBus {
 const CFG32: EngineConfig = EngineConfig {
     addr_bits: 32,
     decode_bits: 32,
+    mutant: None,
 };
 
 fn from_dev(addr: u64, len: u32, pattern: u32, seed: u32) -> OpRequest {
@@ -100,6 +101,7 @@ fn truncation_36_advertised_32_decoded() {
     let cfg = EngineConfig {
         addr_bits: 36,
         decode_bits: 32,
+        mutant: None,
     };
     let mut bus = FakeBus::default();
     let c = run(cfg, &from_dev(0x1_0000_3000, 16, 0, 0x42), &mut bus);
@@ -115,6 +117,7 @@ fn beyond_addr_bits_is_refused_without_access() {
     let cfg = EngineConfig {
         addr_bits: 36,
         decode_bits: 32,
+        mutant: None,
     };
     let mut bus = FakeBus::default();
     let c = run(cfg, &from_dev(0x10_0000_0000, 16, 0, 0), &mut bus);
@@ -128,6 +131,7 @@ fn beyond_addr_bits_is_refused_without_access() {
     let cfg64 = EngineConfig {
         addr_bits: 64,
         decode_bits: 64,
+        mutant: None,
     };
     assert_eq!(
         run(cfg64, &from_dev(u64::MAX - 15, 16, 0, 0), &mut FakeBus::default()).error,
@@ -240,4 +244,149 @@ fn big_transfer_is_chunked_on_aligned_boundaries() {
             (Direction::FromDevice, 0x100000, 0xff000)
         ]
     );
+}
+
+/// Mutants: each one really changes what reaches memory, the completion or
+/// the record, while the honest engine (the tests above) does not.
+mod mutants {
+    use super::*;
+    use pvhdma_contract::device_cli::Mutant;
+
+    fn with(m: Mutant) -> EngineConfig {
+        EngineConfig {
+            mutant: Some(m),
+            ..CFG32
+        }
+    }
+
+    fn pattern(len: u32, seed: u32) -> Vec<u8> {
+        (0..len).map(|i| (seed + i) as u8).collect()
+    }
+
+    /// An sg request from the device over two segments (3 and 5 bytes).
+    fn sg_from(bus: &mut FakeBus) -> OpRequest {
+        let mut list = desc(0x10_000, 3, 0);
+        list.extend(desc(0x20_000, 5, 0));
+        bus.put(0x9000, &list);
+        OpRequest {
+            addr: 0x9000,
+            length: 2,
+            control: control::FROM_DEVICE | control::SG,
+            pattern: 1,
+            seed: 0,
+        }
+    }
+
+    #[test]
+    fn flip_written_byte_corrupts_memory_not_the_checksum() {
+        let mut bus = FakeBus::default();
+        let c = run(with(Mutant::FlipWrittenByte), &from_dev(0x1000, 300, 1, 5), &mut bus);
+        let want = pattern(300, 5);
+        assert_eq!(c.error, ErrorCode::None);
+        assert_eq!(c.checksum, fnv1a(&want), "the checksum claims the true pattern");
+        let got = bus.get(0x1000, 300);
+        assert_eq!(got[0], want[0] ^ 0xff);
+        assert_eq!(got[1..], want[1..]);
+    }
+
+    #[test]
+    fn write_one_short_leaves_the_last_byte_and_claims_it() {
+        let mut bus = FakeBus::default();
+        let c = run(with(Mutant::WriteOneShort), &from_dev(0x1000, 300, 1, 5), &mut bus);
+        let want = pattern(300, 5);
+        assert_eq!(
+            (c.error, c.bytes_done, c.checksum),
+            (ErrorCode::None, 300, fnv1a(&want))
+        );
+        assert_eq!(bus.get(0x1000, 299), want[..299]);
+        assert_eq!(bus.get(0x1000 + 299, 1), [0], "last byte never written");
+        assert_eq!(bus.calls, vec![(Direction::FromDevice, 0x1000, 299)]);
+    }
+
+    #[test]
+    fn half_transfer_moves_half_and_reports_all() {
+        let mut bus = FakeBus::default();
+        let c = run(with(Mutant::HalfTransfer), &from_dev(0x1000, 300, 1, 5), &mut bus);
+        let want = pattern(300, 5);
+        assert_eq!(
+            (c.error, c.bytes_done, c.checksum),
+            (ErrorCode::None, 300, fnv1a(&want))
+        );
+        assert_eq!(bus.get(0x1000, 150), want[..150]);
+        assert_eq!(bus.get(0x1000 + 150, 150), vec![0; 150]);
+        assert_eq!(bus.accesses[0].len, 300, "recorded as the whole length");
+    }
+
+    #[test]
+    fn skip_last_segment_skips_it_and_reports_it_done() {
+        let mut bus = FakeBus::default();
+        let req = sg_from(&mut bus);
+        let c = run(with(Mutant::SkipLastSegment), &req, &mut bus);
+        assert_eq!(c.error, ErrorCode::None);
+        assert_eq!((c.bytes_done, c.checksum), (8, fnv1a(&[0, 1, 2, 3, 4, 5, 6, 7])));
+        assert_eq!(bus.get(0x10_000, 3), vec![0, 1, 2]);
+        assert_eq!(bus.get(0x20_000, 5), vec![0; 5], "last segment never written");
+        assert_eq!(bus.accesses.len(), 3, "and still recorded");
+        assert_eq!(bus.accesses[2].outcome, AccessOutcome::Ok);
+        // A single transfer is one segment, not a list: it moves.
+        let mut bus = FakeBus::default();
+        run(with(Mutant::SkipLastSegment), &from_dev(0x1000, 16, 1, 0), &mut bus);
+        assert_eq!(bus.get(0x1000, 16), pattern(16, 0));
+    }
+
+    #[test]
+    fn write_addr_plus_page_misses_the_buffer_but_records_it() {
+        let mut bus = FakeBus::default();
+        let c = run(with(Mutant::WriteAddrPlusPage), &from_dev(0x1000, 16, 1, 5), &mut bus);
+        assert_eq!(c.error, ErrorCode::None);
+        assert_eq!(bus.get(0x1000, 16), vec![0; 16]);
+        assert_eq!(bus.get(0x2000, 16), pattern(16, 5));
+        assert_eq!(bus.accesses[0].bus_addr, 0x1000);
+        // The descriptor list itself is still read where it was given.
+        let mut bus = FakeBus::default();
+        let req = sg_from(&mut bus);
+        assert_eq!(
+            run(with(Mutant::WriteAddrPlusPage), &req, &mut bus).error,
+            ErrorCode::None
+        );
+        assert_eq!(bus.get(0x11_000, 3), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn fault_as_ok_swallows_the_fault() {
+        let mut bus = FakeBus::default();
+        bus.holes.push((0x5000, 0x6000));
+        let c = run(with(Mutant::FaultAsOk), &from_dev(0x3800, 0x4000, 0, 1), &mut bus);
+        assert_eq!((c.error, c.bytes_done, c.fault_addr), (ErrorCode::None, 0x4000, 0));
+        assert_eq!(bus.accesses[0].outcome, AccessOutcome::Ok);
+    }
+
+    #[test]
+    fn fault_recorded_ok_hides_it_from_the_record_only() {
+        let mut bus = FakeBus::default();
+        bus.holes.push((0x5000, 0x6000));
+        let c = run(with(Mutant::FaultRecordedOk), &from_dev(0x3800, 0x4000, 0, 1), &mut bus);
+        assert_eq!((c.error, c.fault_addr), (ErrorCode::IommuFault, 0x5000));
+        assert_eq!(bus.accesses[0].outcome, AccessOutcome::Ok);
+    }
+
+    #[test]
+    fn deferred_writes_land_only_on_flush() {
+        let mut bus = FakeBus::default();
+        let c = {
+            let mut d = Deferred::new(&mut bus);
+            let c = run(with(Mutant::DoneBeforeData), &from_dev(0x1000, 16, 1, 5), &mut d);
+            assert_eq!(d.writes.len(), 1);
+            d.flush();
+            c
+        };
+        assert_eq!((c.error, c.bytes_done), (ErrorCode::None, 16));
+        assert_eq!(bus.get(0x1000, 16), pattern(16, 5));
+        let mut bus = FakeBus::default();
+        let mut d = Deferred::new(&mut bus);
+        run(CFG32, &from_dev(0x1000, 16, 1, 5), &mut d);
+        drop(d);
+        assert_eq!(bus.get(0x1000, 16), vec![0; 16], "not flushed: never written");
+        assert_eq!(bus.accesses.len(), 1, "records pass straight through");
+    }
 }

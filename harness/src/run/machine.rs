@@ -103,6 +103,8 @@ pub struct DeviceSpec {
     pub addr_bits: u32,
     /// What its engine really decodes.
     pub decode_bits: u32,
+    /// A deliberate misbehaviour (negative twins and the mutation run).
+    pub inject: Option<pvhdma_contract::device_cli::Mutant>,
 }
 
 impl Default for DeviceSpec {
@@ -110,6 +112,7 @@ impl Default for DeviceSpec {
         Self {
             addr_bits: 32,
             decode_bits: 32,
+            inject: None,
         }
     }
 }

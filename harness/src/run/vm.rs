@@ -239,6 +239,7 @@ async fn start_device(dir: &Path, i: usize, d: &DeviceSpec, socket: &Path) -> an
         log: Some(ddir.join("device.log")),
         addr_bits: d.addr_bits,
         decode_bits: d.decode_bits,
+        inject: d.inject,
         ..DeviceArgs::new(socket.to_path_buf(), ddir.join("dma.jsonl"))
     };
     let mut cmd = Command::new(device_binary()?);

@@ -96,6 +96,7 @@ impl Scenario {
             .map(|d| DeviceSpec {
                 addr_bits: d.addr_bits,
                 decode_bits: d.decode_bits(),
+                inject: self.inject.and_then(|i| i.device),
             })
             .collect();
         let workload = (!self.workload.is_empty()).then(|| wire::Workload {

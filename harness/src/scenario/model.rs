@@ -5,6 +5,7 @@
 use super::expect::{Expect, ExpectFailure};
 use super::size::{ByteSize, HumanDuration, MemSize};
 use super::util::{deserialize_str_or_map, StrOrMap};
+use pvhdma_contract::device_cli::Mutant;
 use pvhdma_contract::pattern::DataPattern;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -48,8 +49,8 @@ pub struct Scenario {
     /// Restricts the scenario to some cells of the (future) test matrix.
     #[serde(default)]
     pub cells: Option<Cells>,
-    /// Fault injection for negative twins, on the judging side only: the VM,
-    /// QEMU and the device run exactly as without it.
+    /// Fault injection for negative twins: a wrong RAM layout on the judging
+    /// side (the VM runs as without it), or a deliberately misbehaving device.
     #[serde(default)]
     pub inject: Option<Inject>,
 }
@@ -63,6 +64,11 @@ pub struct Inject {
     /// Every fd offset past the wrong boundary converts to a wrong
     /// guest-physical address, so `translations_agree` must fail.
     pub ram_below_4g: Option<MemSize>,
+    /// Run every DMA recorder of the scenario as this mutant (a lying
+    /// device: corrupt data, partial transfers, false records, DMA to the
+    /// wrong place, lying completions or interrupts, swallowed faults). The
+    /// names are those of `cargo xtask mutants`.
+    pub device: Option<Mutant>,
 }
 
 fn default_devices() -> Vec<DeviceCfg> {

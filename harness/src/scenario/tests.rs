@@ -75,6 +75,42 @@ fn bad_values_are_located_too() {
 }
 
 #[test]
+fn inject_device_reaches_every_device_and_is_strict() {
+    let twin = "description: d
+devices: [{addr_bits: 32}, {addr_bits: 36}]
+expect:
+  data_intact: true
+\
+                expect_failure: {assertion: data_intact, reason: r}
+inject: {device: flip_written_byte}
+";
+    let s = parse(twin).unwrap();
+    let spec = s.to_run_spec();
+    let injected: Vec<_> = spec.devices.iter().map(|d| d.inject).collect();
+    let flip = Some(pvhdma_contract::device_cli::Mutant::FlipWrittenByte);
+    assert_eq!(injected, vec![flip, flip]);
+
+    let e = parse(&twin.replace("flip_written_byte", "flip_a_byte")).unwrap_err();
+    assert!(e.path.starts_with("inject.device"), "{e}");
+    let e = parse(
+        "description: d
+expect:
+  data_intact: true
+inject: {device: no_irq}
+",
+    )
+    .unwrap_err();
+    assert_eq!(e.path, "inject", "{e}");
+    // Without inject the device is honest.
+    assert!(parse(MIN)
+        .unwrap()
+        .to_run_spec()
+        .devices
+        .iter()
+        .all(|d| d.inject.is_none()));
+}
+
+#[test]
 fn defaults_are_the_harness_defaults() {
     let s = parse(MIN).unwrap();
     assert_eq!(s.name, "x");
@@ -90,7 +126,8 @@ fn defaults_are_the_harness_defaults() {
         spec.devices,
         vec![crate::machine::DeviceSpec {
             addr_bits: 32,
-            decode_bits: 32
+            decode_bits: 32,
+            inject: None,
         }]
     );
     assert_eq!(spec.boot_timeout, Duration::from_secs(120));

@@ -295,6 +295,7 @@ fn injected_ram_layout_makes_translations_agree_fail() {
     let mut s = plain.clone();
     s.inject = Some(crate::scenario::Inject {
         ram_below_4g: Some(crate::scenario::MemSize::gib(1)),
+        device: None,
     });
     let v = evaluate(&s, &o);
     assert_eq!(v.outcome, Judgement::ExpectedFailure, "{v}");
