@@ -5,6 +5,7 @@
 //! line per failed assertion (`Display`), and serializes to `verdict.json`.
 
 mod checks;
+mod corroborate;
 pub mod join;
 
 #[cfg(test)]

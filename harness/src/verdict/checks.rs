@@ -53,6 +53,15 @@ pub fn evaluate_all(expect: &Expect, out: &RunOutcome) -> Vec<AssertionResult> {
     }
     results.extend(refused_ops(&out.results));
     results.extend(stray_records(&ctx.acc));
+    // Only a run that finished has a full account from the driver to hold
+    // the records to.
+    if out.end.is_finished() {
+        results.extend(super::corroborate::records_match_driver(&ctx.acc));
+        results.extend(super::corroborate::irqs_match_completions(
+            &out.results,
+            out.summary.as_ref(),
+        ));
+    }
     results
 }
 

@@ -537,6 +537,8 @@ fn twin_accepts_a_prefix_id() {
         "device_addrs",
     );
     let mut o = good_run();
+    // The driver programmed a high address, and the device recorded it.
+    o.results[1].dma_addrs = vec![0x1_2345_6000];
     o.device_records[0][1].bus_addr = 0x1_2345_6000;
     assert_eq!(evaluate(&s, &o).outcome, Judgement::ExpectedFailure);
 }
@@ -722,4 +724,52 @@ fn kernel_warnings_fail_unless_allowed() {
     o.end = RunEnd::new(EndKind::XenPanic, "x");
     let v = evaluate(&scenario("  boot: xen_panic\n"), &o);
     assert!(v.assertions.iter().all(|a| a.id != "kernel_warnings"));
+}
+
+#[test]
+fn records_are_held_to_the_drivers_segments() {
+    let v = evaluate(&scenario("  data_intact: true\n"), &good_run());
+    let a = v
+        .assertions
+        .iter()
+        .find(|a| a.id == "records_match_driver")
+        .expect("judged");
+    assert_eq!(a.status, Status::Pass, "{a}");
+    // A device that records the address one page off.
+    let mut o = good_run();
+    o.device_records[0][1].bus_addr += 0x1000;
+    let v = evaluate(&scenario("  data_intact: true\n"), &o);
+    let a = v.assertions.iter().find(|a| a.id == "records_match_driver").unwrap();
+    assert_eq!(a.status, Status::Fail);
+    assert!(a.detail.contains("outside every segment the driver mapped"), "{a}");
+    // A device that records the wrong length.
+    let mut o = good_run();
+    o.device_records[0][0].len = 2048;
+    let v = evaluate(&scenario("  data_intact: true\n"), &o);
+    let a = v.assertions.iter().find(|a| a.id == "records_match_driver").unwrap();
+    assert_eq!(a.status, Status::Fail, "{a}");
+    assert!(
+        a.detail
+            .contains("the driver mapped [0x10_0000+0x1000], the device recorded [0x10_0000+0x800]"),
+        "{a}"
+    );
+}
+
+#[test]
+fn more_interrupts_than_programmed_ops_fail() {
+    let mut o = good_run();
+    let dev = |irqs| pvhdma_contract::wire::DeviceInfo {
+        name: "pvhdma0".into(),
+        irq_count: irqs,
+        ..Default::default()
+    };
+    o.summary.as_mut().unwrap().devices = vec![dev(2)];
+    let v = evaluate(&scenario("  data_intact: true\n"), &o);
+    let a = v.assertions.iter().find(|a| a.id == "irqs_match_completions").unwrap();
+    assert_eq!(a.status, Status::Pass, "{a}");
+    o.summary.as_mut().unwrap().devices = vec![dev(4)];
+    let v = evaluate(&scenario("  data_intact: true\n"), &o);
+    let a = v.assertions.iter().find(|a| a.id == "irqs_match_completions").unwrap();
+    assert_eq!(a.status, Status::Fail, "{a}");
+    assert!(a.detail.contains("4 completion interrupts for 2 programmed ops"), "{a}");
 }
