@@ -593,6 +593,43 @@ pub fn check_fragment(fragment: &str, config: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A module must be built with the compiler that built its kernel (kbuild
+/// passes the kernel's compiler flags on, and a newer gcc's flags break an
+/// older one). For a built tree used as it is, the host's gcc must be the
+/// tree's `CONFIG_CC_VERSION_TEXT`; say so before the build fails obscurely.
+pub fn check_host_compiler(tree: &Path) -> anyhow::Result<()> {
+    let config = std::fs::read_to_string(tree.join(".config"))
+        .with_context(|| format!("{} is not a built kernel tree (no .config)", tree.display()))?;
+    let Some(built_with) = assignments(&config).get("CONFIG_CC_VERSION_TEXT").cloned() else {
+        return Ok(());
+    };
+    let built_with = built_with.trim_matches('"').to_string();
+    let host = Command::new("gcc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default();
+    compiler_matches(&built_with, &host, tree)
+}
+
+fn compiler_matches(built_with: &str, host: &str, tree: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        built_with == host,
+        "{} was built with `{built_with}` but the host's gcc is `{host}`: the pvhdma driver must be \
+         built with the kernel's compiler. Build the tree with the host's gcc, or pass the source tree \
+         (not built, or with --kernel-patches) to have xtask build it in its own root.",
+        tree.display()
+    );
+    Ok(())
+}
+
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let out = cmd.output().with_context(|| format!("Cannot run {cmd:?}"))?;
     anyhow::ensure!(
@@ -827,6 +864,16 @@ mod tests {
         bare.kernel = None;
         let err = source_kernel(&bare, &opts(None, None)).unwrap_err().to_string();
         assert!(err.contains("neither dom0.kernel nor a [kernel] table"), "{err}");
+    }
+
+    #[test]
+    fn a_tree_built_with_another_compiler_is_refused_clearly() {
+        let t = Path::new("/src/linux");
+        compiler_matches("gcc (Debian 12.2.0-14) 12.2.0", "gcc (Debian 12.2.0-14) 12.2.0", t).unwrap();
+        let err = compiler_matches("gcc (Debian 14.2.0-19) 14.2.0", "gcc (Debian 12.2.0-14) 12.2.0", t)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("was built with `gcc (Debian 14.2.0-19) 14.2.0`"), "{err}");
     }
 
     #[test]

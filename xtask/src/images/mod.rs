@@ -193,6 +193,9 @@ fn assemble(
         }
         None => {
             let tree = opts.kernel_tree.as_deref();
+            if let Some(t) = tree {
+                kernel::check_host_compiler(t)?;
+            }
             let kernel = dom0::kernel(out, dom0_root, &recipe.dom0.kernel, tree)?;
             let driver = dom0::build_driver(out, dom0_root, &kernel.version, tree)?;
             // A built tree's own e1000 matches its kernel; Debian's would not load.
