@@ -9,6 +9,9 @@ cargo xtask <command>
 
 Commands:
   images              Build (or find in the cache) the Xen + PVH dom0 image set.
+  kernel              Build (or find in the cache) a dom0 kernel from source: the
+                      recipe's [kernel] table (default: Debian trixie's linux-source-6.12),
+                      images/kernel/pvhdma.config on tinyconfig, and any patch series.
   test [-- ARGS]      Run the scenario catalog (one nextest test per YAML file),
                       then print a summary table and write the suite page
                       target/pvhdma/report/index.html (+ results.json). ARGS go to nextest
@@ -35,7 +38,12 @@ Commands:
 Image flags (images, test, check, run, mutants):
   --recipe FILE       A recipe under images/recipes/ (default: default.toml).
   --xen FILE          Your own Xen (ELF, or gzipped as Debian ships it).
-  --kernel-tree DIR   Your own built Linux tree (bzImage; the driver is built against it).
+  --kernel-tree DIR   Your own Linux tree. Built (arch/x86/boot/bzImage): used as it is,
+                      the driver is built against it. Not built, or with --kernel-patches:
+                      copied and built from source with the project's config fragment.
+  --kernel-patches DIR
+                      Apply this patch series (git format-patch files or mboxes, *.patch,
+                      *.diff, *.mbox, in name order) and build the kernel from source.
   --manifest FILE     Write the image manifest here instead of target/pvhdma/images.json
                       (test/check/run then pass it on as PVHDMA_IMAGES): a matrix cell
                       never clobbers the default set.
@@ -51,6 +59,7 @@ Matrix cell flags (test, check):
 pub enum Cmd {
     Help,
     Images(ImageOptions),
+    Kernel(ImageOptions),
     Check(ImageOptions, CellFlags, Vec<String>),
     Test(ImageOptions, CellFlags, Vec<String>),
     Run {
@@ -108,7 +117,8 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Cmd> {
     };
     match cmd.as_str() {
         "help" | "-h" | "--help" => Ok(Cmd::Help),
-        "images" => Ok(Cmd::Images(image_options(&ours)?.0)),
+        "images" => Ok(Cmd::Images(only_images(&ours)?)),
+        "kernel" => Ok(Cmd::Kernel(only_images(&ours)?)),
         "check" => {
             let (cell, ours) = cell_flags(&ours)?;
             Ok(Cmd::Check(only_images(&ours)?, cell, theirs))
@@ -228,6 +238,7 @@ pub fn image_options(args: &[String]) -> anyhow::Result<(ImageOptions, Vec<Strin
             "--recipe" => o.recipe = Some(value("--recipe")?),
             "--xen" => o.xen = Some(value("--xen")?),
             "--kernel-tree" => o.kernel_tree = Some(value("--kernel-tree")?),
+            "--kernel-patches" => o.kernel_patches = Some(value("--kernel-patches")?),
             "--manifest" => o.manifest_out = Some(value("--manifest")?),
             _ => left.push(a.clone()),
         }
@@ -294,6 +305,21 @@ mod tests {
         assert!(p("mutants --mutants no_such").is_err());
         assert!(p("mutants --scenarios").is_err());
         assert!(p("mutants --bogus").is_err());
+    }
+
+    #[test]
+    fn kernel_takes_a_tree_and_a_series() {
+        let Ok(Cmd::Kernel(o)) = p("kernel --kernel-tree /src/linux --kernel-patches /p") else {
+            panic!()
+        };
+        assert_eq!(o.kernel_tree, Some(PathBuf::from("/src/linux")));
+        assert_eq!(o.kernel_patches, Some(PathBuf::from("/p")));
+        let Ok(Cmd::Test(o, _, _)) = p("test --kernel-patches /p") else {
+            panic!()
+        };
+        assert_eq!(o.kernel_patches, Some(PathBuf::from("/p")));
+        assert!(p("kernel --kernel-patches").is_err());
+        assert!(p("kernel --frobnicate").is_err());
     }
 
     #[test]

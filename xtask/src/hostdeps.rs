@@ -10,6 +10,8 @@ const NEEDED: &[(&str, &str)] = &[
     ("cpio", "cpio"),
     ("gzip", "gzip"),
     ("xz", "xz-utils"),
+    // Kernel patch series (--kernel-patches, a recipe's [kernel] patches).
+    ("patch", "patch"),
 ];
 
 /// What the browser check of the report pages (harness/tests/browser.rs)

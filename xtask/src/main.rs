@@ -33,6 +33,11 @@ fn run(cmd: flags::Cmd) -> anyhow::Result<ExitCode> {
             images::build(&opts)?;
             Ok(ExitCode::SUCCESS)
         }
+        flags::Cmd::Kernel(opts) => {
+            hostdeps::ensure()?;
+            images::kernel_only(&opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
         flags::Cmd::Check(opts, cell, extra) => tasks::check(&opts, &cell, &extra),
         flags::Cmd::Test(opts, cell, extra) => tasks::test(&opts, &cell, &extra),
         flags::Cmd::Run { images, file, shell } => tasks::run(&images, &file, shell),

@@ -80,13 +80,21 @@ pub fn entries(root: &Path, partitions: u32) -> anyhow::Result<Vec<Entry>> {
 
 /// The JSON `cargo xtask matrix` prints: `include` is a GitHub Actions
 /// matrix (one job per cell x partition), `recipes` the distinct recipes
-/// (one image job each), `cells` the count of cells.
+/// (one image job each, `builds_kernel` when it builds Linux from source),
+/// `cells` the count of cells.
 pub fn json(root: &Path, partitions: u32) -> anyhow::Result<serde_json::Value> {
     let e = entries(root, partitions)?;
     let mut recipes: Vec<serde_json::Value> = Vec::new();
     for x in &e {
         if !recipes.iter().any(|r| r["recipe"] == x.recipe) {
-            recipes.push(serde_json::json!({"recipe": x.recipe, "recipe_name": x.recipe_name}));
+            // A recipe with [kernel] builds Linux from source first (its own
+            // workflow step, the longest part of that image job).
+            let builds_kernel = Recipe::load(&root.join(&x.recipe))?.kernel.is_some();
+            recipes.push(serde_json::json!({
+                "recipe": x.recipe,
+                "recipe_name": x.recipe_name,
+                "builds_kernel": builds_kernel,
+            }));
         }
     }
     let cells = e.len() / partitions as usize;
@@ -176,6 +184,8 @@ mod tests {
             "xen4.17-linux6.12-amd",
             "xen4.20-linux-backports-intel",
             "xen4.17-linux-backports-amd",
+            "xen4.20-linux6.12-src-intel",
+            "xen4.20-linux6.12-rfc-noswiotlb-amd",
         ] {
             assert!(cells.contains(c), "{c} missing from {cells:?}");
         }
@@ -210,6 +220,9 @@ mod tests {
         let recipes = v["recipes"].as_array().unwrap();
         assert_eq!(v["cells"].as_u64().unwrap() as usize, recipes.len() * 2);
         assert_eq!(v["include"].as_array().unwrap().len(), recipes.len() * 4);
+        let builds = |name: &str| recipes.iter().find(|r| r["recipe_name"] == name).unwrap()["builds_kernel"].clone();
+        assert_eq!(builds("xen4.20-linux6.12-rfc-noswiotlb"), true);
+        assert_eq!(builds("xen4.20-linux6.12"), false);
     }
 
     #[test]

@@ -164,7 +164,7 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn copy_dir(src: &Path, dst: &Path) -> anyhow::Result<()> {
+pub(super) fn copy_dir(src: &Path, dst: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dst)?;
     for e in std::fs::read_dir(src).with_context(|| format!("Cannot list {}", src.display()))? {
         let e = e?;

@@ -7,14 +7,19 @@ use pvhdma_harness::initrd::{Entry, Writer};
 use std::path::Path;
 use std::process::Command;
 
-pub fn write(dst: &Path, dom0_root: &Path, driver: &Path, agent: &Path) -> anyhow::Result<()> {
+/// `e1000`: the module to ship, when the kernel is not the dom0 root's own
+/// (a source-built or user-built kernel); else the root's is used.
+pub fn write(dst: &Path, dom0_root: &Path, driver: &Path, agent: &Path, e1000: Option<&Path>) -> anyhow::Result<()> {
     let busybox_path = super::roots::find_one(dom0_root, "usr/bin/busybox")?;
     let busybox = std::fs::read(&busybox_path)?;
     let init =
         std::fs::read(workspace_root().join("images/initramfs/init")).context("images/initramfs/init is missing")?;
     let ko = std::fs::read(driver)?;
     let agent = std::fs::read(agent)?;
-    let e1000 = e1000_module(dom0_root)?;
+    let e1000 = match e1000 {
+        Some(p) => std::fs::read(p).with_context(|| format!("Cannot read {}", p.display()))?,
+        None => e1000_module(dom0_root)?,
+    };
 
     // Debian's busybox-static is static, so the host can ask it for its applets.
     let list = Command::new(&busybox_path)

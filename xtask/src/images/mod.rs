@@ -6,6 +6,7 @@
 //! every source that goes into it, so a warm run does no work.
 
 pub mod cache;
+pub mod kernel;
 pub mod recipe;
 pub mod roots;
 
@@ -27,8 +28,36 @@ pub struct Options {
     /// Use the kernel built in this Linux tree (arch/x86/boot/bzImage; the
     /// driver is built against the tree).
     pub kernel_tree: Option<PathBuf>,
+    /// A patch series to apply before building the kernel from source.
+    pub kernel_patches: Option<PathBuf>,
     /// Where to write the manifest (default target/pvhdma/images.json).
     pub manifest_out: Option<PathBuf>,
+}
+
+/// The kernel to build from source for these options, if any: a recipe
+/// with `[kernel]`, a patch series, or a `--kernel-tree` that is not built
+/// yet (no bzImage). A built tree without patches is used as it is.
+pub fn source_kernel(recipe: &recipe::Recipe, opts: &Options) -> anyhow::Result<Option<kernel::Plan>> {
+    let tree_is_built = opts
+        .kernel_tree
+        .as_ref()
+        .is_some_and(|t| t.join("arch/x86/boot/bzImage").is_file());
+    let from_source =
+        recipe.kernel.is_some() || opts.kernel_patches.is_some() || (opts.kernel_tree.is_some() && !tree_is_built);
+    if !from_source {
+        anyhow::ensure!(
+            opts.kernel_tree.is_some() || !recipe.dom0.kernel.is_empty(),
+            "The recipe {} has neither dom0.kernel nor a [kernel] table",
+            recipe.name
+        );
+        return Ok(None);
+    }
+    kernel::Plan::new(
+        recipe.kernel.as_ref(),
+        opts.kernel_tree.as_deref(),
+        opts.kernel_patches.as_deref(),
+    )
+    .map(Some)
 }
 
 pub fn default_recipe() -> PathBuf {
@@ -49,6 +78,10 @@ pub fn build(opts: &Options) -> anyhow::Result<Manifest> {
         None => Some(roots::ensure("xen", &recipe.mirror, &recipe.xen.root)?),
     };
     let dom0_root = roots::ensure("dom0", &recipe.mirror, &recipe.dom0.root)?;
+    let built = match source_kernel(&recipe, opts)? {
+        Some(plan) => Some(kernel::ensure(&recipe.mirror, &plan)?),
+        None => None,
+    };
 
     let mut key = cache::Key::new("set");
     key.str(&serde_json::to_string(&recipe)?);
@@ -65,12 +98,23 @@ pub fn build(opts: &Options) -> anyhow::Result<Manifest> {
     if let Some(x) = &opts.xen {
         key.file(x)?;
     }
-    if let Some(t) = &opts.kernel_tree {
+    if let Some(b) = &built {
+        // The entry's name is the hash of its source, fragment and patches.
+        key.str(&b.entry.display().to_string());
+    } else if let Some(t) = &opts.kernel_tree {
         key.file(&t.join("arch/x86/boot/bzImage"))?.file(&t.join(".config"))?;
     }
     let sets = cache::root().join("sets");
     let set = cache::entry(&sets, &key.hex(), |out| {
-        assemble(out, &recipe, &qemu_root, xen_root.as_deref(), &dom0_root, opts)
+        assemble(
+            out,
+            &recipe,
+            &qemu_root,
+            xen_root.as_deref(),
+            &dom0_root,
+            opts,
+            built.as_ref(),
+        )
     })?;
     let manifest = Manifest::load(&set.join("images.json"))?;
     let out = opts.manifest_out.clone().unwrap_or_else(Manifest::default_path);
@@ -83,6 +127,28 @@ pub fn build(opts: &Options) -> anyhow::Result<Manifest> {
         out.display()
     );
     Ok(manifest)
+}
+
+/// `cargo xtask kernel`: build (or find) the kernel alone and say where it is.
+/// It always builds from source: the recipe's `[kernel]` table or the defaults.
+pub fn kernel_only(opts: &Options) -> anyhow::Result<kernel::Built> {
+    preflight()?;
+    let recipe_path = opts.recipe.clone().unwrap_or_else(default_recipe);
+    let recipe = recipe::Recipe::load(&recipe_path)?;
+    let plan = kernel::Plan::new(
+        recipe.kernel.as_ref(),
+        opts.kernel_tree.as_deref(),
+        opts.kernel_patches.as_deref(),
+    )?;
+    let built = kernel::ensure(&recipe.mirror, &plan)?;
+    println!("kernel {}: {}", built.release()?, built.describe());
+    println!("  image: {}", built.bzimage().display());
+    println!(
+        "  tree:  {} (build), {} (source)",
+        built.entry.join("build").display(),
+        built.entry.join("src").display()
+    );
+    Ok(built)
 }
 
 fn preflight() -> anyhow::Result<()> {
@@ -105,6 +171,7 @@ fn assemble(
     xen_root: Option<&Path>,
     dom0_root: &Path,
     opts: &Options,
+    built: Option<&kernel::Built>,
 ) -> anyhow::Result<()> {
     let qemu = write_qemu_wrapper(out, qemu_root)?;
     let xen_src = match (&opts.xen, xen_root) {
@@ -114,17 +181,42 @@ fn assemble(
     };
     let xen = out.join("xen");
     dom0::unpack_xen(&xen_src, &xen)?;
-    let kernel = dom0::kernel(out, dom0_root, &recipe.dom0.kernel, opts.kernel_tree.as_deref())?;
-    let driver = dom0::build_driver(out, dom0_root, &kernel.version, opts.kernel_tree.as_deref())?;
+    let (kernel, driver, e1000) = match built {
+        Some(b) => {
+            let image = out.join("vmlinuz");
+            std::fs::copy(b.bzimage(), &image)?;
+            let kernel = dom0::Kernel {
+                image,
+                version: b.release()?,
+            };
+            (kernel, b.build_driver(out)?, Some(b.e1000()))
+        }
+        None => {
+            let tree = opts.kernel_tree.as_deref();
+            if let Some(t) = tree {
+                kernel::check_host_compiler(t)?;
+            }
+            let kernel = dom0::kernel(out, dom0_root, &recipe.dom0.kernel, tree)?;
+            let driver = dom0::build_driver(out, dom0_root, &kernel.version, tree)?;
+            // A built tree's own e1000 matches its kernel; Debian's would not load.
+            let e1000 = tree
+                .map(|t| t.join("drivers/net/ethernet/intel/e1000/e1000.ko"))
+                .filter(|p| p.is_file());
+            (kernel, driver, e1000)
+        }
+    };
     let agent = dom0::build_agent(out)?;
     let initrd = out.join("initrd.cpio");
-    initramfs::write(&initrd, dom0_root, &driver, &agent)?;
+    initramfs::write(&initrd, dom0_root, &driver, &agent, e1000.as_deref())?;
 
     let mut versions = BTreeMap::new();
     versions.insert("recipe".into(), recipe.name.clone());
     versions.insert("xen".into(), dom0::xen_version(&xen_src));
     versions.insert("kernel".into(), kernel.version.clone());
     versions.insert("qemu".into(), dom0::qemu_version(&qemu)?);
+    if let Some(b) = built {
+        versions.insert("kernel_build".into(), b.describe());
+    }
     let manifest = Manifest {
         qemu,
         xen,

@@ -36,7 +36,9 @@ pub struct XenSpec {
 pub struct Dom0Spec {
     #[serde(flatten)]
     pub root: RootSpec,
-    /// Path of the kernel image inside the root.
+    /// Path of the kernel image inside the root; unused (and may be left
+    /// out) when the recipe builds its kernel from source (`[kernel]`).
+    #[serde(default)]
     pub kernel: String,
 }
 
@@ -63,6 +65,12 @@ pub struct Recipe {
     pub qemu: RootSpec,
     pub xen: XenSpec,
     pub dom0: Dom0Spec,
+    /// Build the dom0 kernel from source (images/kernel/, `cargo xtask
+    /// kernel`) instead of taking `dom0.kernel` from the dom0 root. Left out
+    /// of the serialized recipe when absent, so recipes without it keep
+    /// their cache keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<super::kernel::KernelSpec>,
     /// Matrix labels; skipped when serializing, so the cache key ignores them.
     #[serde(default, skip_serializing)]
     pub matrix: Option<MatrixLabels>,
