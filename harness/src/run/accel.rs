@@ -4,7 +4,7 @@
 //! or SVM. With KVM that needs nested virtualization in the host's
 //! `kvm_intel` / `kvm_amd` (`nested=Y` or `1`). The machines this project was
 //! built on have a `/dev/kvm` that belongs to `kvm_pvm`, a paravirtual KVM
-//! that cannot run Xen (platform notes), so there the answer is TCG. A GitHub
+//! that cannot run Xen, so there the answer is TCG. A GitHub
 //! runner's KVM may expose nested virtualization; then the answer is KVM.
 //!
 //! [`decide_in`] reads only files under a root directory, so the decision is

@@ -1,7 +1,7 @@
 //! QEMU's command line for one run, built from typed specs.
 //!
-//! The flags are those the platform notes saw boot Xen with a PVH dom0 under
-//! TCG, each for a reason written there; the comments here say which.
+//! The flags are those seen to boot Xen with a PVH dom0 under TCG; each
+//! comment says why its flag is there.
 
 use crate::images::Manifest;
 use crate::machine::{Accel, Dom0Mode, IommuKind, MachineSpec, NetDevice, RunSpec, E1000_BDF};

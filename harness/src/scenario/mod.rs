@@ -62,8 +62,8 @@ impl Scenario {
             },
             accel: match self.machine.accel {
                 AccelCfg::Kvm => Accel::Kvm,
-                // auto is TCG: the only KVM on these hosts cannot run Xen
-                // (platform notes). A probe belongs in `vm`, not in a pure mapping.
+                // auto is TCG here; the probe that may choose KVM (accel.rs)
+                // belongs to running a cell, not to this pure mapping.
                 AccelCfg::Tcg | AccelCfg::Auto => Accel::Tcg,
             },
             extra_devices: vec![],

