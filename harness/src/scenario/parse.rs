@@ -107,49 +107,61 @@ pub fn scenario_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Checks that span several fields (single fields check themselves while
 /// deserializing, with their own location).
 fn validate(s: &Scenario, file: &Path) -> Result<(), ScenarioError> {
-    let err = |loc: Option<Location>, path: String, msg: String| Err(ScenarioError::at(file, loc, path, msg));
+    let checked = validate_machine(s)
+        .and_then(|()| validate_workload(s))
+        .and_then(|names| validate_expect_refs(s, &names))
+        .and_then(|()| validate_twin(s));
+    checked.map_err(|(loc, path, msg)| ScenarioError::at(file, loc, path, msg))
+}
 
+/// A validation failure: where, which field, what is wrong.
+type Invalid = (Option<Location>, String, String);
+
+fn validate_machine(s: &Scenario) -> Result<(), Invalid> {
     if s.devices.is_empty() {
-        return err(
+        return Err((
             None,
             "devices".into(),
             "at least one device is needed (the agent drives the first)".into(),
-        );
+        ));
     }
     if let Xen::Boot(x) = &s.xen {
         if x.dom0_mem.mib >= s.machine.memory.mib {
-            return err(
+            return Err((
                 None,
                 "xen.dom0_mem".into(),
                 format!(
                     "{} MiB does not fit in the machine's {} MiB",
                     x.dom0_mem.mib, s.machine.memory.mib
                 ),
-            );
+            ));
         }
     }
+    Ok(())
+}
 
+/// Each op on its own and against the machine; returns the op names.
+fn validate_workload(s: &Scenario) -> Result<BTreeSet<&str>, Invalid> {
     let mut names = BTreeSet::new();
     for (i, op) in s.workload.iter().enumerate() {
         let loc = Some(op.name.referenced);
         let path = |f: &str| format!("workload[{i}].{f}");
+        let bad = |f: &str, msg: String| Err((loc, path(f), msg));
         let name = op.name.value.as_str();
         if name.is_empty() || name.contains(char::is_whitespace) || name.contains('.') {
-            return err(
-                loc,
-                path("name"),
+            return bad(
+                "name",
                 format!("`{name}`: op names are non-empty, without spaces or dots (they appear in assertion ids)"),
             );
         }
         if !names.insert(name) {
-            return err(loc, path("name"), format!("duplicate op name `{name}`"));
+            return bad("name", format!("duplicate op name `{name}`"));
         }
         match (op.kind, op.bus_addr) {
-            (OpKindCfg::Raw, None) => return err(loc, path("bus_addr"), "a raw op needs bus_addr".into()),
+            (OpKindCfg::Raw, None) => return bad("bus_addr", "a raw op needs bus_addr".into()),
             (k, Some(_)) if k != OpKindCfg::Raw => {
-                return err(
-                    loc,
-                    path("bus_addr"),
+                return bad(
+                    "bus_addr",
                     "bus_addr is only for kind raw (the DMA API chooses the others)".into(),
                 )
             }
@@ -157,22 +169,17 @@ fn validate(s: &Scenario, file: &Path) -> Result<(), ScenarioError> {
         }
         if op.device as usize >= s.devices.len() {
             let n = s.devices.len();
-            return err(
-                loc,
-                path("device"),
-                format!("device {} does not exist ({n} devices)", op.device),
-            );
+            return bad("device", format!("device {} does not exist ({n} devices)", op.device));
         }
         if op.kind == OpKindCfg::NetTftp && s.machine.net != NetCfg::E1000 {
-            return err(loc, path("kind"), "net_tftp needs `machine.net: e1000`".into());
+            return bad("kind", "net_tftp needs `machine.net: e1000`".into());
         }
         if op.segments > 1 && op.kind != OpKindCfg::Sg {
-            return err(loc, path("segments"), "segments is only for kind sg".into());
+            return bad("segments", "segments is only for kind sg".into());
         }
         if u64::from(op.size) * u64::from(op.segments) > MAX_SG_BYTES {
-            return err(
-                loc,
-                path("segments"),
+            return bad(
+                "segments",
                 format!(
                     "size x segments exceeds the device's {} MiB per transfer",
                     MAX_SG_BYTES >> 20
@@ -180,47 +187,66 @@ fn validate(s: &Scenario, file: &Path) -> Result<(), ScenarioError> {
             );
         }
     }
+    Ok(names)
+}
 
+/// `expect.ops` names only ops of the workload.
+fn validate_expect_refs(s: &Scenario, names: &BTreeSet<&str>) -> Result<(), Invalid> {
     for (name, e) in &s.expect.ops {
         if !names.contains(name.as_str()) {
-            return err(
+            return Err((
                 Some(e.referenced),
                 format!("expect.ops.{name}"),
                 format!(
                     "no workload op is named `{name}` (ops: {})",
                     names.iter().copied().collect::<Vec<_>>().join(", ")
                 ),
-            );
+            ));
         }
     }
+    Ok(())
+}
 
+/// A negative twin names one of its own assertions and says why it fails;
+/// fault injection only exists in twins.
+fn validate_twin(s: &Scenario) -> Result<(), Invalid> {
     if let Some(f) = &s.expect_failure {
         let wanted = f.assertion.value.as_str();
+        let at = Some(f.assertion.referenced);
+        // A run that must end otherwise says so in `expect.boot`; a twin of
+        // `boot` would pass on any broken boot at all.
+        if wanted == "boot" {
+            return Err((
+                at,
+                "expect_failure.assertion".into(),
+                "`boot` cannot be the expected failure: state the expected end in `expect.boot` instead".into(),
+            ));
+        }
         let ids = s.expect.assertion_ids();
         if !ids.iter().any(|id| id_matches(wanted, id)) {
-            return err(
-                Some(f.assertion.referenced),
+            return Err((
+                at,
                 "expect_failure.assertion".into(),
                 format!(
                     "`{wanted}` names no assertion of this scenario (it has: {})",
                     ids.join(", ")
                 ),
-            );
+            ));
         }
         if f.reason.trim().is_empty() {
-            return err(
-                Some(f.assertion.referenced),
+            return Err((
+                at,
                 "expect_failure.reason".into(),
                 "say why this scenario must fail".into(),
-            );
+            ));
         }
     }
     if s.inject.is_some() && s.expect_failure.is_none() {
-        return err(
+        return Err((
             None,
             "inject".into(),
             "fault injection belongs in a negative twin: add expect_failure".into(),
-        );
+        ));
     }
     Ok(())
 }

@@ -317,3 +317,11 @@ fn schema_describes_the_format() {
     );
     assert_eq!(v["required"], serde_json::json!(["description"]));
 }
+
+#[test]
+fn a_twin_of_boot_is_refused_at_load_time() {
+    let e =
+        parse("description: d\nexpect: {boot: xen_panic}\nexpect_failure: {assertion: boot, reason: r}\n").unwrap_err();
+    assert_eq!((e.line, e.path.as_str()), (Some(3), "expect_failure.assertion"), "{e}");
+    assert!(e.message.contains("expect.boot"), "{e}");
+}
