@@ -773,3 +773,163 @@ fn more_interrupts_than_programmed_ops_fail() {
     assert_eq!(a.status, Status::Fail, "{a}");
     assert!(a.detail.contains("4 completion interrupts for 2 programmed ops"), "{a}");
 }
+
+#[test]
+fn every_per_op_check_can_fail() {
+    let o = good_run();
+    let mut bad = good_run();
+    bad.results[1].intact = false;
+    bad.results[1].bounced = true;
+    bad.results[1].error = Some("device never completed (timeout)".into());
+    bad.results[1].irq = false;
+    bad.summary.as_mut().unwrap().swiotlb = Some(Range {
+        start: 0x3000_0000,
+        end: 0x3400_0000,
+    });
+    // Each holds on the healthy run and fails on the broken one.
+    for (expect, id) in [
+        ("intact: true", "ops.hs.intact"),
+        ("bounced: false", "ops.hs.bounced"),
+        ("error: false", "ops.hs.error"),
+        ("irq: true", "ops.hs.irq"),
+    ] {
+        let yaml = format!("  ops: {{hs: {{{expect}}}}}\n");
+        passes(&yaml, &o, id);
+        fails(&yaml, &bad, id);
+    }
+    // The pool is elsewhere, and the healthy run has no fault to count.
+    fails("  ops: {hs: {in_swiotlb: true}}\n", &bad, "ops.hs.in_swiotlb");
+    fails("  ops: {hs: {iommu_faults: {min: 1}}}\n", &o, "ops.hs.iommu_faults");
+}
+
+/// Where each assertion's negative twin lives.
+enum Twin {
+    /// A catalog scenario whose `expect_failure` names the assertion.
+    Scenario(&'static str),
+    /// A unit test in this file that makes the assertion fail.
+    Unit(&'static str),
+}
+
+/// Every assertion id the scenario language and the verdict produce
+/// (`ops.*` stands for any op name), with its twin. An id without an entry
+/// fails `every_assertion_has_a_twin`.
+const TWINS: &[(&str, Twin)] = &[
+    ("boot", Twin::Unit("boot_expecting_a_panic")),
+    ("device_addrs.below", Twin::Unit("device_addrs_below")),
+    (
+        "device_addrs.at_least_one_access",
+        Twin::Unit("device_addrs_at_least_one"),
+    ),
+    (
+        "translated_addrs.some_at_or_above",
+        Twin::Unit("translated_addrs_from_the_trace"),
+    ),
+    (
+        "translated_addrs.all_below",
+        Twin::Unit("no_vacuous_truths_over_empty_evidence"),
+    ),
+    ("translations_agree", Twin::Scenario("neg-translation-wrong-layout")),
+    ("data_intact", Twin::Scenario("neg-truncating-device")),
+    ("iommu_faults", Twin::Scenario("neg-claim-no-faults")),
+    ("bounces", Twin::Scenario("neg-swiotlb-zero-bounces")),
+    ("device_addrs_in_swiotlb", Twin::Unit("device_addrs_in_swiotlb")),
+    ("mapping_errors", Twin::Unit("mapping_errors")),
+    ("devices_bound", Twin::Unit("devices_bound")),
+    ("kernel_warnings", Twin::Unit("kernel_warnings_fail_unless_allowed")),
+    ("trace.translations", Twin::Scenario("neg-real-e1000-untranslated")),
+    ("trace.iova_below", Twin::Unit("trace_of_one_pci_device")),
+    ("trace.some_target_at_or_above", Twin::Unit("trace_of_one_pci_device")),
+    ("log.contains", Twin::Unit("log_contains_and_lacks")),
+    ("log.lacks", Twin::Unit("log_contains_and_lacks")),
+    ("ops.*.map_error", Twin::Unit("per_op_expectations")),
+    ("ops.*.device_error", Twin::Unit("per_op_expectations")),
+    ("ops.*.intact", Twin::Unit("every_per_op_check_can_fail")),
+    ("ops.*.bounced", Twin::Unit("every_per_op_check_can_fail")),
+    ("ops.*.error", Twin::Unit("every_per_op_check_can_fail")),
+    ("ops.*.irq", Twin::Unit("every_per_op_check_can_fail")),
+    (
+        "ops.*.device_addrs_below",
+        Twin::Unit("no_vacuous_truths_over_empty_evidence"),
+    ),
+    ("ops.*.in_swiotlb", Twin::Unit("every_per_op_check_can_fail")),
+    ("ops.*.iommu_faults", Twin::Unit("every_per_op_check_can_fail")),
+    (
+        "ops.*.accepted",
+        Twin::Unit("an_op_dom0_refused_is_named_with_doms_words_not_as_not_intact"),
+    ),
+    (
+        "records_explained",
+        Twin::Unit("a_record_no_result_explains_fails_on_its_own"),
+    ),
+    (
+        "records_match_driver",
+        Twin::Unit("records_are_held_to_the_drivers_segments"),
+    ),
+    (
+        "irqs_match_completions",
+        Twin::Unit("more_interrupts_than_programmed_ops_fail"),
+    ),
+];
+
+#[test]
+fn every_assertion_has_a_twin() {
+    // Every field the language has, so `assertion_ids` lists every id.
+    let s = parse_str(
+        "description: d\nworkload: [{name: hs, kind: single, size: 4K}]\nexpect:\n\
+         \x20 device_addrs: {below: 4G, at_least_one_access: true}\n\
+         \x20 translated_addrs: {some_at_or_above: 4G, all_below: 8G}\n  translations_agree: true\n\
+         \x20 data_intact: true\n  iommu_faults: 0\n  bounces: 0\n  device_addrs_in_swiotlb: true\n\
+         \x20 mapping_errors: 0\n  devices_bound: 1\n  log: {contains: [a], lacks: [b]}\n\
+         \x20 trace: {device: '00:10.0', translations: 1, iova_below: 4G, some_target_at_or_above: 4G}\n\
+         \x20 ops: {hs: {map_error: false, intact: true, device_error: 0, bounced: false, error: false, irq: true,\n\
+         \x20        device_addrs_below: 4G, in_swiotlb: false, iommu_faults: 0}}\n",
+        Path::new("all.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut ids: Vec<String> = s
+        .expect
+        .assertion_ids()
+        .into_iter()
+        .map(|id| id.replace("ops.hs.", "ops.*."))
+        .collect();
+    // The verdict's own assertions, judged in every run.
+    ids.extend(
+        [
+            "ops.*.accepted",
+            "records_explained",
+            "records_match_driver",
+            "irqs_match_completions",
+        ]
+        .map(String::from),
+    );
+    let source = include_str!("tests.rs");
+    let scenarios = crate::scenario::scenarios_dir();
+    let mut problems = vec![];
+    for id in &ids {
+        match TWINS.iter().find(|(t, _)| t == id) {
+            None => problems.push(format!("{id}: no twin")),
+            Some((_, Twin::Unit(test))) => {
+                if !source.contains(&format!("fn {test}()")) {
+                    problems.push(format!("{id}: no unit test {test}"));
+                }
+            }
+            Some((_, Twin::Scenario(stem))) => {
+                let path = scenarios.join(format!("{stem}.yaml"));
+                match crate::scenario::load(&path) {
+                    Ok(t)
+                        if t.expect_failure
+                            .as_ref()
+                            .is_some_and(|f| id_matches(&f.assertion.value, id)) => {}
+                    Ok(_) => problems.push(format!("{id}: {stem} does not expect it to fail")),
+                    Err(e) => problems.push(format!("{id}: {e}")),
+                }
+            }
+        }
+    }
+    for (t, _) in TWINS {
+        if !ids.iter().any(|id| id == t) {
+            problems.push(format!("{t}: listed as a twin but not an assertion id"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
