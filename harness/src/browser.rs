@@ -105,12 +105,6 @@ pub fn url_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(String::from_utf8_lossy(&out).to_string()))
 }
 
-/// The word pages show for a verdict.json `outcome`: the same word, as
-/// `verdict::Judgement::word` and serde spell it alike.
-pub fn outcome_word(outcome: &str) -> String {
-    outcome.to_string()
-}
-
 /// Compare one shown verdict with the verdict.json it names.
 pub fn verdict_problem(page_dir: &Path, of: &str, json_rel: &str, shown: &str) -> Option<String> {
     if json_rel.is_empty() {
@@ -128,7 +122,8 @@ pub fn verdict_problem(page_dir: &Path, of: &str, json_rel: &str, shown: &str) -
     if scenario != of {
         return Some(format!("{of}: {} is the verdict of `{scenario}`", path.display()));
     }
-    let want = outcome_word(v["outcome"].as_str().unwrap_or("?"));
+    // Pages show `Judgement::word`, which is the spelling serde writes.
+    let want = v["outcome"].as_str().unwrap_or("?");
     (shown.trim() != want).then(|| {
         format!(
             "{of}: the page shows `{}` but {} says `{want}`",
