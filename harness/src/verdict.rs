@@ -237,16 +237,12 @@ pub fn judge(scenario: &Scenario, outcome: &RunOutcome, assertions: Vec<Assertio
     let message = scenario.expect_failure.as_ref().and_then(|f| f.message.as_ref());
     // The named assertion failing is not enough when the twin pins its
     // cause: one of its failures must say so.
-    let for_the_cause = failed
-        .iter()
-        .any(|a| message.is_none_or(|m| m.is_match(&a.detail)));
+    let for_the_cause = failed.iter().any(|a| message.is_none_or(|m| m.is_match(&a.detail)));
     let outcome_kind = match &expect_failure {
         None if failed.is_empty() => Judgement::Pass,
         None => Judgement::Fail,
         Some(_) if failed.is_empty() => Judgement::UnexpectedPass,
-        Some((id, _)) if failed.iter().all(|a| id_matches(id, &a.id)) && for_the_cause => {
-            Judgement::ExpectedFailure
-        }
+        Some((id, _)) if failed.iter().all(|a| id_matches(id, &a.id)) && for_the_cause => Judgement::ExpectedFailure,
         Some(_) => Judgement::WrongFailure,
     };
     let failure_kind = match outcome_kind {

@@ -1,10 +1,10 @@
 //! One function per assertion. Each returns pass or fail with a message that
 //! names the record (or result) that broke it.
 
+use super::corroborate::Scope;
 use super::join::{of_outcome, Access};
 use super::{hex, AssertionResult, Status};
 use crate::outcome::{RunOutcome, TraceEntry};
-use super::corroborate::Scope;
 use crate::scenario::{parse_bdf, BootExpect, Check, Count, Expect, OpCheck, Pattern, PoolState};
 use pvhdma_contract::markers::BOUNCE_TRACEPOINT as BOUNCE_EVENT;
 use pvhdma_contract::record::{AccessKind, AccessOutcome};

@@ -237,11 +237,7 @@ fn mapped_ops(results: &[OpResult]) -> impl Iterator<Item = &OpResult> {
 /// them differ, and each bounced segment is one event, so the counts must be
 /// equal. Judged only there (elsewhere bus != phys always) and only when the
 /// tracepoint ran.
-pub fn bounces_match_driver(
-    results: &[OpResult],
-    summary: Option<&Summary>,
-    scope: &Scope,
-) -> Option<AssertionResult> {
+pub fn bounces_match_driver(results: &[OpResult], summary: Option<&Summary>, scope: &Scope) -> Option<AssertionResult> {
     if scope.dma_path != DmaPath::Direct {
         return None;
     }
@@ -296,8 +292,7 @@ fn bounce_result(status: Status, detail: String) -> AssertionResult {
     AssertionResult {
         id: "bounces_match_driver".into(),
         status,
-        expected: "per op, as many segments with bus != phys (the driver) as swiotlb bounces (the tracepoint)"
-            .into(),
+        expected: "per op, as many segments with bus != phys (the driver) as swiotlb bounces (the tracepoint)".into(),
         detail,
     }
 }

@@ -819,7 +819,10 @@ fn swiotlb_pool_needs_doms_own_word() {
     o.summary.as_mut().unwrap().swiotlb_nslabs = Some(0);
     passes(absent, &o, "swiotlb_pool");
     let why = fails(present, &o, "swiotlb_pool");
-    assert!(why.contains("no `software IO TLB: mapped` line") && why.contains("no slab count"), "{why}");
+    assert!(
+        why.contains("no `software IO TLB: mapped` line") && why.contains("no slab count"),
+        "{why}"
+    );
     // debugfs missing (a kernel without it): the log alone speaks, and says so.
     o.summary.as_mut().unwrap().swiotlb_nslabs = None;
     let a = one(&scenario(absent), &o, "swiotlb_pool");
@@ -864,7 +867,8 @@ fn bounces_are_held_to_the_drivers_addresses() {
     let a = always(&s, &o, "bounces_match_driver").unwrap();
     assert_eq!(a.status, Status::Fail, "{a}");
     assert!(
-        a.detail.contains("op \"hs\"): the driver's addresses show 1 of 1 segments bounced")
+        a.detail
+            .contains("op \"hs\"): the driver's addresses show 1 of 1 segments bounced")
             && a.detail.contains("bus 0x3400_0000 for phys 0x20_0000")
             && a.detail.contains("tracepoint counted 0"),
         "{a}"
@@ -929,7 +933,8 @@ fn a_completion_before_the_data_fails_on_its_own() {
 #[test]
 fn twin_message_pins_the_cause() {
     let mut s = twin("  data_intact: true\n", "data_intact");
-    s.expect_failure.as_mut().unwrap().message = Some(crate::scenario::Pattern::new("differs from the pattern at byte 0").unwrap());
+    s.expect_failure.as_mut().unwrap().message =
+        Some(crate::scenario::Pattern::new("differs from the pattern at byte 0").unwrap());
     let mut o = good_run();
     o.results[1].intact = false;
     o.results[1].mismatch_offset = Some(0);
@@ -969,7 +974,10 @@ fn data_intact_says_why() {
     o.results[1].mismatch_offset = None;
     o.results[1].checksum = 0x1234;
     let why = fails("  data_intact: true\n", &o, "data_intact");
-    assert!(why.contains("the device's checksum 0x1234 where the pattern gives 0x7"), "{why}");
+    assert!(
+        why.contains("the device's checksum 0x1234 where the pattern gives 0x7"),
+        "{why}"
+    );
     o.results[1].error = Some("device never completed (timeout)".into());
     o.results[1].device_status = 1;
     let why = fails("  data_intact: true\n", &o, "data_intact");
@@ -987,10 +995,16 @@ fn translations_agree_tells_differ_from_missing() {
         why.contains("2 successful accesses: 1 where the views differ, 1 where a view is missing"),
         "{why}"
     );
-    assert!(why.contains("first difference: record seq 1") && why.contains("first missing: record seq 2"), "{why}");
+    assert!(
+        why.contains("first difference: record seq 1") && why.contains("first missing: record seq 2"),
+        "{why}"
+    );
     o.device_records[0][1].translated = fd(0x20_0000, 0x1_0000_1000);
     let why = fails("  translations_agree: true\n", &o, "translations_agree");
-    assert!(why.contains("2 where the views differ, 0 where a view is missing"), "{why}");
+    assert!(
+        why.contains("2 where the views differ, 0 where a view is missing"),
+        "{why}"
+    );
 }
 
 /// Where each assertion's negative twin lives.
