@@ -8,7 +8,7 @@
 
 use crate::limits::MAX_SEGMENTS;
 
-pub const UAPI_VERSION: u32 = 2;
+pub const UAPI_VERSION: u32 = 3;
 /// `_IOWR(IOC_TYPE, IOC_NR_RUN, struct pvhdma_op)`.
 pub const IOC_TYPE: u8 = 0xd3;
 pub const IOC_NR_RUN: u8 = 1;
@@ -105,7 +105,10 @@ c_struct! {
         pub dev_checksum: u32,
         pub expected_checksum: u32,
         pub bytes_done: u32,
-        pub reserved: u32,
+        /// From-device data still differed from the pattern at the driver's
+        /// first look after it saw DONE (the data may arrive later and pass
+        /// `intact`): a completion reported before the data moved.
+        pub mismatch_at_done: u32,
         /// Total bytes of the transfer.
         pub len: u64,
         /// sg: bus address of the descriptor list, else 0.

@@ -126,6 +126,11 @@ pub struct OpResult {
     /// `swiotlb:swiotlb_bounced` events during this operation.
     #[serde(default)]
     pub bounces: u64,
+    /// From-device data still differed from the pattern when the driver
+    /// looked right after it saw DONE (false when it did not look: to-device,
+    /// raw, a device error or no DONE).
+    #[serde(default)]
+    pub mismatch_at_done: bool,
 }
 
 /// One bound instance of the device, as the driver saw it at probe.
@@ -167,6 +172,16 @@ pub struct Summary {
     /// Tracepoint groups that were enabled (empty: `bounces` means nothing).
     #[serde(default)]
     pub tracepoints: Vec<String>,
+    /// The agent read dom0's kernel log from its first record, so a line
+    /// missing from it (say, swiotlb's pool) was never printed.
+    #[serde(default)]
+    pub kmsg_from_start: bool,
+    /// swiotlb's own count of its default pool's slabs, from debugfs
+    /// (`swiotlb/io_tlb_nslabs`): 0 when the kernel made the directory but
+    /// no count (it does so when there is no pool), absent when dom0 has no
+    /// debugfs to ask.
+    #[serde(default)]
+    pub swiotlb_nslabs: Option<u64>,
 }
 
 #[cfg(test)]

@@ -120,18 +120,14 @@ pub fn render_html(scenario: &Scenario, outcome: &RunOutcome, verdict: &Verdict)
     }
     h.push_str("</table>");
     if let Some(s) = &outcome.summary {
-        let pool = s
-            .swiotlb
-            .map(|r| format!("[{}, {})", hex(r.start), hex(r.end)))
-            .unwrap_or_else(|| "none".into());
         let _ = write!(
             h,
-            "<h2>dom0 summary</h2><p>ops {}, failed {}, bounces {}, overflow warnings {}, swiotlb pool {}</p>",
+            "<h2>dom0 summary</h2><p>ops {}, failed {}, bounces {}, overflow warnings {}</p><p>swiotlb pool: {}</p>",
             s.ops,
             s.failed,
             s.bounces,
             s.overflow_warnings,
-            esc(&pool)
+            esc(&pool_views(s))
         );
     }
     let _ = write!(
@@ -142,6 +138,22 @@ pub fn render_html(scenario: &Scenario, outcome: &RunOutcome, verdict: &Verdict)
     );
     h.push('\n');
     h
+}
+
+/// dom0's two statements about its swiotlb pool, each with what it can
+/// and cannot say, so "no pool" reads as evidenced or as not.
+fn pool_views(s: &pvhdma_contract::wire::Summary) -> String {
+    let log = match (s.swiotlb, s.kmsg_from_start) {
+        (Some(r), _) => format!("kernel log: mapped [{}, {})", hex(r.start), hex(r.end)),
+        (None, true) => "kernel log (whole): no pool line".into(),
+        (None, false) => "kernel log: no pool line, but not read from its start".into(),
+    };
+    let fs = match s.swiotlb_nslabs {
+        Some(0) => "debugfs: none".to_string(),
+        Some(n) => format!("debugfs: {n} slabs"),
+        None => "debugfs: not available".into(),
+    };
+    format!("{log}; {fs}")
 }
 
 /// One line of the summary table.
@@ -288,6 +300,33 @@ mod tests {
         assert!(html.contains("plot &lt;me&gt;"), "escaped");
         assert!(html.contains("0x2_0010_0000"), "the trace translation is shown");
         assert!(!html.contains("<script") && !html.contains("href="), "self-contained");
+    }
+
+    #[test]
+    fn the_page_shows_both_views_of_the_pool() {
+        let (s, mut o) = run();
+        o.summary = Some(pvhdma_contract::wire::Summary {
+            kmsg_from_start: true,
+            swiotlb_nslabs: Some(0),
+            ..Default::default()
+        });
+        let html = render_html(&s, &o, &evaluate(&s, &o));
+        assert!(
+            html.contains("swiotlb pool: kernel log (whole): no pool line; debugfs: none"),
+            "{html}"
+        );
+        o.summary = Some(pvhdma_contract::wire::Summary {
+            swiotlb: Some(pvhdma_contract::wire::Range {
+                start: 0x7bfd_f000,
+                end: 0x7ffd_f000,
+            }),
+            ..Default::default()
+        });
+        let html = render_html(&s, &o, &evaluate(&s, &o));
+        assert!(
+            html.contains("kernel log: mapped [0x7bfd_f000, 0x7ffd_f000); debugfs: not available"),
+            "{html}"
+        );
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub struct Verdict {
     pub failure_kind: Option<FailureKind>,
     /// The negative twin's named assertion and reason.
     pub expect_failure: Option<(String, String)>,
+    /// The twin's pinned cause: what the named assertion's failure must match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_failure_message: Option<String>,
     /// The end of a first try that was run again (only a TCG triple fault is).
     pub retried_after: Option<String>,
     pub assertions: Vec<AssertionResult>,
@@ -160,11 +163,20 @@ impl fmt::Display for Verdict {
             }
             Judgement::WrongFailure => {
                 let (id, _) = self.expect_failure.clone().unwrap_or_default();
-                write!(
-                    f,
-                    "{}: FAIL: only `{id}` may fail, but other assertions did (run ended: {end})",
-                    self.scenario
-                )?;
+                let others = self.failed_assertions().any(|a| !id_matches(&id, &a.id));
+                match &self.expect_failure_message {
+                    Some(m) if !others => write!(
+                        f,
+                        "{}: FAIL: `{id}` must fail for the stated cause (matching /{m}/), but failed otherwise \
+                         (run ended: {end})",
+                        self.scenario
+                    )?,
+                    _ => write!(
+                        f,
+                        "{}: FAIL: only `{id}` may fail, but other assertions did (run ended: {end})",
+                        self.scenario
+                    )?,
+                }
             }
             Judgement::Fail => {
                 if matches!(self.failure_kind, None | Some(FailureKind::Assertion)) {
@@ -206,7 +218,7 @@ pub fn evaluate(scenario: &Scenario, outcome: &RunOutcome) -> Verdict {
         }
         None => outcome,
     };
-    let assertions = checks::evaluate_all(&scenario.expect, judged);
+    let assertions = checks::evaluate_all(&scenario.expect, judged, &corroborate::Scope::of(scenario));
     judge(scenario, outcome, assertions)
 }
 
@@ -222,11 +234,15 @@ pub fn judge(scenario: &Scenario, outcome: &RunOutcome, assertions: Vec<Assertio
         .expect_failure
         .as_ref()
         .map(|f| (f.assertion.value.clone(), f.reason.clone()));
+    let message = scenario.expect_failure.as_ref().and_then(|f| f.message.as_ref());
+    // The named assertion failing is not enough when the twin pins its
+    // cause: one of its failures must say so.
+    let for_the_cause = failed.iter().any(|a| message.is_none_or(|m| m.is_match(&a.detail)));
     let outcome_kind = match &expect_failure {
         None if failed.is_empty() => Judgement::Pass,
         None => Judgement::Fail,
         Some(_) if failed.is_empty() => Judgement::UnexpectedPass,
-        Some((id, _)) if failed.iter().all(|a| id_matches(id, &a.id)) => Judgement::ExpectedFailure,
+        Some((id, _)) if failed.iter().all(|a| id_matches(id, &a.id)) && for_the_cause => Judgement::ExpectedFailure,
         Some(_) => Judgement::WrongFailure,
     };
     let failure_kind = match outcome_kind {
@@ -244,6 +260,7 @@ pub fn judge(scenario: &Scenario, outcome: &RunOutcome, assertions: Vec<Assertio
         run_end_detail,
         failure_kind,
         expect_failure,
+        expect_failure_message: message.map(|m| m.as_str().to_string()),
         retried_after: None,
         assertions,
     }

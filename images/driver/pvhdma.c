@@ -283,17 +283,16 @@ static void prepare_data(struct op_ctx *c)
 	}
 }
 
-static void check_data(struct op_ctx *c)
+/* First from-device byte that differs from the pattern, or ~0; also the pattern's FNV-1a. */
+static u64 scan_data(struct op_ctx *c, u32 *hash)
 {
 	struct pvhdma_op *op = c->op;
 	struct pattern_gen g;
 	u32 h = FNV_INIT;
-	u64 off = 0;
-	bool data_ok = true;
+	u64 off = 0, mismatch = ~0ULL;
 	unsigned int i;
 	size_t j;
 
-	op->mismatch_offset = ~0ULL;
 	pattern_init(&g, op->pattern, op->seed);
 	for (i = 0; i < c->nsegs; i++) {
 		const u8 *p = c->segs[i].cpu;
@@ -303,14 +302,22 @@ static void check_data(struct op_ctx *c)
 
 			h = fnv1a_step(h, b);
 			if (op->dir == PVHDMA_DIR_FROM_DEVICE && p[j] != b &&
-			    data_ok) {
-				data_ok = false;
-				op->mismatch_offset = off;
-			}
+			    mismatch == ~0ULL)
+				mismatch = off;
 		}
 	}
+	*hash = h;
+	return mismatch;
+}
+
+static void check_data(struct op_ctx *c)
+{
+	struct pvhdma_op *op = c->op;
+	u32 h;
+
+	op->mismatch_offset = scan_data(c, &h);
 	op->expected_checksum = h;
-	op->intact = data_ok && op->dev_error == 0 &&
+	op->intact = op->mismatch_offset == ~0ULL && op->dev_error == 0 &&
 		     (op->dev_status & STATUS_DONE) &&
 		     op->dev_checksum == h && op->bytes_done == op->len;
 }
@@ -330,6 +337,30 @@ static irqreturn_t pvhdma_irq(int irq, void *data)
 	return IRQ_HANDLED;
 }
 
+/*
+ * A device may claim DONE before its writes reached memory; the data can
+ * still arrive before the final check, which then cannot tell. So look at
+ * the buffer as soon as DONE is seen, before anything else can pass the
+ * time: the device's writes must already be there.
+ */
+static void look_at_done(struct op_ctx *c)
+{
+	struct device *dev = &c->d->pdev->dev;
+	struct pvhdma_op *op = c->op;
+	u32 h;
+
+	if (op->dir != PVHDMA_DIR_FROM_DEVICE || op->result != PVHDMA_RES_OK ||
+	    !(op->dev_status & STATUS_DONE) || op->dev_error)
+		return;
+	/* A bounced streaming buffer holds the data only once synced back. */
+	if (c->mapped && op->kind == PVHDMA_KIND_SINGLE)
+		dma_sync_single_for_cpu(dev, c->segs[0].dma, c->segs[0].len,
+					c->dir);
+	if (c->sg_mapped > 0)
+		dma_sync_sg_for_cpu(dev, c->sgt.sgl, c->nsegs, c->dir);
+	op->mismatch_at_done = scan_data(c, &h) != ~0ULL;
+}
+
 static void program_addr(struct pvhdma_dev *d, u64 addr)
 {
 	wr(d, REG_DMA_ADDR_LO, lower_32_bits(addr));
@@ -338,8 +369,9 @@ static void program_addr(struct pvhdma_dev *d, u64 addr)
 		wr(d, REG_DMA_ADDR_HI, upper_32_bits(addr));
 }
 
-static void run_device(struct pvhdma_dev *d, struct pvhdma_op *op, u64 addr,
-		       u32 length, bool sg)
+/* c: the op's buffers, looked at as soon as DONE is seen; NULL for raw. */
+static void run_device(struct pvhdma_dev *d, struct op_ctx *c,
+		       struct pvhdma_op *op, u64 addr, u32 length, bool sg)
 {
 	unsigned long deadline;
 	u32 status;
@@ -376,6 +408,8 @@ static void run_device(struct pvhdma_dev *d, struct pvhdma_op *op, u64 addr,
 	rmb();
 	op->dev_status = status;
 	op->dev_error = rd(d, REG_ERROR);
+	if (c)
+		look_at_done(c);
 	op->dev_seq = rd(d, REG_SEQ);
 	op->dev_checksum = rd(d, REG_CHECKSUM);
 	op->bytes_done = rd(d, REG_BYTES_DONE);
@@ -454,7 +488,7 @@ static void op_coherent(struct op_ctx *c)
 	s->phys = cpu_to_phys(s->cpu);
 	note_addrs(c);
 	prepare_data(c);
-	run_device(c->d, c->op, s->dma, s->len, false);
+	run_device(c->d, c, c->op, s->dma, s->len, false);
 	check_data(c);
 }
 
@@ -482,7 +516,7 @@ static void op_single(struct op_ctx *c)
 	}
 	c->mapped = true;
 	note_addrs(c);
-	run_device(c->d, c->op, s->dma, s->len, false);
+	run_device(c->d, c, c->op, s->dma, s->len, false);
 	op_unmap(c);
 	check_data(c);
 }
@@ -543,7 +577,7 @@ static void op_sg(struct op_ctx *c)
 	}
 	note_addrs(c);
 	c->op->nsegs = c->sg_mapped;
-	run_device(c->d, c->op, c->desc_dma, c->sg_mapped, true);
+	run_device(c->d, c, c->op, c->desc_dma, c->sg_mapped, true);
 	op_unmap(c);
 	check_data(c);
 }
@@ -559,7 +593,7 @@ static void op_raw(struct op_ctx *c)
 	op->nsegs = 1;
 	c->segs[0].dma = addr;
 	c->segs[0].phys = op->raw_addr;
-	run_device(c->d, op, addr, op->size, false);
+	run_device(c->d, NULL, op, addr, op->size, false);
 	/* No buffer to compare with: raw ops are judged by the device's ERROR. */
 	op->intact = 0;
 	op->mismatch_offset = ~0ULL;

@@ -14,7 +14,7 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define PVHDMA_UAPI_VERSION 2
+#define PVHDMA_UAPI_VERSION 3
 /* The device's descriptor limit. */
 #define PVHDMA_MAX_SEGS 256
 
@@ -81,7 +81,7 @@ struct pvhdma_op {
 	__u32 dev_checksum;
 	__u32 expected_checksum;
 	__u32 bytes_done;
-	__u32 reserved;
+	__u32 mismatch_at_done;	/* from-device data still differed from the pattern when DONE was first seen */
 	__u64 len;		/* total bytes of the transfer */
 	__u64 desc_addr;	/* sg: bus address of the descriptor list, else 0 */
 	__u64 fault_addr;	/* FAULT_ADDR_HI:LO */

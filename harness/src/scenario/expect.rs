@@ -36,6 +36,10 @@ pub struct Expect {
     pub bounces: Option<Count>,
     /// Every data access of a streaming op (single, sg) hits dom0's swiotlb pool.
     pub device_addrs_in_swiotlb: Option<bool>,
+    /// Whether dom0 has a swiotlb pool at all, in dom0's own words: the
+    /// kernel log's `software IO TLB: mapped` line and swiotlb's slab count
+    /// in debugfs.
+    pub swiotlb_pool: Option<PoolState>,
     /// Results whose mapping the DMA API refused.
     pub mapping_errors: Option<Count>,
     /// dom0's kernel warnings (WARNING:, BUG:, DMA-API complaints). Judged in
@@ -323,6 +327,16 @@ pub struct OpExpect {
     pub iommu_faults: Option<Count>,
 }
 
+/// `swiotlb_pool: absent` / `present`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolState {
+    /// dom0 set up no swiotlb pool (e.g. `swiotlb=noforce`).
+    Absent,
+    /// dom0 has a swiotlb pool.
+    Present,
+}
+
 /// The assertion ids that the scenario does not state but always checks.
 pub const BOOT_ID: &str = "boot";
 
@@ -335,6 +349,11 @@ pub struct ExpectFailure {
     /// Assertion id (or a prefix ending at a dot boundary, e.g. `device_addrs`).
     #[schemars(with = "String")]
     pub assertion: Spanned<String>,
+    /// A regular expression the named assertion's failure (what it saw) must
+    /// match: it pins the cause, so the same assertion failing for another
+    /// reason is a wrong failure.
+    #[serde(default)]
+    pub message: Option<Pattern>,
 }
 
 /// True when `id` is `name` or lies under it (`device_addrs` covers `device_addrs.below`).
@@ -355,6 +374,7 @@ pub enum Check<'a> {
     IommuFaults(Count),
     Bounces(Count),
     InSwiotlb(bool),
+    SwiotlbPool(PoolState),
     MappingErrors(Count),
     DevicesBound(Count),
     TraceTranslations(&'a str, Count),
@@ -411,6 +431,7 @@ impl Check<'_> {
             Check::IommuFaults(_) => "iommu_faults".into(),
             Check::Bounces(_) => "bounces".into(),
             Check::InSwiotlb(_) => "device_addrs_in_swiotlb".into(),
+            Check::SwiotlbPool(_) => "swiotlb_pool".into(),
             Check::MappingErrors(_) => "mapping_errors".into(),
             Check::DevicesBound(_) => "devices_bound".into(),
             Check::TraceTranslations(..) => "trace.translations".into(),
@@ -458,6 +479,9 @@ impl Expect {
         }
         if let Some(s) = self.device_addrs_in_swiotlb {
             v.push(Check::InSwiotlb(s));
+        }
+        if let Some(p) = self.swiotlb_pool {
+            v.push(Check::SwiotlbPool(p));
         }
         if let Some(c) = self.mapping_errors {
             v.push(Check::MappingErrors(c));

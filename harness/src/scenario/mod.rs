@@ -17,7 +17,7 @@ mod tests;
 
 pub use expect::{
     id_matches, parse_bdf, BootExpect, BootExpectMap, Check, Count, DeviceAddrs, Expect, ExpectFailure, LogExpect,
-    OpCheck, OpExpect, TraceExpect, TranslatedAddrs,
+    OpCheck, OpExpect, PoolState, TraceExpect, TranslatedAddrs,
 };
 pub use model::{
     AccelCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, Inject, IommuCfg, MachineCfg, NetCfg, OpCfg, OpKindCfg,

@@ -30,6 +30,18 @@ fn every_catalog_file_parses() {
 }
 
 #[test]
+fn every_catalog_twin_pins_its_cause() {
+    // The named assertion failing for some other reason must not count as
+    // the twin's success: each says what its failure must show.
+    for f in scenario_files(&scenarios_dir()).expect("scenarios/ is readable") {
+        let s = load(&f).unwrap_or_else(|e| panic!("{e}"));
+        if let Some(t) = &s.expect_failure {
+            assert!(t.message.is_some(), "{}: expect_failure has no message", f.display());
+        }
+    }
+}
+
+#[test]
 fn misspelled_field_names_file_line_column_and_path() {
     let text = "description: d\nexpect:\n  data_intact: true\n  device_addrs:\n    belo: 4G\n";
     let e = parse(text).unwrap_err();

@@ -1,10 +1,11 @@
 //! One function per assertion. Each returns pass or fail with a message that
 //! names the record (or result) that broke it.
 
+use super::corroborate::Scope;
 use super::join::{of_outcome, Access};
 use super::{hex, AssertionResult, Status};
 use crate::outcome::{RunOutcome, TraceEntry};
-use crate::scenario::{parse_bdf, BootExpect, Check, Count, Expect, OpCheck, Pattern};
+use crate::scenario::{parse_bdf, BootExpect, Check, Count, Expect, OpCheck, Pattern, PoolState};
 use pvhdma_contract::markers::BOUNCE_TRACEPOINT as BOUNCE_EVENT;
 use pvhdma_contract::record::{AccessKind, AccessOutcome};
 use pvhdma_contract::wire::{OpKind, OpResult, Range};
@@ -19,7 +20,7 @@ type Judged = (bool, String, String); // (held, expected, detail)
 /// Evaluate every check of `expect`, boot first. When the run did not end as
 /// the scenario expects, only `boot` and the log checks are judged: the rest
 /// would fail merely as consequences and bury the real failure.
-pub fn evaluate_all(expect: &Expect, out: &RunOutcome) -> Vec<AssertionResult> {
+pub fn evaluate_all(expect: &Expect, out: &RunOutcome, scope: &Scope) -> Vec<AssertionResult> {
     let ctx = Ctx {
         out,
         acc: of_outcome(out),
@@ -61,6 +62,12 @@ pub fn evaluate_all(expect: &Expect, out: &RunOutcome) -> Vec<AssertionResult> {
             &out.results,
             out.summary.as_ref(),
         ));
+        results.extend(super::corroborate::bounces_match_driver(
+            &out.results,
+            out.summary.as_ref(),
+            scope,
+        ));
+        results.extend(super::corroborate::data_before_done(&out.results, scope));
     }
     results
 }
@@ -127,6 +134,7 @@ impl<'a> Ctx<'a> {
             Check::IommuFaults(c) => self.iommu_faults(*c, self.acc.iter().collect()),
             Check::Bounces(c) => self.bounces(*c),
             Check::InSwiotlb(want) => self.in_swiotlb(*want, |a| self.is_streaming(a)),
+            Check::SwiotlbPool(want) => self.swiotlb_pool(*want),
             Check::MappingErrors(c) => {
                 let errs: Vec<&OpResult> = self.out.results.iter().filter(|r| r.map_error).collect();
                 let first = errs
@@ -312,16 +320,36 @@ impl<'a> Ctx<'a> {
         } else {
             "the device's DMA_MAP view and the IOMMU trace to disagree somewhere".to_string()
         };
-        let detail = match (differ, missing) {
-            (Some((a, d, t)), _) => format!(
-                "{} at bus {}: DMA_MAP view says {}, trace says {}",
+        let n_differ = ok
+            .iter()
+            .filter(|a| matches!((a.device_target, a.trace_target), (Some(d), Some(t)) if d != t))
+            .count();
+        let n_missing = ok
+            .iter()
+            .filter(|a| a.device_target.is_none() || a.trace_target.is_none())
+            .count();
+        // Both counts always, so a twin can tell "the views differ" from "a
+        // view is missing" (which a wrong layout alone never causes).
+        let mut detail = if ok.is_empty() {
+            "no successful access".to_string()
+        } else {
+            format!(
+                "{} successful accesses: {n_differ} where the views differ, {n_missing} where a view is missing",
+                ok.len()
+            )
+        };
+        if let Some((a, d, t)) = differ {
+            detail.push_str(&format!(
+                "; first difference: {} at bus {}: DMA_MAP view says {}, trace says {}",
                 a.describe(),
                 hex(a.record.decoded_addr),
                 hex(d),
                 hex(t)
-            ),
-            (None, Some(a)) => format!(
-                "{} at bus {} has no translation from {}",
+            ));
+        }
+        if let Some(a) = missing {
+            detail.push_str(&format!(
+                "; first missing: {} at bus {} has no translation from {}",
                 a.describe(),
                 hex(a.record.decoded_addr),
                 match (a.device_target, a.trace_target) {
@@ -329,10 +357,8 @@ impl<'a> Ctx<'a> {
                     (None, _) => "the DMA_MAP view (no fd-backed map covers it, or no RAM layout)",
                     _ => "the IOMMU trace (no IOTLB miss covers it)",
                 }
-            ),
-            (None, None) if ok.is_empty() => "no successful access".to_string(),
-            (None, None) => format!("{} accesses, both views agree on each", ok.len()),
-        };
+            ));
+        }
         let held = if want {
             !ok.is_empty() && differ.is_none() && missing.is_none()
         } else {
@@ -359,13 +385,21 @@ impl<'a> Ctx<'a> {
                     } else {
                         String::new()
                     };
-                    (false, expected, format!("{} was not intact{more}", describe_result(r)))
+                    (
+                        false,
+                        expected,
+                        format!("{} was not intact: {}{more}", describe_result(r), why_not_intact(r)),
+                    )
                 }
             }
         } else {
             let expected = "some op's data not intact".to_string();
             match broken.first() {
-                Some(r) => (true, expected, format!("{} was not intact", describe_result(r))),
+                Some(r) => (
+                    true,
+                    expected,
+                    format!("{} was not intact: {}", describe_result(r), why_not_intact(r)),
+                ),
                 None => (
                     false,
                     expected,
@@ -419,6 +453,48 @@ impl<'a> Ctx<'a> {
                 )
             }
         }
+    }
+
+    /// Two views of dom0's pool, both dom0's own: the kernel log (swiotlb
+    /// prints `software IO TLB: mapped [mem ...]` when it sets one up; its
+    /// absence counts only in a log read from the first record) and
+    /// swiotlb's slab count in debugfs. A view that cannot speak is named and
+    /// left out; the claim needs one view for it and none against it.
+    fn swiotlb_pool(&self, want: PoolState) -> Judged {
+        let expected = match want {
+            PoolState::Absent => "no swiotlb pool in dom0 (kernel log and debugfs)",
+            PoolState::Present => "a swiotlb pool in dom0 (kernel log and debugfs)",
+        }
+        .to_string();
+        let Some(s) = &self.out.summary else {
+            return (false, expected, "the agent printed no PVHDMA-SUMMARY".into());
+        };
+        let (log, log_says) = match (s.swiotlb, s.kmsg_from_start) {
+            (Some(r), _) => (
+                Some(PoolState::Present),
+                format!("kernel log: pool mapped at [{}, {})", hex(r.start), hex(r.end)),
+            ),
+            (None, true) => (
+                Some(PoolState::Absent),
+                "kernel log (read from its first record): no `software IO TLB: mapped` line".to_string(),
+            ),
+            (None, false) => (
+                None,
+                "kernel log: no pool line, but not read from its first record (says nothing)".to_string(),
+            ),
+        };
+        let (fs, fs_says) = match s.swiotlb_nslabs {
+            Some(0) => (Some(PoolState::Absent), "debugfs: no slab count (no pool)".to_string()),
+            Some(n) => (Some(PoolState::Present), format!("debugfs: {n} slabs")),
+            None => (None, "debugfs: not available (says nothing)".to_string()),
+        };
+        let views = [log, fs];
+        let held = views.contains(&Some(want)) && views.iter().flatten().all(|v| *v == want);
+        let mut detail = format!("{log_says}; {fs_says}");
+        if log.is_some() && fs.is_some() && log != fs {
+            detail.push_str(" (the two views disagree)");
+        }
+        (held, expected, detail)
     }
 
     fn kernel_warnings(&self, allow: &[Pattern]) -> Judged {
@@ -574,6 +650,43 @@ impl<'a> Ctx<'a> {
             }
         }
     }
+}
+
+/// Every reason the driver's `intact` can be false, as the result shows it.
+fn why_not_intact(r: &OpResult) -> String {
+    let mut why = vec![];
+    if let Some(e) = &r.error {
+        why.push(format!("error {e:?}"));
+    }
+    if r.device_error != 0 {
+        why.push(format!("device error {}", r.device_error));
+    }
+    // The NIC's fetch has no recorder registers to read.
+    if r.kind != OpKind::NetTftp && r.device_status & pvhdma_contract::regs::status::DONE == 0 {
+        why.push(format!("no DONE (status {:#x})", r.device_status));
+    }
+    if r.bytes_done as u64 != r.len {
+        why.push(format!("{} of {} bytes done", r.bytes_done, r.len));
+    }
+    if let Some(off) = r.mismatch_offset {
+        why.push(format!("data differs from the pattern at byte {off}"));
+    }
+    if r.checksum != r.expected_checksum {
+        why.push(format!(
+            "the device's checksum {} where the pattern gives {}",
+            hex(r.checksum.into()),
+            hex(r.expected_checksum.into())
+        ));
+    } else if !why.is_empty() {
+        why.push("the device's checksum matches the pattern".into());
+    }
+    if why.is_empty() {
+        why.push(match r.kind {
+            OpKind::Raw => "a raw op has no buffer to compare".into(),
+            _ => "the driver gave no reason".into(),
+        });
+    }
+    why.join("; ")
 }
 
 fn describe_result(r: &OpResult) -> String {

@@ -5,13 +5,17 @@
 //! dom0 driver independently reports, per op, the bus address of every
 //! segment, the transfer's length, the descriptor list's address, and how
 //! many completion interrupts it handled: each record must agree with that.
+//! Likewise dom0's bounce tracepoint is held to the driver's addresses, and
+//! the device's completion to the data the driver found when it came.
 
 use super::join::Access;
 use super::{hex, AssertionResult, Status};
+use crate::scenario::{DirCfg, Dom0ModeCfg, IommuCfg, OpKindCfg, Scenario, Xen};
 use pvhdma_contract::limits::DESCRIPTOR_SIZE;
+use pvhdma_contract::markers::BOUNCE_TRACEPOINT;
 use pvhdma_contract::record::{AccessKind, AccessOutcome};
 use pvhdma_contract::wire::{OpKind, OpResult, Summary};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// `records_match_driver`: for every op the driver programmed, the device's
 /// records are exactly the driver's segments, in order, with their lengths
@@ -158,5 +162,175 @@ pub fn irqs_match_completions(results: &[OpResult], summary: Option<&Summary>) -
         status: if worst.is_some() { Status::Fail } else { Status::Pass },
         expected: "at most one completion interrupt per programmed op (and one at setup)".into(),
         detail: worst.unwrap_or_else(|| format!("{} devices checked", s.devices.len())),
+    })
+}
+
+/// How dom0's DMA API turns a buffer's physical address into the bus
+/// address it hands the device; it decides what "bus != phys" means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmaPath {
+    /// dma-direct, bus = phys unless swiotlb bounced the buffer: a PVH dom0
+    /// (Xen's IOMMU is invisible to it), or Linux without Xen and without
+    /// an IOMMU of its own (none, passthrough or turned off).
+    Direct,
+    /// bus != phys by design, bounced or not: a PV dom0 (swiotlb-xen hands
+    /// out machine addresses), or Linux owning the IOMMU (dma-iommu IOVAs).
+    Translated,
+}
+
+impl DmaPath {
+    pub fn of(s: &Scenario) -> Self {
+        match &s.xen {
+            Xen::Boot(x) if x.dom0 == Dom0ModeCfg::Pvh => DmaPath::Direct,
+            Xen::Boot(_) => DmaPath::Translated,
+            Xen::None => {
+                let off = ["iommu=pt", "iommu=off", "intel_iommu=off", "amd_iommu=off"];
+                let given = |w: &&str| s.dom0.cmdline.iter().any(|c| c == w);
+                if s.machine.iommu == IommuCfg::None || off.iter().any(given) {
+                    DmaPath::Direct
+                } else {
+                    DmaPath::Translated
+                }
+            }
+        }
+    }
+}
+
+/// What the always-judged checks need to know of the scenario.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub dma_path: DmaPath,
+    /// Ops whose device writes memory (`dir: from_device`).
+    pub from_device: BTreeSet<String>,
+}
+
+impl Scope {
+    pub fn of(s: &Scenario) -> Self {
+        Scope {
+            dma_path: DmaPath::of(s),
+            from_device: s
+                .workload
+                .iter()
+                .filter(|o| o.dir == DirCfg::FromDevice && o.kind != OpKindCfg::NetTftp)
+                .map(|o| o.name.value.clone())
+                .collect(),
+        }
+    }
+}
+
+/// The ops the driver mapped and ran through the DMA API: each has a bus
+/// and a physical address per segment.
+fn mapped_ops(results: &[OpResult]) -> impl Iterator<Item = &OpResult> {
+    results.iter().filter(|r| {
+        matches!(r.kind, OpKind::Coherent | OpKind::Single | OpKind::Sg)
+            && !r.map_error
+            && r.refused.is_none()
+            && !r.dma_addrs.is_empty()
+            && r.dma_addrs.len() == r.phys_addrs.len()
+    })
+}
+
+/// `bounces_match_driver`: two witnesses of bouncing, op by op. dom0's
+/// `swiotlb_bounced` tracepoint counts the bounces during the op; the
+/// driver's own addresses count the segments whose bus address differs from
+/// the buffer's physical address. On the direct path only a bounce makes
+/// them differ, and each bounced segment is one event, so the counts must be
+/// equal. Judged only there (elsewhere bus != phys always) and only when the
+/// tracepoint ran.
+pub fn bounces_match_driver(results: &[OpResult], summary: Option<&Summary>, scope: &Scope) -> Option<AssertionResult> {
+    if scope.dma_path != DmaPath::Direct {
+        return None;
+    }
+    let s = summary?;
+    if !s.tracepoints.iter().any(|t| t == BOUNCE_TRACEPOINT) {
+        return None;
+    }
+    let ops: Vec<&OpResult> = mapped_ops(results).collect();
+    if ops.is_empty() {
+        return None;
+    }
+    let mut bounced = 0u64;
+    for r in &ops {
+        let moved: Vec<(u64, u64)> = r
+            .dma_addrs
+            .iter()
+            .zip(&r.phys_addrs)
+            .filter(|(d, p)| d != p)
+            .map(|(d, p)| (*d, *p))
+            .collect();
+        bounced += moved.len() as u64;
+        if moved.len() as u64 != r.bounces {
+            let first = moved
+                .first()
+                .map(|(d, p)| format!(" (first: bus {} for phys {})", hex(*d), hex(*p)))
+                .unwrap_or_default();
+            return Some(bounce_result(
+                Status::Fail,
+                format!(
+                    "result #{} (tag {}, op \"{}\"): the driver's addresses show {} of {} segments bounced{first}, \
+                     the {BOUNCE_TRACEPOINT} tracepoint counted {}",
+                    r.index,
+                    r.tag,
+                    r.name,
+                    moved.len(),
+                    r.dma_addrs.len(),
+                    r.bounces
+                ),
+            ));
+        }
+    }
+    Some(bounce_result(
+        Status::Pass,
+        format!(
+            "{} ops: the driver's addresses and the tracepoint agree on each ({bounced} bounced segments)",
+            ops.len()
+        ),
+    ))
+}
+
+fn bounce_result(status: Status, detail: String) -> AssertionResult {
+    AssertionResult {
+        id: "bounces_match_driver".into(),
+        status,
+        expected: "per op, as many segments with bus != phys (the driver) as swiotlb bounces (the tracepoint)".into(),
+        detail,
+    }
+}
+
+/// `data_before_done`: a completion means the data is in memory. The driver
+/// looks at a from-device buffer as soon as it sees DONE, before its final
+/// comparison; data missing then but intact later arrived after the device
+/// said it was done, which the final comparison alone cannot see.
+pub fn data_before_done(results: &[OpResult], scope: &Scope) -> Option<AssertionResult> {
+    let looked: Vec<&OpResult> = mapped_ops(results)
+        .filter(|r| scope.from_device.contains(&r.name) && r.device_error == 0 && r.intact)
+        .collect();
+    if looked.is_empty() {
+        return None;
+    }
+    let late: Vec<&&OpResult> = looked.iter().filter(|r| r.mismatch_at_done).collect();
+    let (status, detail) = match late.first() {
+        None => (
+            Status::Pass,
+            format!("{} from-device results had their data in memory at DONE", looked.len()),
+        ),
+        Some(r) => (
+            Status::Fail,
+            format!(
+                "result #{} (tag {}, op \"{}\") was intact in the end, but its buffer still differed from the \
+                 pattern when the driver saw DONE ({} of {} such results)",
+                r.index,
+                r.tag,
+                r.name,
+                late.len(),
+                looked.len()
+            ),
+        ),
+    };
+    Some(AssertionResult {
+        id: "data_before_done".into(),
+        status,
+        expected: "a from-device op's data to be in memory when the device reports DONE".into(),
+        detail,
     })
 }

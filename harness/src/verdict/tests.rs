@@ -37,7 +37,7 @@ fn result(index: u32, name: &str, kind: OpKind, tag: u32, dma: u64) -> OpResult 
     serde_json::from_value(serde_json::json!({
         "index": index, "name": name, "kind": kind, "tag": tag, "map_error": false, "error": null,
         "dma_addrs": [dma], "phys_addrs": [dma], "bounced": false, "device_status": 2, "device_error": 0,
-        "device_seq": index + 1, "intact": true, "irq": true, "len": 4096
+        "device_seq": index + 1, "intact": true, "irq": true, "len": 4096, "bytes_done": 4096
     }))
     .unwrap()
 }
@@ -539,6 +539,7 @@ fn twin_accepts_a_prefix_id() {
     let mut o = good_run();
     // The driver programmed a high address, and the device recorded it.
     o.results[1].dma_addrs = vec![0x1_2345_6000];
+    o.results[1].phys_addrs = vec![0x1_2345_6000];
     o.device_records[0][1].bus_addr = 0x1_2345_6000;
     assert_eq!(evaluate(&s, &o).outcome, Judgement::ExpectedFailure);
 }
@@ -804,6 +805,208 @@ fn every_per_op_check_can_fail() {
     fails("  ops: {hs: {iommu_faults: {min: 1}}}\n", &o, "ops.hs.iommu_faults");
 }
 
+fn always(s: &Scenario, o: &RunOutcome, id: &str) -> Option<AssertionResult> {
+    evaluate(s, o).assertions.into_iter().find(|a| a.id == id)
+}
+
+#[test]
+fn swiotlb_pool_needs_doms_own_word() {
+    let absent = "  swiotlb_pool: absent\n";
+    let present = "  swiotlb_pool: present\n";
+    let mut o = good_run();
+    // A log read from its start without the pool line, and debugfs's empty directory.
+    o.summary.as_mut().unwrap().kmsg_from_start = true;
+    o.summary.as_mut().unwrap().swiotlb_nslabs = Some(0);
+    passes(absent, &o, "swiotlb_pool");
+    let why = fails(present, &o, "swiotlb_pool");
+    assert!(
+        why.contains("no `software IO TLB: mapped` line") && why.contains("no slab count"),
+        "{why}"
+    );
+    // debugfs missing (a kernel without it): the log alone speaks, and says so.
+    o.summary.as_mut().unwrap().swiotlb_nslabs = None;
+    let a = one(&scenario(absent), &o, "swiotlb_pool");
+    assert_eq!(a.status, Status::Pass, "{a}");
+    assert!(a.detail.contains("debugfs: not available"), "{a}");
+    // A log that may have lost its first records says nothing of absence.
+    o.summary.as_mut().unwrap().kmsg_from_start = false;
+    let why = fails(absent, &o, "swiotlb_pool");
+    assert!(why.contains("not read from its first record"), "{why}");
+    // The pool exists: both views say so, and "absent" fails naming both.
+    let mut pool = good_run();
+    pool.summary.as_mut().unwrap().swiotlb = Some(Range {
+        start: 0x3400_0000,
+        end: 0x3800_0000,
+    });
+    pool.summary.as_mut().unwrap().kmsg_from_start = true;
+    pool.summary.as_mut().unwrap().swiotlb_nslabs = Some(32768);
+    passes(present, &pool, "swiotlb_pool");
+    let why = fails(absent, &pool, "swiotlb_pool");
+    assert!(
+        why.contains("pool mapped at [0x3400_0000, 0x3800_0000)") && why.contains("debugfs: 32768 slabs"),
+        "{why}"
+    );
+    // The views disagree: neither claim holds.
+    pool.summary.as_mut().unwrap().swiotlb_nslabs = Some(0);
+    let why = fails(absent, &pool, "swiotlb_pool");
+    assert!(why.contains("the two views disagree"), "{why}");
+    fails(present, &pool, "swiotlb_pool");
+    pool.summary = None;
+    fails(present, &pool, "swiotlb_pool");
+}
+
+#[test]
+fn bounces_are_held_to_the_drivers_addresses() {
+    let s = scenario("  data_intact: true\n");
+    let a = always(&s, &good_run(), "bounces_match_driver").expect("judged on a PVH dom0");
+    assert_eq!(a.status, Status::Pass, "{a}");
+    // The tracepoint saw no bounce, yet the driver was handed another address.
+    let mut o = good_run();
+    o.results[1].dma_addrs = vec![0x3400_0000];
+    o.results[1].bounced = true;
+    let a = always(&s, &o, "bounces_match_driver").unwrap();
+    assert_eq!(a.status, Status::Fail, "{a}");
+    assert!(
+        a.detail
+            .contains("op \"hs\"): the driver's addresses show 1 of 1 segments bounced")
+            && a.detail.contains("bus 0x3400_0000 for phys 0x20_0000")
+            && a.detail.contains("tracepoint counted 0"),
+        "{a}"
+    );
+    o.results[1].bounces = 1;
+    assert_eq!(always(&s, &o, "bounces_match_driver").unwrap().status, Status::Pass);
+    // The tracepoint counted a bounce the driver's addresses do not show.
+    let mut o = good_run();
+    o.results[0].bounces = 2;
+    let a = always(&s, &o, "bounces_match_driver").unwrap();
+    assert!(a.status == Status::Fail && a.detail.contains("0 of 1 segments"), "{a}");
+    // A PV dom0 gets machine addresses, bounced or not: not judged there.
+    let mut pv = s.clone();
+    pv.xen = crate::scenario::Xen::Boot(crate::scenario::XenCfg {
+        dom0: crate::scenario::Dom0ModeCfg::Pv,
+        ..Default::default()
+    });
+    assert!(always(&pv, &o, "bounces_match_driver").is_none());
+    // Neither without the tracepoint.
+    o.summary.as_mut().unwrap().tracepoints = vec!["dma".into()];
+    assert!(always(&s, &o, "bounces_match_driver").is_none());
+}
+
+#[test]
+fn dma_path_by_dom0_kind() {
+    use super::corroborate::DmaPath;
+    let load = |y: &str| parse_str(&format!("description: d\n{y}"), Path::new("t.yaml")).unwrap();
+    assert_eq!(DmaPath::of(&load("")), DmaPath::Direct);
+    assert_eq!(DmaPath::of(&load("xen: {dom0: pv}\n")), DmaPath::Translated);
+    assert_eq!(DmaPath::of(&load("xen: none\n")), DmaPath::Translated);
+    assert_eq!(
+        DmaPath::of(&load("xen: none\nmachine: {iommu: none}\n")),
+        DmaPath::Direct
+    );
+    assert_eq!(
+        DmaPath::of(&load("xen: none\ndom0: {cmdline: [iommu=pt]}\n")),
+        DmaPath::Direct
+    );
+}
+
+#[test]
+fn a_completion_before_the_data_fails_on_its_own() {
+    let s = scenario("  data_intact: true\n");
+    let a = always(&s, &good_run(), "data_before_done").expect("judged");
+    assert_eq!(a.status, Status::Pass, "{a}");
+    assert!(a.detail.contains("2 from-device results"), "{a}");
+    // The data arrived, but after DONE: every other check holds.
+    let mut o = good_run();
+    o.results[1].mismatch_at_done = true;
+    let v = evaluate(&s, &o);
+    let failed: Vec<&str> = v.failed_assertions().map(|a| a.id.as_str()).collect();
+    assert_eq!(failed, ["data_before_done"], "{v}");
+    let a = always(&s, &o, "data_before_done").unwrap();
+    assert!(a.detail.contains("op \"hs\") was intact in the end"), "{a}");
+    // A to-device op is not looked at; data that never came is data_intact's.
+    let mut o = good_run();
+    o.results[1].mismatch_at_done = true;
+    o.results[1].intact = false;
+    assert_eq!(always(&s, &o, "data_before_done").unwrap().status, Status::Pass);
+}
+
+#[test]
+fn twin_message_pins_the_cause() {
+    let mut s = twin("  data_intact: true\n", "data_intact");
+    s.expect_failure.as_mut().unwrap().message =
+        Some(crate::scenario::Pattern::new("differs from the pattern at byte 0").unwrap());
+    let mut o = good_run();
+    o.results[1].intact = false;
+    o.results[1].mismatch_offset = Some(0);
+    let v = evaluate(&s, &o);
+    assert_eq!(v.outcome, Judgement::ExpectedFailure, "{v}");
+    // The same assertion failing for another cause is a wrong failure.
+    o.results[1].mismatch_offset = None;
+    o.results[1].device_error = 1;
+    let v = evaluate(&s, &o);
+    assert_eq!(v.outcome, Judgement::WrongFailure, "{v}");
+    let text = v.to_string();
+    assert!(text.contains("must fail for the stated cause"), "{text}");
+    assert!(text.contains("device error 1"), "{text}");
+    let j = serde_json::to_value(&v).unwrap();
+    assert_eq!(j["expect_failure_message"], "differs from the pattern at byte 0");
+}
+
+#[test]
+fn twin_message_is_a_checked_regex() {
+    let text = "description: t\nexpect:\n  data_intact: true\nexpect_failure: {assertion: data_intact, reason: r, message: '('}\n";
+    let e = parse_str(text, Path::new("t.yaml")).unwrap_err().to_string();
+    assert!(e.contains("expect_failure.message"), "{e}");
+}
+
+#[test]
+fn data_intact_says_why() {
+    let mut o = good_run();
+    o.results[1].intact = false;
+    o.results[1].mismatch_offset = Some(0);
+    o.results[1].checksum = 7;
+    o.results[1].expected_checksum = 7;
+    let why = fails("  data_intact: true\n", &o, "data_intact");
+    assert!(
+        why.contains("was not intact: data differs from the pattern at byte 0; the device's checksum matches"),
+        "{why}"
+    );
+    o.results[1].mismatch_offset = None;
+    o.results[1].checksum = 0x1234;
+    let why = fails("  data_intact: true\n", &o, "data_intact");
+    assert!(
+        why.contains("the device's checksum 0x1234 where the pattern gives 0x7"),
+        "{why}"
+    );
+    o.results[1].error = Some("device never completed (timeout)".into());
+    o.results[1].device_status = 1;
+    let why = fails("  data_intact: true\n", &o, "data_intact");
+    assert!(why.contains("timeout") && why.contains("no DONE (status 0x1)"), "{why}");
+}
+
+#[test]
+fn translations_agree_tells_differ_from_missing() {
+    let fd = |iova, off| vec![translation(iova, off, "fd_offset")];
+    let mut o = good_run();
+    o.device_records[0][0].translated = fd(0x10_0000, 0x1_0000_0000);
+    // One access differs, the other has no DMA_MAP view.
+    let why = fails("  translations_agree: true\n", &o, "translations_agree");
+    assert!(
+        why.contains("2 successful accesses: 1 where the views differ, 1 where a view is missing"),
+        "{why}"
+    );
+    assert!(
+        why.contains("first difference: record seq 1") && why.contains("first missing: record seq 2"),
+        "{why}"
+    );
+    o.device_records[0][1].translated = fd(0x20_0000, 0x1_0000_1000);
+    let why = fails("  translations_agree: true\n", &o, "translations_agree");
+    assert!(
+        why.contains("2 where the views differ, 0 where a view is missing"),
+        "{why}"
+    );
+}
+
 /// Where each assertion's negative twin lives.
 enum Twin {
     /// A catalog scenario whose `expect_failure` names the assertion.
@@ -835,6 +1038,7 @@ const TWINS: &[(&str, Twin)] = &[
     ("iommu_faults", Twin::Scenario("neg-claim-no-faults")),
     ("bounces", Twin::Scenario("neg-swiotlb-zero-bounces")),
     ("device_addrs_in_swiotlb", Twin::Unit("device_addrs_in_swiotlb")),
+    ("swiotlb_pool", Twin::Scenario("neg-swiotlb-pool-absent")),
     ("mapping_errors", Twin::Unit("mapping_errors")),
     ("devices_bound", Twin::Unit("devices_bound")),
     ("kernel_warnings", Twin::Unit("kernel_warnings_fail_unless_allowed")),
@@ -871,6 +1075,14 @@ const TWINS: &[(&str, Twin)] = &[
         "irqs_match_completions",
         Twin::Unit("more_interrupts_than_programmed_ops_fail"),
     ),
+    (
+        "bounces_match_driver",
+        Twin::Unit("bounces_are_held_to_the_drivers_addresses"),
+    ),
+    (
+        "data_before_done",
+        Twin::Unit("a_completion_before_the_data_fails_on_its_own"),
+    ),
 ];
 
 #[test]
@@ -880,7 +1092,7 @@ fn every_assertion_has_a_twin() {
         "description: d\nworkload: [{name: hs, kind: single, size: 4K}]\nexpect:\n\
          \x20 device_addrs: {below: 4G, at_least_one_access: true}\n\
          \x20 translated_addrs: {some_at_or_above: 4G, all_below: 8G}\n  translations_agree: true\n\
-         \x20 data_intact: true\n  iommu_faults: 0\n  bounces: 0\n  device_addrs_in_swiotlb: true\n\
+         \x20 data_intact: true\n  iommu_faults: 0\n  bounces: 0\n  device_addrs_in_swiotlb: true\n  swiotlb_pool: absent\n\
          \x20 mapping_errors: 0\n  devices_bound: 1\n  log: {contains: [a], lacks: [b]}\n\
          \x20 trace: {device: '00:10.0', translations: 1, iova_below: 4G, some_target_at_or_above: 4G}\n\
          \x20 ops: {hs: {map_error: false, intact: true, device_error: 0, bounced: false, error: false, irq: true,\n\
@@ -901,6 +1113,8 @@ fn every_assertion_has_a_twin() {
             "records_explained",
             "records_match_driver",
             "irqs_match_completions",
+            "bounces_match_driver",
+            "data_before_done",
         ]
         .map(String::from),
     );

@@ -49,9 +49,18 @@ pub fn is_kernel_warning(text: &str) -> bool {
     .any(|p| t.starts_with(p))
 }
 
+/// The sequence number of one `/dev/kmsg` record ("prio,seq,usec,flags;...").
+pub fn record_seq(record: &str) -> Option<u64> {
+    let (head, _) = record.split_once(';')?;
+    head.split(',').nth(1)?.parse().ok()
+}
+
 /// What the log says, from all records read.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LogFacts {
+    /// The first record read was the boot's first (seq 0): nothing was
+    /// lost to a wrapped buffer, so an absent line was never printed.
+    pub from_start: bool,
     pub swiotlb: Option<Range>,
     pub overflow_warnings: u32,
     pub kernel_warnings: Vec<String>,
@@ -81,17 +90,27 @@ pub fn read_all(path: &str) -> std::io::Result<LogFacts> {
     let mut f = std::fs::File::from(fd);
     let mut facts = LogFacts::default();
     let mut buf = vec![0u8; 8192];
+    let mut first = true;
     loop {
         match f.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 let rec = String::from_utf8_lossy(&buf[..n]);
+                if first {
+                    facts.from_start = record_seq(&rec) == Some(0);
+                    first = false;
+                }
                 if let Some(text) = record_text(&rec) {
                     facts.add(text);
                 }
             }
-            // The reader fell behind a wrapped buffer; it resumes at the oldest record.
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) => continue,
+            // The reader fell behind a wrapped buffer; it resumes at the
+            // oldest record, so something was lost.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) => {
+                facts.from_start = false;
+                first = false;
+                continue;
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
             Err(e) => return Err(e),
         }
@@ -111,6 +130,9 @@ mod tests {
             Some("software IO TLB: mapped [mem 0x0000000033d00000-0x0000000037d00000] (64MB)")
         );
         assert_eq!(record_text("garbage"), None);
+        assert_eq!(record_seq(rec), Some(321));
+        assert_eq!(record_seq("6,0,0,-;Linux version 6.12"), Some(0));
+        assert_eq!(record_seq("garbage"), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod ioctl;
 pub mod kmsg;
 pub mod net;
+pub mod pool;
 pub mod report;
 pub mod trace;
 pub mod uapi;

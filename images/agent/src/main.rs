@@ -11,7 +11,7 @@ use pvhdma_agent::markers::{DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX, WORKLOAD
 use pvhdma_agent::report::{self, Slot};
 use pvhdma_agent::trace::{Tracer, TRACEFS};
 use pvhdma_agent::wire::{Op, OpKind, OpResult, Summary, Workload};
-use pvhdma_agent::{ioctl, kmsg, net, uapi};
+use pvhdma_agent::{ioctl, kmsg, net, pool, uapi};
 use pvhdma_contract::uapi::RawSeg;
 
 const CLASS_MISC: &str = "/sys/class/misc";
@@ -116,12 +116,14 @@ fn run(o: &Opts) -> Result<(), String> {
     summary.devices = report::devices(Path::new(CLASS_MISC));
     match kmsg::read_all("/dev/kmsg") {
         Ok(facts) => {
+            summary.kmsg_from_start = facts.from_start;
             summary.swiotlb = facts.swiotlb;
             summary.overflow_warnings = facts.overflow_warnings;
             summary.kernel_warnings = facts.kernel_warnings;
         }
         Err(e) => summary.kernel_warnings.push(format!("cannot read /dev/kmsg: {e}")),
     }
+    summary.swiotlb_nslabs = pool::nslabs(Path::new(pool::DEBUGFS));
     emit(
         SUMMARY_PREFIX,
         &serde_json::to_string(&summary).map_err(|e| e.to_string())?,

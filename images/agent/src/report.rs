@@ -62,6 +62,7 @@ fn not_run(slot: Slot, op: &Op) -> OpResult {
         desc_addr: None,
         mismatch_offset: None,
         bounces: 0,
+        mismatch_at_done: false,
     }
 }
 
@@ -118,6 +119,7 @@ pub fn completed(slot: Slot, op: &Op, raw: &RawOp, segs: &[RawSeg], bounces: u64
         desc_addr: (op.kind == OpKind::Sg && raw.desc_addr != 0).then_some(raw.desc_addr),
         mismatch_offset: (ran && raw.mismatch_offset != u64::MAX).then_some(raw.mismatch_offset),
         bounces,
+        mismatch_at_done: raw.mismatch_at_done != 0,
     }
 }
 
@@ -216,6 +218,16 @@ mod tests {
         assert_eq!(r.mismatch_offset, None);
         assert_eq!(r.desc_addr, None);
         assert!(!is_failure(&r));
+    }
+
+    #[test]
+    fn a_look_at_done_that_saw_no_data_is_passed_on() {
+        let r = completed(SLOT, &op(OpKind::Single), &ok_raw(), &ONE_SEG, 0);
+        assert!(!r.mismatch_at_done);
+        let mut raw = ok_raw();
+        raw.mismatch_at_done = 1;
+        let r = completed(SLOT, &op(OpKind::Single), &raw, &ONE_SEG, 0);
+        assert!(r.mismatch_at_done && r.intact);
     }
 
     #[test]
