@@ -7,7 +7,7 @@ use crate::outcome::{EndKind, RunEnd, RunOutcome, Timings, TraceEntry};
 use crate::scenario::parse_str;
 use pvhdma_contract::markers::BOUNCE_TRACEPOINT;
 use pvhdma_contract::record::{AccessOutcome, DmaRecord, Translation};
-use pvhdma_contract::wire::{OpKind, OpResult, Range, Summary};
+use pvhdma_contract::wire::{DeviceInfo, OpKind, OpResult, Range, Summary};
 use std::path::{Path, PathBuf};
 
 const G4: u64 = 1 << 32;
@@ -21,6 +21,12 @@ fn outcome(end: RunEnd, results: Vec<OpResult>, records: Vec<DmaRecord>, trace: 
         summary: Some(Summary {
             ops: 1,
             tracepoints: vec![BOUNCE_TRACEPOINT.into(), "dma".into()],
+            // The recorder's PCI address, which `miss` lines carry.
+            devices: vec![DeviceInfo {
+                name: "pvhdma0".into(),
+                bdf: "0000:00:03.0".into(),
+                ..DeviceInfo::default()
+            }],
             ..Summary::default()
         }),
         device_records: vec![records],
@@ -400,6 +406,7 @@ fn mapping_errors() {
 #[test]
 fn devices_bound() {
     let mut o = good_run();
+    o.summary.as_mut().unwrap().devices.clear();
     let msg = fails("  devices_bound: 1\n", &o, "devices_bound");
     assert!(msg.contains("saw 0"), "{msg}");
     let dev: pvhdma_contract::wire::DeviceInfo = serde_json::from_value(serde_json::json!({
