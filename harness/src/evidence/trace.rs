@@ -104,9 +104,7 @@ fn infer_amdvi_pages(t: &mut [TraceEntry]) {
     for e in t.iter_mut().filter(|e| e.mask == AMDVI_UNSIZED) {
         let size = PAGE_SIZES
             .into_iter()
-            .find(|&size| {
-                e.target % size == 0 && bases[&(e.device.clone(), size, e.iova / size)].len() == 1
-            })
+            .find(|&size| e.target % size == 0 && bases[&(e.device.clone(), size, e.iova / size)].len() == 1)
             .unwrap_or(1 << 12);
         e.mask = size - 1;
     }

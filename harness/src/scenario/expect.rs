@@ -258,7 +258,7 @@ pub struct TraceExpect {
     #[serde(deserialize_with = "bdf_string")]
     #[schemars(regex(pattern = r"^[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.[0-9a-fA-F]{1,2}$"))]
     pub device: String,
-    /// Translations (IOTLB misses, not faults) the trace shows for it.
+    /// Translations (every translation call, not faults) the trace shows for it.
     pub translations: Option<Count>,
     /// Every bus address (iova) it was translated at is below this.
     pub iova_below: Option<ByteSize>,

@@ -301,14 +301,23 @@ impl<'a> Ctx<'a> {
         if ok.is_empty() {
             return (false, expected, "no successful access (nothing to judge)".into());
         }
-        let pages: u64 = ok.iter().map(|a| pages_spanned(a.record.decoded_addr, a.record.len)).sum();
-        let multi = ok.iter().filter(|a| pages_spanned(a.record.decoded_addr, a.record.len) > 1).count();
+        let pages: u64 = ok
+            .iter()
+            .map(|a| pages_spanned(a.record.decoded_addr, a.record.len))
+            .sum();
+        let multi = ok
+            .iter()
+            .filter(|a| pages_spanned(a.record.decoded_addr, a.record.len) > 1)
+            .count();
         let gaps: Vec<(&&Access<'_>, u64)> = ok.iter().filter_map(|a| untranslated_at(a).map(|g| (a, g))).collect();
         match gaps.first() {
             None => (
                 true,
                 expected,
-                format!("{} accesses ({multi} over more than one page), {pages} pages, each translated", ok.len()),
+                format!(
+                    "{} accesses ({multi} over more than one page), {pages} pages, each translated",
+                    ok.len()
+                ),
             ),
             Some((a, g)) => {
                 let more = if gaps.len() > 1 {
@@ -342,7 +351,9 @@ impl<'a> Ctx<'a> {
         let judged: Vec<(&Access<'_>, Option<String>)> = self
             .acc
             .iter()
-            .filter(|a| a.ok() && pages_spanned(a.record.decoded_addr, a.record.len) > 1 && untranslated_at(a).is_none())
+            .filter(|a| {
+                a.ok() && pages_spanned(a.record.decoded_addr, a.record.len) > 1 && untranslated_at(a).is_none()
+            })
             .map(|a| (a, machine_break(a)))
             .collect();
         let expected = if want {

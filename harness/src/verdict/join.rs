@@ -108,9 +108,7 @@ fn walk_message(lines: &[&TraceEntry], cursor: &mut usize, m: &DmaMessage, out: 
     let end = m.addr.saturating_add(m.len.max(1));
     let mut a = m.addr;
     while a < end {
-        let found = lines[*cursor..]
-            .iter()
-            .position(|e| covers(e, a) || faults_at(e, a));
+        let found = lines[*cursor..].iter().position(|e| covers(e, a) || faults_at(e, a));
         let Some(off) = found else {
             let next = ((a | (PAGE - 1)).saturating_add(1)).min(end);
             out.push(TracedPiece {
@@ -149,10 +147,7 @@ fn walk_message(lines: &[&TraceEntry], cursor: &mut usize, m: &DmaMessage, out: 
 /// them), the trace's account of every piece of every message it took.
 pub fn join_pages(records: &[&DmaRecord], trace: &[TraceEntry], requester: Option<Bdf>) -> Vec<Vec<TracedPiece>> {
     let lines: Vec<&TraceEntry> = match requester {
-        Some(want) => trace
-            .iter()
-            .filter(|e| parse_bdf(&e.device) == Some(want))
-            .collect(),
+        Some(want) => trace.iter().filter(|e| parse_bdf(&e.device) == Some(want)).collect(),
         None => Vec::new(),
     };
     let mut cursor = 0;
@@ -255,7 +250,13 @@ impl Access<'_> {
 /// dom0 reported.
 pub fn of_outcome(o: &RunOutcome) -> Vec<Access<'_>> {
     let who = requesters(o.summary.as_ref(), o.device_records.len());
-    accesses(&o.device_records, &o.results, &o.iommu_trace, o.ram_layout.as_ref(), &who)
+    accesses(
+        &o.device_records,
+        &o.results,
+        &o.iommu_trace,
+        o.ram_layout.as_ref(),
+        &who,
+    )
 }
 
 /// Every record of every device, in time order, joined with its result and
@@ -288,7 +289,11 @@ pub fn accesses<'a>(
                 device,
                 record,
                 op: op_for_record(results, device, record),
-                trace_target: if is_ok { target_of(&pieces, record.decoded_addr) } else { None },
+                trace_target: if is_ok {
+                    target_of(&pieces, record.decoded_addr)
+                } else {
+                    None
+                },
                 device_target: if is_ok { device_view(record, layout) } else { None },
                 pieces,
             }
@@ -409,7 +414,10 @@ mod tests {
         };
         assert_eq!(
             j[0],
-            vec![piece(0x1_0000, 0x1000, Some(0xa_0000)), piece(0x1_1000, 0x1000, Some(0xb_7000))]
+            vec![
+                piece(0x1_0000, 0x1000, Some(0xa_0000)),
+                piece(0x1_1000, 0x1000, Some(0xb_7000))
+            ]
         );
         assert_eq!(j[1], vec![piece(0x1_1000, 0x1000, Some(0xc_3000))]);
         // A page with no line of its own stays untranslated: the first

@@ -297,12 +297,18 @@ fn buffers_scattered_both_ways() {
     let no = "  translated_addrs: {buffers_scattered: false}\n";
     let scattered = two_page_run(vec![miss(0x30_0000, 0x2_7000_0000), miss(0x30_1000, 0x2_5555_3000)]);
     let why = passes_with(yes, &scattered, id);
-    assert!(why.contains("bus 0x30_1000 (the next byte) to 0x2_5555_3000, not 0x2_7000_1000"), "{why}");
+    assert!(
+        why.contains("bus 0x30_1000 (the next byte) to 0x2_5555_3000, not 0x2_7000_1000"),
+        "{why}"
+    );
     fails(no, &scattered, id);
     let contiguous = two_page_run(vec![miss(0x30_0000, 0x2_7000_0000), miss(0x30_1000, 0x2_7000_1000)]);
     passes(no, &contiguous, id);
     let why = fails(yes, &contiguous, id);
-    assert!(why.contains("1 accesses over several pages, each on contiguous"), "{why}");
+    assert!(
+        why.contains("1 accesses over several pages, each on contiguous"),
+        "{why}"
+    );
     // One-page accesses say nothing either way.
     assert!(fails(yes, &good_run(), id).contains("nothing to judge"));
     assert!(fails(no, &good_run(), id).contains("nothing to judge"));
