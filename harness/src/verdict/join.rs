@@ -123,7 +123,16 @@ fn walk_message(lines: &[&TraceEntry], cursor: &mut usize, m: &DmaMessage, out: 
         let e = lines[*cursor + off];
         *cursor += off + 1;
         if e.fault {
-            // QEMU stops a message at its first failed translation.
+            // Past a failed translation QEMU goes on through the rest of the
+            // message in small accesses, each faulting on its own line
+            // (VT-d: one per 4 bytes, at rising addresses); they are all this
+            // message's. A fault at or below the last one starts another
+            // message (a retry).
+            let mut last = e.iova;
+            while let Some(f) = lines.get(*cursor).filter(|f| f.fault && f.iova > last && f.iova < end) {
+                last = f.iova;
+                *cursor += 1;
+            }
             out.push(TracedPiece {
                 iova: a,
                 len: end - a,
@@ -458,14 +467,31 @@ mod tests {
 
     #[test]
     fn a_fault_line_ends_its_message_and_translates_nothing() {
-        let mut f = miss(0x2000, 0, 0);
-        f.fault = true;
-        let t = [miss(0x1000, 0xa000, 0xfff), f];
-        let recs = [rec(1, 0x1000, 0x2000, &[(0x1000, 0x2000)])];
+        let fault = |addr| TraceEntry {
+            fault: true,
+            ..miss(addr, 0, 0)
+        };
+        // The failed message's rest faults in 4-byte steps, then the device
+        // retries the failed page alone: a message of its own, faulting again.
+        let t = [
+            miss(0x1000, 0xa000, 0xfff),
+            fault(0x2000),
+            fault(0x2004),
+            fault(0x2008),
+            fault(0x2000),
+        ];
+        let recs = [rec(1, 0x1000, 0x2000, &[(0x1000, 0x2000), (0x2000, 0x1000)])];
         let refs: Vec<&DmaRecord> = recs.iter().collect();
         let j = join_pages(&refs, &t, REC);
-        assert_eq!(j[0].len(), 2);
+        assert_eq!(j[0].len(), 3);
         assert_eq!((j[0][1].target, j[0][1].fault), (None, true));
+        assert_eq!((j[0][2].iova, j[0][2].fault), (0x2000, true));
+        // Every fault line was the record's: a later access to that page,
+        // after a remap, takes its own line.
+        let mut t = t.to_vec();
+        t.push(miss(0x2000, 0xc000, 0xfff));
+        let recs = [recs[0].clone(), rec(2, 0x2000, 0x1000, &[])];
+        assert_eq!(firsts(&recs, &t)[1], Some(0xc000));
     }
 
     #[test]
