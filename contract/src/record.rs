@@ -48,6 +48,18 @@ pub struct Translation {
     pub map_flags: u32,
 }
 
+/// One DMA_READ or DMA_WRITE message the device sent for an access. QEMU
+/// translates each message page by page, so the messages say which IOMMU
+/// translations in QEMU's trace belong to which access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmaMessage {
+    /// The address sent, after the engine's address decoding.
+    pub addr: u64,
+    pub len: u64,
+    /// QEMU answered it without an error.
+    pub ok: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DmaRecord {
     pub seq: u64,
@@ -63,4 +75,9 @@ pub struct DmaRecord {
     pub checksum: u32,
     #[serde(default)]
     pub translated: Vec<Translation>,
+    /// The messages the access took, in the order sent; empty when none was
+    /// sent (the access was refused before any DMA) or the record predates
+    /// this field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<DmaMessage>,
 }

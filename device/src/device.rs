@@ -7,7 +7,7 @@ use crate::irq::{Delivered, Irqs};
 use crate::log::Log;
 use crate::maps::DmaMaps;
 use crate::pci::{ConfigSpace, CONFIG_SIZE};
-use crate::record::{AccessKind, AccessOutcome, Direction};
+use crate::record::{AccessKind, AccessOutcome, Direction, DmaMessage};
 use crate::recorder::Recorder;
 use crate::regs::{control, Regs, WriteEffect, BAR0_SIZE};
 use pvhdma_contract::device_cli::Mutant;
@@ -94,14 +94,15 @@ impl Device {
     }
 
     /// Writes one record; the table lookup happens now, so `translated` is
-    /// what was mapped at the moment of the access.
-    pub fn record(&mut self, access: &Access, tag: u32, op_seq: u64) {
+    /// what was mapped at the moment of the access. `messages` are the DMA
+    /// messages the access took.
+    pub fn record(&mut self, access: &Access, tag: u32, op_seq: u64, messages: Vec<DmaMessage>) {
         let Some(written) = as_recorded(self.cfg.mutant, access, op_seq, &mut self.dropped_for) else {
             return;
         };
         let access = &written;
         let translated = self.maps.translate(access.decoded_addr, access.len);
-        if let Err(e) = self.recorder.write(access, tag, op_seq, translated) {
+        if let Err(e) = self.recorder.write(access, tag, op_seq, translated, messages) {
             self.log.line(format_args!("record write failed: {e}"));
         }
     }
@@ -131,7 +132,7 @@ impl Device {
             self.log
                 .line(format_args!("op {}: doorbell while busy, refused", job.op_seq));
             let a = immediate(AccessOutcome::DeviceBusy);
-            self.record(&a, job.tag, job.op_seq);
+            self.record(&a, job.tag, job.op_seq, vec![]);
             self.regs.refuse_busy();
             return Doorbell::Ended;
         }
@@ -139,7 +140,7 @@ impl Device {
         if !self.pci.bus_master() {
             self.log.line(format_args!("op {}: bus mastering disabled", job.op_seq));
             let a = immediate(AccessOutcome::BusMasterOff);
-            self.record(&a, job.tag, job.op_seq);
+            self.record(&a, job.tag, job.op_seq, vec![]);
             self.finish(&Completion::failed(ErrorCode::BusMasterOff));
             return Doorbell::Ended;
         }

@@ -2,7 +2,7 @@
 //! flushed as it is written so a killed run still leaves whole records.
 
 use crate::engine::Access;
-use crate::record::{DmaRecord, Translation};
+use crate::record::{DmaMessage, DmaRecord, Translation};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -34,6 +34,7 @@ impl Recorder {
         tag: u32,
         op_seq: u64,
         translated: Vec<Translation>,
+        messages: Vec<DmaMessage>,
     ) -> std::io::Result<u64> {
         self.seq += 1;
         let rec = DmaRecord {
@@ -49,6 +50,7 @@ impl Recorder {
             outcome: access.outcome,
             checksum: access.checksum,
             translated,
+            messages,
         };
         serde_json::to_writer(&mut self.out, &rec)?;
         self.out.write_all(b"\n")?;
@@ -76,8 +78,8 @@ mod tests {
             outcome: AccessOutcome::Ok,
             checksum: 5,
         };
-        assert_eq!(r.write(&a, 3, 1, vec![]).unwrap(), 1);
-        assert_eq!(r.write(&a, 3, 2, vec![]).unwrap(), 2);
+        assert_eq!(r.write(&a, 3, 1, vec![], vec![]).unwrap(), 1);
+        assert_eq!(r.write(&a, 3, 2, vec![], vec![]).unwrap(), 2);
         let text = std::fs::read_to_string(&path).unwrap();
         let recs: Vec<DmaRecord> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(recs.len(), 2);

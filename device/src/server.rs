@@ -17,6 +17,7 @@ use crate::proto::{
     parse_dma_read_reply, parse_dma_write_reply, read_frame_from_socket, replies, Command, DmaMap, DmaUnmap, Frame,
     IrqSet, ReadError, RegionAccess, Request, Version, DMA_UNMAP_ALL,
 };
+use crate::record::DmaMessage;
 use crate::recorder::Recorder;
 use anyhow::{bail, Context, Result};
 use pvhdma_contract::device_cli::Mutant;
@@ -352,6 +353,7 @@ fn engine_loop(sh: &Shared, jobs: &Receiver<Job>, replies: &Receiver<Frame>) {
             replies,
             next_id: &mut next_id,
             job,
+            sent: Vec::new(),
         };
         let log_end = |c: &engine::Completion| {
             sh.log.line(format_args!(
@@ -381,6 +383,8 @@ struct MessagePort<'a> {
     replies: &'a Receiver<Frame>,
     next_id: &'a mut u16,
     job: Job,
+    /// Messages sent since the last record, for the next one.
+    sent: Vec<DmaMessage>,
 }
 
 impl MessagePort<'_> {
@@ -425,10 +429,18 @@ impl DmaPort for MessagePort<'_> {
         for (i, part) in buf.chunks_mut(piece).enumerate() {
             let a = addr + (i * piece) as u64;
             let id = self.id();
-            let f = self.call(id, Command::DmaRead, &encode_dma_read(id, a, part.len() as u64))?;
+            let len = part.len() as u64;
+            let reply = self.call(id, Command::DmaRead, &encode_dma_read(id, a, len));
+            self.sent.push(DmaMessage {
+                addr: a,
+                len,
+                ok: reply.is_ok(),
+            });
+            let f = reply?;
             match parse_dma_read_reply(&f.header, &f.payload, part.len()) {
                 Ok(data) => part.copy_from_slice(&data),
                 Err(e) => {
+                    self.sent.last_mut().expect("just pushed").ok = false;
                     self.sh
                         .log
                         .line(format_args!("dma_read {a:#x}+{:#x} refused: errno {}", part.len(), e.0));
@@ -444,7 +456,14 @@ impl DmaPort for MessagePort<'_> {
         for (i, part) in data.chunks(piece).enumerate() {
             let a = addr + (i * piece) as u64;
             let id = self.id();
-            let f = self.call(id, Command::DmaWrite, &encode_dma_write(id, a, part))?;
+            let reply = self.call(id, Command::DmaWrite, &encode_dma_write(id, a, part));
+            let ok = reply.as_ref().is_ok_and(|f| parse_dma_write_reply(&f.header).is_ok());
+            self.sent.push(DmaMessage {
+                addr: a,
+                len: part.len() as u64,
+                ok,
+            });
+            let f = reply?;
             if let Err(e) = parse_dma_write_reply(&f.header) {
                 self.sh.log.line(format_args!(
                     "dma_write {a:#x}+{:#x} refused: errno {}",
@@ -458,6 +477,7 @@ impl DmaPort for MessagePort<'_> {
     }
 
     fn access(&mut self, access: &Access) {
-        self.sh.dev().record(access, self.job.tag, self.job.op_seq);
+        let sent = std::mem::take(&mut self.sent);
+        self.sh.dev().record(access, self.job.tag, self.job.op_seq, sent);
     }
 }

@@ -269,7 +269,16 @@ mod tests {
             end: RunEnd::finished(),
             console: String::new(),
             results: vec![result],
-            summary: None,
+            // dom0's word for the recorder's PCI address: the trace's
+            // lines of that requester are its translations.
+            summary: Some(pvhdma_contract::wire::Summary {
+                devices: vec![pvhdma_contract::wire::DeviceInfo {
+                    name: "pvhdma0".into(),
+                    bdf: "0000:00:03.0".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
             device_records: vec![vec![record]],
             iommu_trace: vec![TraceEntry {
                 device: "00:03.00".into(),

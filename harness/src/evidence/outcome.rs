@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// One translation seen in QEMU's IOMMU trace (an IOTLB miss).
+/// One translation seen in QEMU's IOMMU trace (one translation call: a hit or a miss).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceEntry {
     /// PCI bus:dev.fn as QEMU prints it.

@@ -241,6 +241,16 @@ pub struct TranslatedAddrs {
     pub some_at_or_above: Option<ByteSize>,
     /// Every known translation is below this.
     pub all_below: Option<ByteSize>,
+    /// Every page of every successful access has a translation of its own in
+    /// QEMU's IOMMU trace, from the recorder's own requester id (there must
+    /// be such an access).
+    #[serde(default)]
+    pub every_page: bool,
+    /// true: some successful access over more than one page landed on
+    /// machine pages that are not contiguous (the IOMMU stitched them into
+    /// one bus range). false: every such access landed on contiguous machine
+    /// memory (and there is one).
+    pub buffers_scattered: Option<bool>,
 }
 
 /// What QEMU's IOMMU trace shows for one PCI device (any device, not only
@@ -252,7 +262,7 @@ pub struct TraceExpect {
     #[serde(deserialize_with = "bdf_string")]
     #[schemars(regex(pattern = r"^[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}\.[0-9a-fA-F]{1,2}$"))]
     pub device: String,
-    /// Translations (IOTLB misses, not faults) the trace shows for it.
+    /// Translations (every translation call, not faults) the trace shows for it.
     pub translations: Option<Count>,
     /// Every bus address (iova) it was translated at is below this.
     pub iova_below: Option<ByteSize>,
@@ -369,6 +379,8 @@ pub enum Check<'a> {
     DeviceAddrsAtLeastOne,
     TranslatedSomeAtOrAbove(u64),
     TranslatedAllBelow(u64),
+    TranslatedEveryPage,
+    BuffersScattered(bool),
     TranslationsAgree(bool),
     DataIntact(bool),
     IommuFaults(Count),
@@ -426,6 +438,8 @@ impl Check<'_> {
             Check::DeviceAddrsAtLeastOne => "device_addrs.at_least_one_access".into(),
             Check::TranslatedSomeAtOrAbove(_) => "translated_addrs.some_at_or_above".into(),
             Check::TranslatedAllBelow(_) => "translated_addrs.all_below".into(),
+            Check::TranslatedEveryPage => "translated_addrs.every_page".into(),
+            Check::BuffersScattered(_) => "translated_addrs.buffers_scattered".into(),
             Check::TranslationsAgree(_) => "translations_agree".into(),
             Check::DataIntact(_) => "data_intact".into(),
             Check::IommuFaults(_) => "iommu_faults".into(),
@@ -463,6 +477,12 @@ impl Expect {
             }
             if let Some(b) = t.all_below {
                 v.push(Check::TranslatedAllBelow(b.bytes()));
+            }
+            if t.every_page {
+                v.push(Check::TranslatedEveryPage);
+            }
+            if let Some(s) = t.buffers_scattered {
+                v.push(Check::BuffersScattered(s));
             }
         }
         if let Some(a) = self.translations_agree {

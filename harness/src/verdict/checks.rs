@@ -2,7 +2,7 @@
 //! names the record (or result) that broke it.
 
 use super::corroborate::Scope;
-use super::join::{of_outcome, Access};
+use super::join::{of_outcome, Access, TracedPiece, PAGE};
 use super::{hex, AssertionResult, Status};
 use crate::outcome::{RunOutcome, TraceEntry};
 use crate::scenario::{parse_bdf, BootExpect, Check, Count, Expect, OpCheck, Pattern, PoolState};
@@ -129,6 +129,8 @@ impl<'a> Ctx<'a> {
             }
             Check::TranslatedSomeAtOrAbove(lim) => self.translated_some_at_or_above(*lim),
             Check::TranslatedAllBelow(lim) => self.translated_all_below(*lim),
+            Check::TranslatedEveryPage => self.every_page(),
+            Check::BuffersScattered(want) => self.buffers_scattered(*want),
             Check::TranslationsAgree(want) => self.translations_agree(*want),
             Check::DataIntact(want) => self.data_intact(*want, self.out.results.iter().collect()),
             Check::IommuFaults(c) => self.iommu_faults(*c, self.acc.iter().collect()),
@@ -294,6 +296,98 @@ impl<'a> Ctx<'a> {
                 false,
                 expected,
                 format!("{} at bus {} went to {}", a.describe(), hex(a.record.bus_addr), hex(*t)),
+            ),
+        }
+    }
+
+    /// Every page of every successful access must have a line of its own in
+    /// the trace (the join gives each page of each message the next unused
+    /// line of the device's requester id that covers it).
+    fn every_page(&self) -> Judged {
+        let expected = "every page of every successful access translated by a trace line of its own".to_string();
+        let ok: Vec<&Access<'_>> = self.acc.iter().filter(|a| a.ok()).collect();
+        if ok.is_empty() {
+            return (false, expected, "no successful access (nothing to judge)".into());
+        }
+        let pages: u64 = ok
+            .iter()
+            .map(|a| pages_spanned(a.record.decoded_addr, a.record.len))
+            .sum();
+        let multi = ok
+            .iter()
+            .filter(|a| pages_spanned(a.record.decoded_addr, a.record.len) > 1)
+            .count();
+        let gaps: Vec<(&&Access<'_>, u64)> = ok.iter().filter_map(|a| untranslated_at(a).map(|g| (a, g))).collect();
+        match gaps.first() {
+            None => (
+                true,
+                expected,
+                format!(
+                    "{} accesses ({multi} over more than one page), {pages} pages, each translated",
+                    ok.len()
+                ),
+            ),
+            Some((a, g)) => {
+                let more = if gaps.len() > 1 {
+                    format!(" (and {} more accesses)", gaps.len() - 1)
+                } else {
+                    String::new()
+                };
+                let why = if a.pieces.iter().any(|p| p.fault && p.iova <= *g && *g < p.end()) {
+                    "the trace shows a fault there"
+                } else {
+                    "no line of the device's own requester id covers it"
+                };
+                (
+                    false,
+                    expected,
+                    format!(
+                        "{} (bus {} len {:#x}): page {} untranslated, {why}{more}",
+                        a.describe(),
+                        hex(a.record.decoded_addr),
+                        a.record.len,
+                        hex(g & !(PAGE - 1))
+                    ),
+                )
+            }
+        }
+    }
+
+    /// Multi-page successful accesses whose every page the trace translated,
+    /// each with the first place its machine pages stop being contiguous.
+    fn buffers_scattered(&self, want: bool) -> Judged {
+        let judged: Vec<(&Access<'_>, Option<String>)> = self
+            .acc
+            .iter()
+            .filter(|a| {
+                a.ok() && pages_spanned(a.record.decoded_addr, a.record.len) > 1 && untranslated_at(a).is_none()
+            })
+            .map(|a| (a, machine_break(a)))
+            .collect();
+        let expected = if want {
+            "some access over several pages to land on machine pages that are not contiguous"
+        } else {
+            "every access over several pages to land on contiguous machine memory"
+        }
+        .to_string();
+        if judged.is_empty() {
+            return (
+                false,
+                expected,
+                "no successful access over more than one page with every page translated (nothing to judge)".into(),
+            );
+        }
+        let scattered = judged.iter().find(|(_, b)| b.is_some());
+        let n = judged.len();
+        match (want, scattered) {
+            (_, Some((a, b))) => {
+                let detail = format!("{}: {}", a.describe(), b.as_deref().unwrap_or_default());
+                (want, expected, detail)
+            }
+            (_, None) => (
+                !want,
+                expected,
+                format!("{n} accesses over several pages, each on contiguous machine memory"),
             ),
         }
     }
@@ -687,6 +781,54 @@ fn why_not_intact(r: &OpResult) -> String {
         });
     }
     why.join("; ")
+}
+
+/// 4 KiB pages that `[addr, addr + len)` touches.
+fn pages_spanned(addr: u64, len: u64) -> u64 {
+    let last = addr.saturating_add(len.max(1) - 1);
+    last / PAGE - addr / PAGE + 1
+}
+
+/// The first address of `a`'s range that no translated piece covers.
+fn untranslated_at(a: &Access<'_>) -> Option<u64> {
+    let start = a.record.decoded_addr;
+    let end = start.saturating_add(a.record.len.max(1));
+    let mut done: Vec<(u64, u64)> = a
+        .pieces
+        .iter()
+        .filter(|p| p.target.is_some())
+        .map(|p| (p.iova, p.end()))
+        .collect();
+    done.sort_unstable();
+    let mut cur = start;
+    for (s, e) in done {
+        if s > cur {
+            break;
+        }
+        cur = cur.max(e);
+    }
+    (cur < end).then_some(cur)
+}
+
+/// Where `a`'s translated pieces, in bus order, stop following each other in
+/// machine memory; `None` when they never do.
+fn machine_break(a: &Access<'_>) -> Option<String> {
+    let mut pieces: Vec<&TracedPiece> = a.pieces.iter().filter(|p| p.target.is_some()).collect();
+    pieces.sort_by_key(|p| p.iova);
+    pieces.windows(2).find_map(|w| {
+        let (p, q) = (w[0], w[1]);
+        let (tp, tq) = (p.target?, q.target?);
+        (q.iova == p.end() && tq != tp + p.len).then(|| {
+            format!(
+                "bus {} went to {}, bus {} (the next byte) to {}, not {}",
+                hex(p.iova),
+                hex(tp),
+                hex(q.iova),
+                hex(tq),
+                hex(tp + p.len)
+            )
+        })
+    })
 }
 
 fn describe_result(r: &OpResult) -> String {

@@ -7,7 +7,7 @@ use crate::outcome::{EndKind, RunEnd, RunOutcome, Timings, TraceEntry};
 use crate::scenario::parse_str;
 use pvhdma_contract::markers::BOUNCE_TRACEPOINT;
 use pvhdma_contract::record::{AccessOutcome, DmaRecord, Translation};
-use pvhdma_contract::wire::{OpKind, OpResult, Range, Summary};
+use pvhdma_contract::wire::{DeviceInfo, OpKind, OpResult, Range, Summary};
 use std::path::{Path, PathBuf};
 
 const G4: u64 = 1 << 32;
@@ -21,6 +21,12 @@ fn outcome(end: RunEnd, results: Vec<OpResult>, records: Vec<DmaRecord>, trace: 
         summary: Some(Summary {
             ops: 1,
             tracepoints: vec![BOUNCE_TRACEPOINT.into(), "dma".into()],
+            // The recorder's PCI address, which `miss` lines carry.
+            devices: vec![DeviceInfo {
+                name: "pvhdma0".into(),
+                bdf: "0000:00:03.0".into(),
+                ..DeviceInfo::default()
+            }],
             ..Summary::default()
         }),
         device_records: vec![records],
@@ -110,6 +116,12 @@ fn one(s: &Scenario, o: &RunOutcome, id: &str) -> AssertionResult {
 fn passes(expect: &str, o: &RunOutcome, id: &str) {
     let a = one(&scenario(expect), o, id);
     assert_eq!(a.status, Status::Pass, "{a}");
+}
+
+fn passes_with(expect: &str, o: &RunOutcome, id: &str) -> String {
+    let a = one(&scenario(expect), o, id);
+    assert_eq!(a.status, Status::Pass, "{a}");
+    a.to_string()
 }
 
 fn fails(expect: &str, o: &RunOutcome, id: &str) -> String {
@@ -229,6 +241,77 @@ fn translated_addrs_from_the_trace() {
         "translated_addrs.all_below",
     );
     assert!(msg.contains("went to 0x2_6d40_0000"), "{msg}");
+}
+
+/// good_run plus one from-device access of 8 KiB (two pages) at 0x30_0000,
+/// op "hs2", with a line for each of its pages per `lines`.
+fn two_page_run(lines: Vec<TraceEntry>) -> RunOutcome {
+    let mut o = good_run();
+    let mut r = result(2, "hs2", OpKind::Single, 3, 0x30_0000);
+    r.len = 0x2000;
+    o.results.push(r);
+    let mut rec = record(3, 3, 0x30_0000);
+    rec.len = 0x2000;
+    o.device_records[0].push(rec);
+    o.iommu_trace.extend(lines);
+    o
+}
+
+#[test]
+fn every_page_needs_its_own_translation() {
+    let e = "  translated_addrs: {every_page: true}\n";
+    let id = "translated_addrs.every_page";
+    passes(e, &good_run(), id);
+    let both = vec![miss(0x30_0000, 0x2_7000_0000), miss(0x30_1000, 0x2_7000_1000)];
+    passes(e, &two_page_run(both), id);
+    // The first page's line does not cover the second.
+    let why = fails(e, &two_page_run(vec![miss(0x30_0000, 0x2_7000_0000)]), id);
+    assert!(
+        why.contains("op \"hs2\"") && why.contains("page 0x30_1000 untranslated") && why.contains("requester"),
+        "{why}"
+    );
+    // Another device's line for that page is not the recorder's.
+    let nic = TraceEntry {
+        device: "00:10.00".into(),
+        ..miss(0x30_1000, 0x2_7000_1000)
+    };
+    fails(e, &two_page_run(vec![miss(0x30_0000, 0x2_7000_0000), nic]), id);
+    // A fault there is named as one.
+    let fault = TraceEntry {
+        fault: true,
+        mask: 0,
+        ..miss(0x30_1000, 0)
+    };
+    let why = fails(e, &two_page_run(vec![miss(0x30_0000, 0x2_7000_0000), fault]), id);
+    assert!(why.contains("shows a fault"), "{why}");
+    // Nothing to judge is no pass.
+    let mut o = good_run();
+    o.device_records = vec![vec![]];
+    assert!(fails(e, &o, id).contains("nothing to judge"));
+}
+
+#[test]
+fn buffers_scattered_both_ways() {
+    let id = "translated_addrs.buffers_scattered";
+    let yes = "  translated_addrs: {buffers_scattered: true}\n";
+    let no = "  translated_addrs: {buffers_scattered: false}\n";
+    let scattered = two_page_run(vec![miss(0x30_0000, 0x2_7000_0000), miss(0x30_1000, 0x2_5555_3000)]);
+    let why = passes_with(yes, &scattered, id);
+    assert!(
+        why.contains("bus 0x30_1000 (the next byte) to 0x2_5555_3000, not 0x2_7000_1000"),
+        "{why}"
+    );
+    fails(no, &scattered, id);
+    let contiguous = two_page_run(vec![miss(0x30_0000, 0x2_7000_0000), miss(0x30_1000, 0x2_7000_1000)]);
+    passes(no, &contiguous, id);
+    let why = fails(yes, &contiguous, id);
+    assert!(
+        why.contains("1 accesses over several pages, each on contiguous"),
+        "{why}"
+    );
+    // One-page accesses say nothing either way.
+    assert!(fails(yes, &good_run(), id).contains("nothing to judge"));
+    assert!(fails(no, &good_run(), id).contains("nothing to judge"));
 }
 
 #[test]
@@ -400,6 +483,7 @@ fn mapping_errors() {
 #[test]
 fn devices_bound() {
     let mut o = good_run();
+    o.summary.as_mut().unwrap().devices.clear();
     let msg = fails("  devices_bound: 1\n", &o, "devices_bound");
     assert!(msg.contains("saw 0"), "{msg}");
     let dev: pvhdma_contract::wire::DeviceInfo = serde_json::from_value(serde_json::json!({
@@ -1033,6 +1117,14 @@ const TWINS: &[(&str, Twin)] = &[
         "translated_addrs.all_below",
         Twin::Unit("no_vacuous_truths_over_empty_evidence"),
     ),
+    (
+        "translated_addrs.every_page",
+        Twin::Unit("every_page_needs_its_own_translation"),
+    ),
+    (
+        "translated_addrs.buffers_scattered",
+        Twin::Unit("buffers_scattered_both_ways"),
+    ),
     ("translations_agree", Twin::Scenario("neg-translation-wrong-layout")),
     ("data_intact", Twin::Scenario("neg-truncating-device")),
     ("iommu_faults", Twin::Scenario("neg-claim-no-faults")),
@@ -1091,7 +1183,8 @@ fn every_assertion_has_a_twin() {
     let s = parse_str(
         "description: d\nworkload: [{name: hs, kind: single, size: 4K}]\nexpect:\n\
          \x20 device_addrs: {below: 4G, at_least_one_access: true}\n\
-         \x20 translated_addrs: {some_at_or_above: 4G, all_below: 8G}\n  translations_agree: true\n\
+         \x20 translated_addrs: {some_at_or_above: 4G, all_below: 8G, every_page: true, buffers_scattered: true}\n\
+         \x20 translations_agree: true\n\
          \x20 data_intact: true\n  iommu_faults: 0\n  bounces: 0\n  device_addrs_in_swiotlb: true\n  swiotlb_pool: absent\n\
          \x20 mapping_errors: 0\n  devices_bound: 1\n  log: {contains: [a], lacks: [b]}\n\
          \x20 trace: {device: '00:10.0', translations: 1, iova_below: 4G, some_target_at_or_above: 4G}\n\
