@@ -62,6 +62,7 @@ fn not_run(slot: Slot, op: &Op) -> OpResult {
         desc_addr: None,
         mismatch_offset: None,
         bounces: 0,
+        foreign: None,
     }
 }
 
@@ -118,6 +119,7 @@ pub fn completed(slot: Slot, op: &Op, raw: &RawOp, segs: &[RawSeg], bounces: u64
         desc_addr: (op.kind == OpKind::Sg && raw.desc_addr != 0).then_some(raw.desc_addr),
         mismatch_offset: (ran && raw.mismatch_offset != u64::MAX).then_some(raw.mismatch_offset),
         bounces,
+        foreign: None,
     }
 }
 
@@ -177,6 +179,7 @@ mod tests {
             segments: 1,
             bus_addr: None,
             device: 1,
+            buffer: None,
         }
     }
 
