@@ -62,9 +62,18 @@ fn guest_mistakes_are_refused_with_their_place() {
         let e = parse(text).unwrap_err();
         assert!(e.path.starts_with(path), "{text}: {e}");
     }
+    // Errors about one guest or one op point at it: file:line:column.
+    let e = parse("description: d\nguests:\n  - {name: a}\n  - {name: a}\n").unwrap_err();
+    assert_eq!((e.line, e.column), (Some(4), Some(12)), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("scenarios/x.yaml:4:12: guests[1].name: duplicate"),
+        "{e}"
+    );
     let op = |o: &str| parse(&format!("{GUEST}workload:\n  - {o}\n")).unwrap_err();
     let e = op("{name: a, kind: single, size: 4K, buffer: {guest: g2}}");
     assert_eq!(e.path, "workload[0].buffer.guest", "{e}");
+    assert_eq!(e.line, Some(5), "{e}");
     assert!(e.message.contains("g1"), "{e}");
     let e = op("{name: a, kind: coherent, size: 4K, buffer: {guest: g1}}");
     assert_eq!(e.path, "workload[0].buffer", "{e}");

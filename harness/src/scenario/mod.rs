@@ -111,7 +111,7 @@ impl Scenario {
                 .guests
                 .iter()
                 .map(|g| wire::GuestSpec {
-                    name: g.name.clone(),
+                    name: g.name.value.clone(),
                     memory_mib: u32::try_from(g.memory.mib).unwrap_or(u32::MAX),
                     vcpus: g.vcpus,
                 })

@@ -294,7 +294,8 @@ use pvhdma_contract::limits::{MAX_SEGMENTS, MAX_XFER};
 pub struct GuestCfg {
     /// Letters, digits and `-`; names its console artifact
     /// (`guest-NAME.console.log`) and ops' `buffer.guest`.
-    pub name: String,
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
     /// How Xen builds it. Only pvh (no device model). Default pvh.
     #[serde(rename = "type", default)]
     pub kind: GuestTypeCfg,

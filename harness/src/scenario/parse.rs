@@ -146,20 +146,18 @@ fn validate_guests(s: &Scenario) -> Result<BTreeSet<&str>, Invalid> {
     let mut names = BTreeSet::new();
     let mut guest_mib = 0;
     for (i, g) in s.guests.iter().enumerate() {
-        let path = format!("guests[{i}].name");
-        let ok = !g.name.is_empty() && g.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let (loc, path) = (Some(g.name.referenced), format!("guests[{i}].name"));
+        let name = g.name.value.as_str();
+        let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !ok {
             return Err((
-                None,
+                loc,
                 path,
-                format!(
-                    "`{}`: guest names are letters, digits and `-` (they name files and domains)",
-                    g.name
-                ),
+                format!("`{name}`: guest names are letters, digits and `-` (they name files and domains)"),
             ));
         }
-        if !names.insert(g.name.as_str()) {
-            return Err((None, path, format!("duplicate guest name `{}`", g.name)));
+        if !names.insert(name) {
+            return Err((loc, path, format!("duplicate guest name `{name}`")));
         }
         guest_mib += g.memory.mib;
     }
