@@ -5,9 +5,9 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pvhdma_contract::markers::guest::{CONSOLE_LOG_DIR, DOMID_DIR};
+use pvhdma_contract::markers::guest::{CHECK_PREFIX, CONSOLE_LOG_DIR, DOMID_DIR};
 use pvhdma_contract::uapi::RawSeg;
-use pvhdma_contract::wire::{Foreign, Op, OpResult};
+use pvhdma_contract::wire::{CheckLine, Direction, Foreign, Op, OpResult, Workload};
 
 use crate::guest::find_grant;
 use crate::report::{self, Slot};
@@ -49,8 +49,12 @@ fn domid(guest: &str) -> Result<u32, String> {
     })
 }
 
+fn console_log(guest: &str) -> std::path::PathBuf {
+    Path::new(CONSOLE_LOG_DIR).join(format!("guest-{guest}.log"))
+}
+
 fn refs(guest: &str, op: &str) -> Result<Vec<u32>, String> {
-    let path = Path::new(CONSOLE_LOG_DIR).join(format!("guest-{guest}.log"));
+    let path = console_log(guest);
     wait_for(&format!("guest {guest}'s grant for op {op}"), || {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         find_grant(&text, op)
@@ -95,4 +99,39 @@ pub fn run(slot: Slot, op: &Op, file: &File, tracer: Option<&Tracer>) -> OpResul
         grant_status: grants.iter().map(|g| g.status).collect(),
     });
     result
+}
+
+/// How long a guest gets to see from-device data in its pages, and how
+/// long dom0's console relays (which poll each guest's log once a second)
+/// get to pass its last lines on before dom0 powers off.
+const CHECK_WAIT: Duration = Duration::from_secs(10);
+const RELAY_DRAIN: Duration = Duration::from_secs(3);
+
+/// Before dom0 powers off: give each guest the time to report from-device
+/// data in its own pages, then let the relays catch up, so the harness sees
+/// those lines. The ops whose guest never reported are returned.
+pub fn settle(workload: &Workload) -> Vec<String> {
+    if workload.guests.is_empty() {
+        return vec![];
+    }
+    let mut missing: Vec<(&str, &str)> = workload
+        .ops
+        .iter()
+        .filter(|op| op.dir == Direction::FromDevice)
+        .filter_map(|op| Some((op.buffer.as_ref()?.guest.as_str(), op.name.as_str())))
+        .collect();
+    let start = Instant::now();
+    while !missing.is_empty() && start.elapsed() < CHECK_WAIT {
+        missing.retain(|(guest, op)| {
+            let text = std::fs::read_to_string(console_log(guest)).unwrap_or_default();
+            !text.lines().any(|l| {
+                l.find(CHECK_PREFIX)
+                    .and_then(|i| serde_json::from_str::<CheckLine>(l[i + CHECK_PREFIX.len()..].trim_end()).ok())
+                    .is_some_and(|c| c.op == *op)
+            })
+        });
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(RELAY_DRAIN);
+    missing.into_iter().map(|(g, op)| format!("{g}/{op}")).collect()
 }

@@ -119,6 +119,10 @@ fn run(o: &Opts) -> Result<(), String> {
         }
     }
 
+    let unchecked = foreign::settle(&workload);
+    if !unchecked.is_empty() {
+        note(&format!("no guest check for {}", unchecked.join(", ")));
+    }
     summary.devices = report::devices(Path::new(CLASS_MISC));
     match kmsg::read_all("/dev/kmsg") {
         Ok(facts) => {
