@@ -8,6 +8,12 @@ pub const MAX_XFER: u32 = 1 << 20;
 pub const MAX_SEGMENTS: u32 = 256;
 /// Bytes in one scatter-gather transfer, all segments together.
 pub const MAX_SG_TOTAL: u64 = 4 << 20;
+/// Pages a guest grants for one op: one 4 KiB page per segment, so a
+/// guest-buffer op has at most this many segments of at most
+/// [`GRANT_PAGE_SIZE`] bytes each.
+pub const MAX_GRANT_PAGES: u32 = 16;
+/// The size of one granted page (Xen's grant granularity on x86).
+pub const GRANT_PAGE_SIZE: u32 = 4096;
 /// One descriptor: a little-endian u64 bus address, then a u64 length.
 pub const DESCRIPTOR_SIZE: u64 = 16;
 

@@ -21,3 +21,42 @@ pub const DRIVER_PATH: &str = "/lib/modules/pvhdma.ko";
 /// The tracepoint the agent counts swiotlb bounces with, as it lists it in
 /// `Summary::tracepoints`: a bounce count is evidence only if it is there.
 pub const BOUNCE_TRACEPOINT: &str = "swiotlb/swiotlb_bounced";
+
+/// Guests: what dom0's init (images/initramfs/guests.sh), a guest's init
+/// (images/initramfs/guest-init) and the agent in both roles print, and the
+/// places where dom0 keeps a guest's files. Every line dom0 prints about a
+/// guest starts with [`guest::MARK`], so the harness tells a guest's
+/// "Kernel panic" or agent line apart from dom0's own.
+pub mod guest {
+    /// The common start of every guest line on dom0's console.
+    pub const MARK: &str = "PVHDMA-GUEST";
+    /// `PVHDMA-GUEST <name> <line>`: one line of a guest's own console, relayed by dom0.
+    pub const RELAY: &str = "PVHDMA-GUEST ";
+    /// `PVHDMA-GUEST-STARTED <name> <domid>`: `xl create` succeeded.
+    pub const STARTED: &str = "PVHDMA-GUEST-STARTED ";
+    /// `PVHDMA-GUEST-FAILED <name> <why>`: the guest never ran.
+    pub const FAILED: &str = "PVHDMA-GUEST-FAILED ";
+    /// `PVHDMA-GUEST-CRASHED <name> <why>`: it ran and died, or vanished.
+    pub const CRASHED: &str = "PVHDMA-GUEST-CRASHED ";
+    /// A guest's init prints this first: the guest's boot marker.
+    pub const READY: &str = "PVHDMA-GUEST-READY";
+    /// Printed inside a guest when its agent cannot grant; the rest says why.
+    pub const AGENT_FAILED: &str = "PVHDMA-GUEST-AGENT-FAILED";
+    /// A guest's grants for one op (a JSON [`crate::wire::GrantLine`]).
+    pub const GRANT_PREFIX: &str = "PVHDMA-GRANT ";
+    /// A guest saw from-device data arrive in its pages (a JSON [`crate::wire::CheckLine`]).
+    pub const CHECK_PREFIX: &str = "PVHDMA-GUEST-CHECK ";
+    /// Where the harness puts a guest's work in the guest's initramfs (no leading `/`).
+    pub const WORK_PATH: &str = "pvhdma/guest.json";
+    /// Where the harness puts the guests' kernel, configurations and
+    /// initramfs in dom0's (no leading `/`); dom0's init starts the
+    /// toolstack only when this directory exists.
+    pub const DIR: &str = "pvhdma/guests";
+    /// Where the toolstack archive puts its tools and `guests.sh` in dom0's
+    /// initramfs.
+    pub const TOOLSTACK_DIR: &str = "/pvhdma/toolstack";
+    /// Where dom0's init leaves a started guest's domain id (`<name>.domid`).
+    pub const DOMID_DIR: &str = "/run/pvhdma/guests";
+    /// Where dom0's xenconsoled logs each guest's console (`guest-<name>.log`).
+    pub const CONSOLE_LOG_DIR: &str = "/var/log/xen/console";
+}

@@ -31,10 +31,16 @@ pub enum EndKind {
     BootTimeout,
     /// dom0 booted but the workload did not finish in time.
     RunTimeout,
+    /// A guest never ran: the toolstack or `xl create` failed.
+    GuestFailedToStart,
+    /// A guest ran and died: its kernel panicked, or Xen reports it crashed or gone.
+    GuestCrashed,
+    /// A guest did not print its ready marker in time after dom0 booted.
+    GuestTimeout,
 }
 
 impl EndKind {
-    pub const ALL: [EndKind; 11] = [
+    pub const ALL: [EndKind; 14] = [
         EndKind::Finished,
         EndKind::XenPanic,
         EndKind::Dom0Crash,
@@ -46,6 +52,9 @@ impl EndKind {
         EndKind::ConsoleLost,
         EndKind::BootTimeout,
         EndKind::RunTimeout,
+        EndKind::GuestFailedToStart,
+        EndKind::GuestCrashed,
+        EndKind::GuestTimeout,
     ];
 
     /// The one spelling (what serde writes).
@@ -62,6 +71,9 @@ impl EndKind {
             EndKind::ConsoleLost => "console_lost",
             EndKind::BootTimeout => "boot_timeout",
             EndKind::RunTimeout => "run_timeout",
+            EndKind::GuestFailedToStart => "guest_failed_to_start",
+            EndKind::GuestCrashed => "guest_crashed",
+            EndKind::GuestTimeout => "guest_timeout",
         }
     }
 

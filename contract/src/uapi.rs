@@ -1,19 +1,29 @@
-//! The dom0 driver's one ioctl, `PVHDMA_IOC_RUN` on `/dev/pvhdmaN`: the
-//! layout of `struct pvhdma_op` and `struct pvhdma_seg` and the values of
+//! The dom0 driver's ioctls on `/dev/pvhdmaN`: `PVHDMA_IOC_RUN` (an op on
+//! dom0's own memory) and `PVHDMA_IOC_RUN_GRANT` (an op on another domain's
+//! granted pages); the layout of `struct pvhdma_op`, `struct pvhdma_seg`,
+//! `struct pvhdma_grant_op` and `struct pvhdma_grant_seg` and the values of
 //! their enums. images/driver/pvhdma_uapi.h is the C spelling of the same;
 //! `tests/c_side.rs` fails on any drift between the two.
 //!
 //! Every field is naturally aligned and neither struct has implicit padding,
 //! so 32- and 64-bit callers share one layout.
 
-use crate::limits::MAX_SEGMENTS;
+use crate::limits::{MAX_GRANT_PAGES, MAX_SEGMENTS};
 
 pub const UAPI_VERSION: u32 = 3;
 /// `_IOWR(IOC_TYPE, IOC_NR_RUN, struct pvhdma_op)`.
 pub const IOC_TYPE: u8 = 0xd3;
 pub const IOC_NR_RUN: u8 = 1;
+/// `_IOW(IOC_TYPE, IOC_NR_RUN_GRANT, struct pvhdma_grant_op)`: the kernel
+/// only reads the struct; it writes through its pointers.
+pub const IOC_NR_RUN_GRANT: u8 = 2;
 /// The driver's cap on `segments` (the device's descriptor limit).
 pub const MAX_SEGS: u32 = MAX_SEGMENTS;
+/// The driver's cap on `segments` of an op on granted pages.
+pub const MAX_GRANT_SEGS: u32 = MAX_GRANT_PAGES;
+/// `PVHDMA_GRANT_READONLY` in `pvhdma_grant_op.flags`: map the grants
+/// read-only (the device may read them, never write them).
+pub const GRANT_READONLY: u32 = 1;
 
 /// `enum pvhdma_kind`.
 pub mod kind {
@@ -48,6 +58,8 @@ pub mod res {
     pub const NO_MEM: u32 = 3;
     /// The device never reported DONE or ERROR.
     pub const TIMEOUT: u32 = 4;
+    /// A grant ref did not map into dom0 (its status says why).
+    pub const GRANT_MAP: u32 = 5;
 }
 
 /// Declares a `#[repr(C)]` struct and a table of its fields (name, size,
@@ -128,11 +140,39 @@ c_struct! {
     }
 }
 
+c_struct! {
+    /// `struct pvhdma_grant_op`: run the op at `op_ptr` on pages domain
+    /// `domid` granted, one page per segment, mapped the way a backend maps
+    /// a frontend's buffers. The op must be single or sg, `size` at most one
+    /// page, `placement` any, `segments` at most [`MAX_GRANT_SEGS`].
+    pub struct RawGrantOp {
+        /// User address of the [`RawOp`]: request in, outcome out, as for RUN.
+        pub op_ptr: u64,
+        /// User address of the op's `segments` [`RawGrantSeg`]s.
+        pub grants_ptr: u64,
+        pub domid: u32,
+        /// [`GRANT_READONLY`] or 0.
+        pub flags: u32,
+    }
+}
+
+c_struct! {
+    /// `struct pvhdma_grant_seg`: one segment's grant, and how its map went.
+    pub struct RawGrantSeg {
+        /// In: the grant ref of the segment's page.
+        pub gref: u32,
+        /// Out: Xen's GNTST_* of the map (0 = okay).
+        pub status: i32,
+    }
+}
+
 /// The offset of `result`: the driver copies in only the request half.
 pub const REQUEST_LEN: usize = std::mem::offset_of!(RawOp, result);
 
 const _: () = assert!(std::mem::size_of::<RawOp>() == 144);
 const _: () = assert!(std::mem::size_of::<RawSeg>() == 16);
+const _: () = assert!(std::mem::size_of::<RawGrantOp>() == 24);
+const _: () = assert!(std::mem::size_of::<RawGrantSeg>() == 8);
 
 #[cfg(test)]
 mod tests {
@@ -140,7 +180,7 @@ mod tests {
 
     #[test]
     fn no_implicit_padding() {
-        for fields in [RawOp::FIELDS, RawSeg::FIELDS] {
+        for fields in [RawOp::FIELDS, RawSeg::FIELDS, RawGrantOp::FIELDS, RawGrantSeg::FIELDS] {
             let mut end = 0;
             for &(name, size, off) in fields {
                 assert_eq!(off, end, "{name} does not follow its predecessor");

@@ -57,6 +57,9 @@ pub struct Op {
     /// Which instance runs it: `/dev/pvhdma<device>` (probe order).
     #[serde(default)]
     pub device: u32,
+    /// The buffer is a guest's granted pages, not dom0's own memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer: Option<GuestBuffer>,
 }
 
 fn one() -> u32 {
@@ -71,6 +74,9 @@ pub struct Workload {
     pub tracepoints: bool,
     #[serde(default)]
     pub shell: bool,
+    /// Guests dom0 creates before the ops run (their grants feed `buffer` ops).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guests: Vec<GuestSpec>,
 }
 
 /// The result of one run of one operation.
@@ -131,6 +137,73 @@ pub struct OpResult {
     /// raw, a device error or no DONE).
     #[serde(default)]
     pub mismatch_at_done: bool,
+    /// Set when the buffer was a guest's granted pages; `phys_addrs` are
+    /// then where dom0 mapped them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreign: Option<Foreign>,
+}
+
+/// One guest of the run: a device-less PVH domain dom0 creates with `xl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestSpec {
+    pub name: String,
+    pub memory_mib: u32,
+    pub vcpus: u32,
+}
+
+/// An op's buffer that lives in a guest: pages it grants to dom0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestBuffer {
+    pub guest: String,
+    /// Granted read-only: the device may read the pages, never write them.
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+/// What a result on granted pages adds: whose they were and how they mapped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Foreign {
+    pub guest: String,
+    pub domid: u32,
+    pub readonly: bool,
+    /// Xen's GNTST_* of each page's map (0 = okay).
+    pub grant_status: Vec<i32>,
+}
+
+/// What one guest does, in its own initramfs: grant and fill pages for these ops.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestWork {
+    pub grants: Vec<GuestGrant>,
+}
+
+/// The pages of one op: `pages` pages, each holding `size` bytes of the
+/// op's pattern at offset 0 (the pattern runs on across pages, as the
+/// driver's checksum over the segments expects).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestGrant {
+    pub op: String,
+    pub pages: u32,
+    pub size: u32,
+    pub dir: Direction,
+    pub pattern: DataPattern,
+    pub seed: u32,
+    pub readonly: bool,
+}
+
+/// A guest's grant refs for one op, printed after
+/// [`crate::markers::guest::GRANT_PREFIX`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantLine {
+    pub op: String,
+    pub refs: Vec<u32>,
+}
+
+/// A guest's own check of from-device data, printed after
+/// [`crate::markers::guest::CHECK_PREFIX`] once its pages hold the pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckLine {
+    pub op: String,
+    pub intact: bool,
 }
 
 /// One bound instance of the device, as the driver saw it at probe.
@@ -213,6 +286,28 @@ mod tests {
         assert_eq!((op.placement, op.pattern), (Placement::Any, DataPattern::Xorshift));
         assert_eq!(op.bus_addr, Some(1 << 32));
         assert!(!w.tracepoints && !w.shell);
+    }
+
+    #[test]
+    fn guest_fields_are_left_out_when_unused() {
+        // A dom0-only workload serializes as before: older agents read it.
+        let w: Workload =
+            serde_json::from_str(r#"{"ops":[{"name":"s","kind":"single","size":64,"dir":"to_device"}]}"#).unwrap();
+        let text = serde_json::to_string(&w).unwrap();
+        assert!(!text.contains("guests") && !text.contains("buffer"), "{text}");
+        let w: Workload = serde_json::from_str(
+            r#"{"ops":[{"name":"g","kind":"sg","size":4096,"segments":2,"dir":"to_device",
+                "buffer":{"guest":"g1"}}],"guests":[{"name":"g1","memory_mib":256,"vcpus":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            w.ops[0].buffer,
+            Some(GuestBuffer {
+                guest: "g1".into(),
+                readonly: false
+            })
+        );
+        assert_eq!(w.guests[0].memory_mib, 256);
     }
 
     #[test]

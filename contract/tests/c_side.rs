@@ -62,7 +62,7 @@ fn c_struct_fields(src: &str, name: &str) -> Vec<(String, usize)> {
             let l = l.split("/*").next()?.trim();
             let (ty, field) = l.strip_suffix(';')?.split_once(' ')?;
             let size = match ty {
-                "__u32" => 4,
+                "__u32" | "__s32" => 4,
                 "__u64" => 8,
                 other => panic!("struct {name}: unexpected type {other}"),
             };
@@ -91,6 +91,8 @@ fn uapi_expectations() -> Vec<(&'static str, u64)> {
     vec![
         ("PVHDMA_UAPI_VERSION", UAPI_VERSION.into()),
         ("PVHDMA_MAX_SEGS", MAX_SEGS.into()),
+        ("PVHDMA_MAX_GRANT_SEGS", MAX_GRANT_SEGS.into()),
+        ("PVHDMA_GRANT_READONLY", GRANT_READONLY.into()),
         ("PVHDMA_KIND_COHERENT", kind::COHERENT.into()),
         ("PVHDMA_KIND_SINGLE", kind::SINGLE.into()),
         ("PVHDMA_KIND_SG", kind::SG.into()),
@@ -119,6 +121,7 @@ fn uapi_expectations() -> Vec<(&'static str, u64)> {
         ("PVHDMA_RES_NO_HIGH_MEM", res::NO_HIGH_MEM.into()),
         ("PVHDMA_RES_NO_MEM", res::NO_MEM.into()),
         ("PVHDMA_RES_TIMEOUT", res::TIMEOUT.into()),
+        ("PVHDMA_RES_GRANT_MAP", res::GRANT_MAP.into()),
     ]
 }
 
@@ -158,7 +161,12 @@ fn drift() -> Vec<String> {
     let drv = driver_expectations();
     let drv: Vec<(&str, u64)> = drv.iter().map(|(n, v)| (n.as_str(), *v)).collect();
     errs.extend(check(&c_constants(&driver), &drv, "pvhdma.c"));
-    for (c_name, rust) in [("pvhdma_op", uapi::RawOp::FIELDS), ("pvhdma_seg", uapi::RawSeg::FIELDS)] {
+    for (c_name, rust) in [
+        ("pvhdma_op", uapi::RawOp::FIELDS),
+        ("pvhdma_seg", uapi::RawSeg::FIELDS),
+        ("pvhdma_grant_op", uapi::RawGrantOp::FIELDS),
+        ("pvhdma_grant_seg", uapi::RawGrantSeg::FIELDS),
+    ] {
         let c: Vec<(String, usize)> = c_struct_fields(&header, c_name);
         let r: Vec<(String, usize)> = rust.iter().map(|&(n, s, _)| (n.to_string(), s)).collect();
         if c != r {
@@ -206,5 +214,70 @@ fn init_script_uses_the_contracts_markers_and_paths() {
         ("driver path", markers::DRIVER_PATH.to_string()),
     ] {
         assert!(init.contains(&s), "images/initramfs/init does not use the {what} {s:?}");
+    }
+}
+
+#[test]
+fn ioctl_numbers_match_the_contract() {
+    let header = repo_file("images/driver/pvhdma_uapi.h");
+    for (name, want) in [
+        (
+            "PVHDMA_IOC_RUN",
+            format!("_IOWR({:#x}, {}, struct pvhdma_op)", uapi::IOC_TYPE, uapi::IOC_NR_RUN),
+        ),
+        (
+            "PVHDMA_IOC_RUN_GRANT",
+            format!(
+                "_IOW({:#x}, {}, struct pvhdma_grant_op)",
+                uapi::IOC_TYPE,
+                uapi::IOC_NR_RUN_GRANT
+            ),
+        ),
+    ] {
+        let line = header
+            .lines()
+            .find(|l| l.starts_with(&format!("#define {name} ")))
+            .unwrap_or_else(|| panic!("{name} is not defined"));
+        assert_eq!(line.trim_start_matches(&format!("#define {name} ")).trim(), want);
+    }
+}
+
+#[test]
+fn a_grant_struct_drift_is_seen() {
+    let header = repo_file("images/driver/pvhdma_uapi.h").replace("__s32 status;", "__u64 status;");
+    assert_ne!(
+        c_struct_fields(&header, "pvhdma_grant_seg"),
+        uapi::RawGrantSeg::FIELDS
+            .iter()
+            .map(|&(n, s, _)| (n.to_string(), s))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn guest_scripts_use_the_contracts_markers_and_paths() {
+    use markers::guest;
+    let dom0 = repo_file("images/initramfs/guests.sh");
+    for s in [
+        guest::RELAY,
+        guest::STARTED,
+        guest::FAILED,
+        guest::CRASHED,
+        guest::DOMID_DIR,
+        guest::CONSOLE_LOG_DIR,
+        guest::TOOLSTACK_DIR,
+    ] {
+        assert!(dom0.contains(s), "images/initramfs/guests.sh does not use {s:?}");
+    }
+    let init = repo_file("images/initramfs/init");
+    for s in [
+        format!("/{}", guest::DIR),
+        format!("{}/guests.sh", guest::TOOLSTACK_DIR),
+    ] {
+        assert!(init.contains(&s), "images/initramfs/init does not use {s:?}");
+    }
+    let guest_init = repo_file("images/initramfs/guest-init");
+    for s in [guest::READY, guest::AGENT_FAILED] {
+        assert!(guest_init.contains(s), "images/initramfs/guest-init does not use {s:?}");
     }
 }

@@ -25,6 +25,8 @@
 #include <linux/delay.h>
 #include <linux/list.h>
 #include <linux/sizes.h>
+#include <xen/xen.h>
+#include <xen/grant_table.h>
 
 #include "pvhdma_uapi.h"
 
@@ -177,9 +179,21 @@ struct seg {
 	size_t len;
 };
 
+/* Another domain's granted pages, mapped into dom0 for one op. */
+struct grant_ctx {
+	u32 domid;
+	bool ro;
+	unsigned int n;
+	bool allocated;
+	struct pvhdma_grant_seg segs[PVHDMA_MAX_GRANT_SEGS];
+	struct page *pages[PVHDMA_MAX_GRANT_SEGS];
+	struct gnttab_map_grant_ref map[PVHDMA_MAX_GRANT_SEGS];
+};
+
 struct op_ctx {
 	struct pvhdma_dev *d;
 	struct pvhdma_op *op;
+	struct grant_ctx *g;	/* NULL: the buffers are dom0's own */
 	enum dma_data_direction dir;
 	unsigned int nsegs;
 	struct sg_table sgt;
@@ -233,6 +247,20 @@ static int alloc_seg(struct op_ctx *c, struct seg *s, size_t len)
 	unsigned int order = get_order(len);
 	struct page *page;
 
+	if (c->g) {
+		unsigned int i = s - c->segs;
+
+		/* validate_grant() bounds both; this keeps the pages in reach. */
+		if (i >= c->g->n || len > PAGE_SIZE)
+			return PVHDMA_RES_NO_MEM;
+		s->page = c->g->pages[i];
+		s->order = 0;
+		s->cpu = page_address(s->page);
+		s->phys = page_to_phys(s->page);
+		s->len = len;
+		return PVHDMA_RES_OK;
+	}
+
 	switch (c->op->placement) {
 	case PVHDMA_PLACE_LOW:
 		page = alloc_pages(GFP_KERNEL | GFP_DMA32 | __GFP_NOWARN, order);
@@ -271,6 +299,12 @@ static void prepare_data(struct op_ctx *c)
 	unsigned int i;
 	size_t j;
 
+	/*
+	 * The granting domain filled its pages; a CPU write to a read-only
+	 * grant would fault in dom0, so foreign data is never touched.
+	 */
+	if (c->g)
+		return;
 	pattern_init(&g, c->op->pattern, c->op->seed);
 	for (i = 0; i < c->nsegs; i++) {
 		u8 *p = c->segs[i].cpu;
@@ -450,7 +484,8 @@ static void op_cleanup(struct op_ctx *c)
 		}
 		if (c->mapped && c->op->kind == PVHDMA_KIND_SINGLE)
 			dma_unmap_page(dev, s->dma, s->len, c->dir);
-		if (s->page)
+		/* Granted pages go back through grant_unmap(). */
+		if (s->page && !c->g)
 			__free_pages(s->page, s->order);
 	}
 }
@@ -638,7 +673,8 @@ static int copy_segs_out(const struct op_ctx *c, const struct pvhdma_op *op)
 	return 0;
 }
 
-static int run_op(struct pvhdma_dev *d, struct pvhdma_op *op)
+static int run_op(struct pvhdma_dev *d, struct pvhdma_op *op,
+		  struct grant_ctx *g)
 {
 	struct op_ctx *c;
 	int ret;
@@ -650,6 +686,7 @@ static int run_op(struct pvhdma_dev *d, struct pvhdma_op *op)
 	}
 	c->d = d;
 	c->op = op;
+	c->g = g;
 	c->dir = op->dir == PVHDMA_DIR_TO_DEVICE ? DMA_TO_DEVICE : DMA_FROM_DEVICE;
 	op->len = (u64)op->size * op->segments;
 	op->mismatch_offset = ~0ULL;
@@ -676,6 +713,169 @@ static int run_op(struct pvhdma_dev *d, struct pvhdma_op *op)
 		"op tag=%u kind=%u result=%u status=%#x error=%u irq=%u intact=%u\n",
 		op->tag, op->kind, op->result, op->dev_status, op->dev_error,
 		op->irq, op->intact);
+	return ret;
+}
+
+/* --- granted pages: what a backend does with a frontend's buffers --- */
+
+static int validate_grant(const struct pvhdma_grant_op *gop,
+			  const struct pvhdma_op *op)
+{
+	if (op->kind != PVHDMA_KIND_SINGLE && op->kind != PVHDMA_KIND_SG)
+		return -EINVAL;
+	if (op->placement != PVHDMA_PLACE_ANY || op->size > PAGE_SIZE ||
+	    op->segments > PVHDMA_MAX_GRANT_SEGS)
+		return -EINVAL;
+	if (gop->flags & ~PVHDMA_GRANT_READONLY || !gop->grants_ptr)
+		return -EINVAL;
+	/* A bounce back into a read-only grant would be a CPU write to it. */
+	if ((gop->flags & PVHDMA_GRANT_READONLY) &&
+	    op->dir == PVHDMA_DIR_FROM_DEVICE)
+		return -EINVAL;
+	if (gop->domid == 0 || gop->domid >= DOMID_FIRST_RESERVED)
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * gnttab_alloc_pages() takes guest-physical room for the mapping from
+ * xen_alloc_unpopulated_pages(): where that room lies (below or above
+ * 4 GiB) decides whether a 32-bit device can reach the page directly.
+ */
+static int grant_map(struct grant_ctx *g)
+{
+	u32 flags = GNTMAP_host_map | (g->ro ? GNTMAP_readonly : 0);
+	unsigned int i;
+	int ret, res = PVHDMA_RES_OK;
+
+	if (gnttab_alloc_pages(g->n, g->pages))
+		return PVHDMA_RES_NO_MEM;
+	g->allocated = true;
+	for (i = 0; i < g->n; i++)
+		gnttab_set_map_op(&g->map[i],
+				  (unsigned long)pfn_to_kaddr(page_to_xen_pfn(g->pages[i])),
+				  flags, g->segs[i].gref, g->domid);
+	ret = gnttab_map_refs(g->map, NULL, g->pages, g->n);
+	for (i = 0; i < g->n; i++) {
+		g->segs[i].status = g->map[i].status;
+		if (g->map[i].status != GNTST_okay)
+			res = PVHDMA_RES_GRANT_MAP;
+	}
+	return ret ? PVHDMA_RES_GRANT_MAP : res;
+}
+
+static void grant_unmap(struct grant_ctx *g)
+{
+	struct gnttab_unmap_grant_ref unmap[PVHDMA_MAX_GRANT_SEGS];
+	struct page *pages[PVHDMA_MAX_GRANT_SEGS];
+	unsigned int i, n = 0;
+
+	if (!g->allocated)
+		return;
+	for (i = 0; i < g->n; i++) {
+		if (g->map[i].status != GNTST_okay)
+			continue;
+		/*
+		 * The same virtual address as for the map: the helper turns it
+		 * into the guest-physical one itself on a translated dom0
+		 * (map[i].host_addr already is, and must not be converted again).
+		 */
+		gnttab_set_unmap_op(&unmap[n],
+				    (unsigned long)pfn_to_kaddr(page_to_xen_pfn(g->pages[i])),
+				    GNTMAP_host_map, g->map[i].handle);
+		pages[n++] = g->pages[i];
+	}
+	if (n && gnttab_unmap_refs(unmap, NULL, pages, n))
+		pr_warn(DRV_NAME ": unmapping %u grants of domain %u failed\n",
+			n, g->domid);
+	for (i = 0; i < n; i++) {
+		/*
+		 * A grant left mapped must not go back to the unpopulated pool:
+		 * Xen refuses (and kills dom0) when the next map lands on it.
+		 */
+		if (unmap[i].status != GNTST_okay) {
+			pr_err(DRV_NAME ": grant unmap status %d: leaking the pages\n",
+			       unmap[i].status);
+			return;
+		}
+	}
+	gnttab_free_pages(g->n, g->pages);
+}
+
+/* A map that failed still says where the pages were: that is the finding. */
+static int copy_grant_pages_out(const struct grant_ctx *g,
+				struct pvhdma_op *op)
+{
+	struct pvhdma_seg __user *out = u64_to_user_ptr(op->segs_ptr);
+	unsigned int i;
+
+	op->nsegs = g->allocated ? g->n : 0;
+	op->mismatch_offset = ~0ULL;
+	for (i = 0; i < op->nsegs && i < op->seg_cap; i++) {
+		struct pvhdma_seg s = { .phys = page_to_phys(g->pages[i]) };
+
+		if (copy_to_user(&out[i], &s, sizeof(s)))
+			return -EFAULT;
+	}
+	return 0;
+}
+
+static long pvhdma_ioctl_grant(struct pvhdma_dev *d, void __user *uarg)
+{
+	struct pvhdma_op __user *uop;
+	struct pvhdma_grant_seg __user *usegs;
+	struct pvhdma_grant_op gop;
+	struct pvhdma_op *op;
+	struct grant_ctx *g;
+	long ret;
+
+	if (!xen_domain())
+		return -ENODEV;
+	if (copy_from_user(&gop, uarg, sizeof(gop)))
+		return -EFAULT;
+	uop = u64_to_user_ptr(gop.op_ptr);
+	usegs = u64_to_user_ptr(gop.grants_ptr);
+	op = kzalloc(sizeof(*op), GFP_KERNEL);
+	g = kzalloc(sizeof(*g), GFP_KERNEL);
+	if (!op || !g) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (copy_from_user(op, uop, offsetof(struct pvhdma_op, result))) {
+		ret = -EFAULT;
+		goto out;
+	}
+	ret = validate(op) ?: validate_grant(&gop, op);
+	if (ret)
+		goto out;
+	g->domid = gop.domid;
+	g->ro = gop.flags & PVHDMA_GRANT_READONLY;
+	g->n = op->segments;
+	if (copy_from_user(g->segs, usegs, g->n * sizeof(g->segs[0]))) {
+		ret = -EFAULT;
+		goto out;
+	}
+
+	mutex_lock(&d->lock);
+	if (d->gone) {
+		mutex_unlock(&d->lock);
+		ret = -ENODEV;
+		goto out;
+	}
+	op->result = grant_map(g);
+	if (op->result == PVHDMA_RES_OK)
+		ret = run_op(d, op, g);
+	else
+		ret = copy_grant_pages_out(g, op);
+	grant_unmap(g);
+	mutex_unlock(&d->lock);
+
+	if (!ret && (copy_to_user(usegs, g->segs, g->n * sizeof(g->segs[0])) ||
+		     copy_to_user(uop, op, sizeof(*op))))
+		ret = -EFAULT;
+out:
+	kfree(g);
+	kfree(op);
 	return ret;
 }
 
@@ -713,6 +913,8 @@ static long pvhdma_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	struct pvhdma_op *op;
 	long ret;
 
+	if (cmd == PVHDMA_IOC_RUN_GRANT)
+		return pvhdma_ioctl_grant(d, uarg);
 	if (cmd != PVHDMA_IOC_RUN)
 		return -ENOTTY;
 	op = kzalloc(sizeof(*op), GFP_KERNEL);
@@ -732,7 +934,7 @@ static long pvhdma_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		ret = -ENODEV;
 		goto out;
 	}
-	ret = run_op(d, op);
+	ret = run_op(d, op, NULL);
 	mutex_unlock(&d->lock);
 
 	if (!ret && copy_to_user(uarg, op, sizeof(*op)))

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
- * pvhdma user ABI: the one ioctl on /dev/pvhdmaN.
+ * pvhdma user ABI: the ioctls on /dev/pvhdmaN (an op on dom0's own memory,
+ * and the same op on another domain's granted pages).
  *
  * The contract crate (contract/src/uapi.rs) defines the same layout for
  * the agent; its drift test compares every define, enum value and field
@@ -17,6 +18,8 @@
 #define PVHDMA_UAPI_VERSION 3
 /* The device's descriptor limit. */
 #define PVHDMA_MAX_SEGS 256
+/* Segments of an op on granted pages: one granted 4 KiB page each. */
+#define PVHDMA_MAX_GRANT_SEGS 16
 
 enum pvhdma_kind {
 	PVHDMA_KIND_COHERENT = 0,
@@ -51,6 +54,7 @@ enum pvhdma_result {
 	PVHDMA_RES_NO_HIGH_MEM = 2,  /* placement=high but no page at/above 4 GiB found */
 	PVHDMA_RES_NO_MEM = 3,       /* allocation failed */
 	PVHDMA_RES_TIMEOUT = 4,      /* device never reported DONE or ERROR */
+	PVHDMA_RES_GRANT_MAP = 5,    /* a grant ref did not map (see its status) */
 };
 
 struct pvhdma_op {
@@ -95,5 +99,29 @@ struct pvhdma_seg {
 };
 
 #define PVHDMA_IOC_RUN _IOWR(0xd3, 1, struct pvhdma_op)
+
+/* The grant is read-only: the device may read it, never write it. */
+#define PVHDMA_GRANT_READONLY 0x1
+
+/*
+ * A single or sg op on another domain's pages, mapped the way a backend
+ * (blkback, netback) maps a frontend's buffers: one granted 4 KiB page per
+ * segment, so op.size <= 4096, op.segments <= PVHDMA_MAX_GRANT_SEGS and
+ * op.placement is ANY. The granting domain filled the pages: the driver
+ * never writes them from the CPU, it only checks them.
+ */
+struct pvhdma_grant_op {
+	__u64 op_ptr;		/* user address of the struct pvhdma_op (in and out) */
+	__u64 grants_ptr;	/* user address of op.segments struct pvhdma_grant_seg */
+	__u32 domid;		/* the granting domain */
+	__u32 flags;		/* PVHDMA_GRANT_* */
+};
+
+struct pvhdma_grant_seg {
+	__u32 gref;		/* in: the grant ref of this segment's page */
+	__s32 status;		/* out: GNTST_* of its map (0 = okay) */
+};
+
+#define PVHDMA_IOC_RUN_GRANT _IOW(0xd3, 2, struct pvhdma_grant_op)
 
 #endif /* PVHDMA_UAPI_H */

@@ -73,6 +73,8 @@ pub enum Event {
     Fatal(RunEnd),
     /// A line that could not be decoded although it carried our prefix.
     Garbled(String),
+    /// dom0 about a guest, or a guest's own line that dom0 relayed.
+    Guest(crate::guests::GuestEvent),
 }
 
 /// Line-by-line classifier, with the little state a Xen panic message needs.
@@ -102,6 +104,10 @@ impl Scanner {
                 reason.push(body.to_string());
             }
             return None;
+        }
+        // First: a guest's own "Kernel panic" or agent line is not dom0's.
+        if let Some(ev) = crate::guests::classify(line) {
+            return Some(Event::Guest(ev));
         }
         if let Some(i) = line.find(RESULT_PREFIX) {
             let json = &line[i + RESULT_PREFIX.len()..];
@@ -319,6 +325,15 @@ mod tests {
         assert!(matches!(&ev[0], Event::Summary(s) if s.bounces == 3));
         assert!(matches!(&ev[1], Event::Garbled(_)));
         assert_eq!(ev[2], Event::Done);
+    }
+
+    #[test]
+    fn a_guests_panic_is_not_dom0s() {
+        let ev = scan("PVHDMA-GUEST g1 [    2.0] Kernel panic - not syncing: Attempted to kill init!\n");
+        assert!(
+            matches!(&ev[..], [Event::Guest(crate::guests::GuestEvent::Line { name, .. })] if name == "g1"),
+            "{ev:?}"
+        );
     }
 
     #[test]

@@ -17,6 +17,14 @@ pub struct Manifest {
     pub kernel_version: String,
     /// The base initramfs (busybox, modules, driver, agent, init).
     pub initrd: PathBuf,
+    /// Xen's toolstack as a cpio archive, appended to dom0's initramfs only
+    /// for runs with guests; absent when the recipe has no `[toolstack]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolstack: Option<PathBuf>,
+    /// The base initramfs of a guest (busybox, its init, the agent, the
+    /// grant-alloc module); present with `toolstack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_initrd: Option<PathBuf>,
     /// Human-readable versions, for reports.
     pub versions: std::collections::BTreeMap<String, String>,
     /// Xen options every boot of this set needs (its recipe's `[xen]

@@ -129,6 +129,8 @@ pub struct RunSpec {
     pub workload: Option<pvhdma_contract::wire::Workload>,
     pub boot_timeout: Duration,
     pub run_timeout: Duration,
+    /// From dom0's boot marker to each guest's own (`workload.guests`).
+    pub guest_timeout: Duration,
     /// Stream the console to stderr as it arrives.
     pub live_console: bool,
     /// Give an interactive dom0 shell instead of running the agent.
@@ -208,6 +210,7 @@ impl RunSpec {
             workload: None,
             boot_timeout: Duration::from_secs(180),
             run_timeout: Duration::from_secs(60),
+            guest_timeout: Duration::from_secs(120),
             live_console: false,
             shell: false,
         }

@@ -42,6 +42,7 @@ mod tests {
             segments: 1,
             bus_addr: None,
             device: 0,
+            buffer: None,
         };
         let w = Workload {
             ops: vec![op("dma", OpKind::Single), op("fetch", OpKind::NetTftp)],

@@ -283,6 +283,7 @@ mod tests {
             workload: None,
             boot_timeout: std::time::Duration::from_secs(1),
             run_timeout: std::time::Duration::from_secs(1),
+            guest_timeout: std::time::Duration::from_secs(1),
             live_console: false,
             shell: false,
         }
@@ -295,6 +296,8 @@ mod tests {
             kernel: "/c/vmlinuz".into(),
             kernel_version: "6.12".into(),
             initrd: "/c/initrd.cpio".into(),
+            toolstack: None,
+            guest_initrd: None,
             versions: Default::default(),
             xen_cmdline: vec![],
         }

@@ -226,6 +226,7 @@ fn write_initrd(m: &Manifest, spec: &RunSpec, dst: &Path) -> anyhow::Result<()> 
     let json = serde_json::to_vec_pretty(&workload)?;
     std::fs::write(dst.with_file_name("workload.json"), &json)?;
     bytes.extend(crate::initrd::workload_archive(&json)?);
+    bytes.extend(crate::guests::archives(m, &workload)?);
     std::fs::write(dst, bytes)?;
     Ok(())
 }
@@ -276,13 +277,20 @@ async fn watch_console(
         started,
         booted_at: None,
     };
+    let guest_specs = spec.workload.as_ref().map(|w| w.guests.as_slice()).unwrap_or_default();
+    let mut guests = crate::guests::Guests::new(dir, guest_specs, spec.guest_timeout);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         let line = match lines.next(&mut tick).await? {
             Read::Line(line) => line,
             Read::Tick => {
                 log.flush()?;
-                if let Some(end) = progress.overdue(spec).or_else(|| device_exit(devices)) {
+                guests.flush()?;
+                let end = progress
+                    .overdue(spec)
+                    .or_else(|| guests.check_timeout(progress.booted_at, Instant::now()))
+                    .or_else(|| device_exit(devices));
+                if let Some(end) = end {
                     return Ok(end);
                 }
                 continue;
@@ -292,6 +300,7 @@ async fn watch_console(
                     writeln!(log, "{last}")?;
                 }
                 log.flush()?;
+                guests.flush()?;
                 if let Some(Event::Fatal(end)) = scanner.flush() {
                     return Ok(end);
                 }
@@ -309,9 +318,17 @@ async fn watch_console(
                 log_line(dir, &format!("garbled agent line: {why}"));
                 garbled.push(why);
             }
+            Some(Event::Guest(ev)) => {
+                if let Some(end) = guests.on(ev, &mut progress.out.milestones)? {
+                    log.flush()?;
+                    guests.flush()?;
+                    return Ok(end);
+                }
+            }
             Some(event) => {
                 if let Some(end) = progress.on_event(event) {
                     log.flush()?;
+                    guests.flush()?;
                     return Ok(end);
                 }
             }
@@ -349,7 +366,8 @@ impl Progress<'_> {
             Event::Result(r) => out.results.push(*r),
             Event::Summary(s) => out.summary = Some(s),
             Event::AgentFailed(why) => return Some(RunEnd::new(EndKind::AgentFailed, why)),
-            Event::Garbled(_) => {}
+            // The caller hands these to their own owners.
+            Event::Garbled(_) | Event::Guest(_) => {}
             Event::Done => {
                 out.timings.to_agent_done = elapsed;
                 return Some(RunEnd::finished());

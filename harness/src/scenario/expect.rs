@@ -96,7 +96,7 @@ impl BootExpectWrapper {
 }
 
 impl StrOrMap for BootExpectWrapper {
-    const EXPECTING: &'static str = "a run-end kind (finished, xen_panic, dom0_crash, dom0_halted, linux_panic, qemu_exited, device_exited, agent_failed, console_lost, boot_timeout, run_timeout) or {outcome, message}";
+    const EXPECTING: &'static str = "a run-end kind (finished, xen_panic, dom0_crash, dom0_halted, linux_panic, qemu_exited, device_exited, agent_failed, console_lost, boot_timeout, run_timeout, guest_failed_to_start, guest_crashed, guest_timeout) or {outcome, message}";
     type Map = BootExpectMap;
     fn from_str(s: &str) -> Option<Self> {
         EndKind::from_name(s).map(|outcome| Self(BootExpectMap { outcome, message: None }))

@@ -13,6 +13,8 @@ mod size;
 mod util;
 
 #[cfg(test)]
+mod guest_tests;
+#[cfg(test)]
 mod tests;
 
 pub use expect::{
@@ -20,8 +22,8 @@ pub use expect::{
     OpCheck, OpExpect, PoolState, TraceExpect, TranslatedAddrs,
 };
 pub use model::{
-    AccelCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, Inject, IommuCfg, MachineCfg, NetCfg, OpCfg, OpKindCfg,
-    PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
+    AccelCfg, BufferCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, GrantCfg, GuestCfg, GuestTypeCfg, Inject,
+    IommuCfg, MachineCfg, NetCfg, OpCfg, OpKindCfg, PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
 };
 pub use parse::{load, parse_str, scenario_files, ScenarioError};
 pub use size::{parse_bytes, parse_duration, ByteSize, HumanDuration, MemSize, SizeError};
@@ -99,11 +101,21 @@ impl Scenario {
                 inject: self.inject.and_then(|i| i.device),
             })
             .collect();
-        let workload = (!self.workload.is_empty()).then(|| wire::Workload {
+        // Guests alone still need a workload: it is what carries them to dom0.
+        let workload = (!self.workload.is_empty() || !self.guests.is_empty()).then(|| wire::Workload {
             ops: self.workload.iter().map(OpCfg::to_wire).collect(),
             // The bounce count comes from the swiotlb tracepoint; always on.
             tracepoints: true,
             shell: false,
+            guests: self
+                .guests
+                .iter()
+                .map(|g| wire::GuestSpec {
+                    name: g.name.value.clone(),
+                    memory_mib: u32::try_from(g.memory.mib).unwrap_or(u32::MAX),
+                    vcpus: g.vcpus,
+                })
+                .collect(),
         });
         RunSpec {
             name: self.name.clone(),
@@ -113,6 +125,7 @@ impl Scenario {
             workload,
             boot_timeout: self.timeouts.boot.0,
             run_timeout: self.timeouts.run.0,
+            guest_timeout: self.timeouts.guest.0,
             live_console: false,
             shell: false,
         }
@@ -156,6 +169,10 @@ impl OpCfg {
             segments: self.segments,
             bus_addr: self.bus_addr.map(ByteSize::bytes),
             device: self.device,
+            buffer: self.buffer.as_ref().map(|b| wire::GuestBuffer {
+                guest: b.guest.clone(),
+                readonly: b.grant == GrantCfg::Ro,
+            }),
         }
     }
 }

@@ -35,6 +35,11 @@ pub struct Scenario {
     /// DMA recorder instances. Default: one device with 32/32 bits.
     #[serde(default = "default_devices")]
     pub devices: Vec<DeviceCfg>,
+    /// Guests dom0 creates with Xen's toolstack before the workload runs
+    /// (PVH, no devices, the dom0 kernel). Ops name their granted pages
+    /// with `buffer`. Default none: no toolstack is started.
+    #[serde(default)]
+    pub guests: Vec<GuestCfg>,
     /// Operations the dom0 agent runs, in order. Empty: boot and power off.
     #[serde(default)]
     pub workload: Vec<OpCfg>,
@@ -283,6 +288,59 @@ fn positive_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 
 use pvhdma_contract::limits::{MAX_SEGMENTS, MAX_XFER};
 
+/// One guest domain.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuestCfg {
+    /// Letters, digits and `-`; names its console artifact
+    /// (`guest-NAME.console.log`) and ops' `buffer.guest`.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// How Xen builds it. Only pvh (no device model). Default pvh.
+    #[serde(rename = "type", default)]
+    pub kind: GuestTypeCfg,
+    /// Its memory. Default 256M.
+    #[serde(default = "default_guest_memory")]
+    pub memory: MemSize,
+    /// Default 1.
+    #[serde(default = "one", deserialize_with = "positive_u32")]
+    #[schemars(range(min = 1))]
+    pub vcpus: u32,
+}
+
+fn default_guest_memory() -> MemSize {
+    MemSize::mib(256)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestTypeCfg {
+    #[default]
+    Pvh,
+}
+
+/// An op's buffer in a guest: pages the guest grants to dom0 and fills
+/// (the pattern for to_device, its complement for from_device); dom0 maps
+/// them as a backend does and hands them to the DMA API.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BufferCfg {
+    /// The guest (from `guests`) that grants the pages.
+    pub guest: String,
+    /// rw: dom0 may write the pages (the device too); ro: read only.
+    /// Default rw.
+    #[serde(default)]
+    pub grant: GrantCfg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantCfg {
+    #[default]
+    Rw,
+    Ro,
+}
+
 fn op_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = ByteSize::deserialize(d)?.bytes();
     if v == 0 || v > u64::from(MAX_XFER) {
@@ -341,6 +399,10 @@ pub struct OpCfg {
     /// Which device instance runs it (index into `devices`). Default 0.
     #[serde(default)]
     pub device: u32,
+    /// single and sg only: use a guest's granted pages instead of dom0's
+    /// own memory, one 4K page per segment (so size <= 4K).
+    #[serde(default)]
+    pub buffer: Option<BufferCfg>,
 }
 
 fn one() -> u32 {
@@ -389,6 +451,10 @@ pub struct Timeouts {
     /// From the boot marker to the agent's done marker. Default 120s.
     #[serde(default = "default_timeout")]
     pub run: HumanDuration,
+    /// From dom0's boot marker to each guest's own (only with `guests`).
+    /// Default 120s.
+    #[serde(default = "default_timeout")]
+    pub guest: HumanDuration,
 }
 
 fn default_timeout() -> HumanDuration {
@@ -400,6 +466,7 @@ impl Default for Timeouts {
         Self {
             boot: default_timeout(),
             run: default_timeout(),
+            guest: default_timeout(),
         }
     }
 }

@@ -3,8 +3,8 @@
 //! then the checks that span several fields.
 
 use super::expect::id_matches;
-use super::model::{NetCfg, OpKindCfg, Scenario, Xen};
-use pvhdma_contract::limits::MAX_SG_TOTAL as MAX_SG_BYTES;
+use super::model::{DirCfg, GrantCfg, NetCfg, OpCfg, OpKindCfg, PlacementCfg, Scenario, Xen};
+use pvhdma_contract::limits::{GRANT_PAGE_SIZE, MAX_GRANT_PAGES, MAX_SG_TOTAL as MAX_SG_BYTES};
 use serde_saphyr::{DefaultMessageFormatter, Location, MessageFormatter, Options};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -108,7 +108,8 @@ pub fn scenario_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// deserializing, with their own location).
 fn validate(s: &Scenario, file: &Path) -> Result<(), ScenarioError> {
     let checked = validate_machine(s)
-        .and_then(|()| validate_workload(s))
+        .and_then(|()| validate_guests(s))
+        .and_then(|guests| validate_workload(s, &guests))
         .and_then(|names| validate_expect_refs(s, &names))
         .and_then(|()| validate_twin(s));
     checked.map_err(|(loc, path, msg)| ScenarioError::at(file, loc, path, msg))
@@ -140,8 +141,87 @@ fn validate_machine(s: &Scenario) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Each op on its own and against the machine; returns the op names.
-fn validate_workload(s: &Scenario) -> Result<BTreeSet<&str>, Invalid> {
+/// Guest names, and the guests against the machine; returns the names.
+fn validate_guests(s: &Scenario) -> Result<BTreeSet<&str>, Invalid> {
+    let mut names = BTreeSet::new();
+    let mut guest_mib = 0;
+    for (i, g) in s.guests.iter().enumerate() {
+        let (loc, path) = (Some(g.name.referenced), format!("guests[{i}].name"));
+        let name = g.name.value.as_str();
+        let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            return Err((
+                loc,
+                path,
+                format!("`{name}`: guest names are letters, digits and `-` (they name files and domains)"),
+            ));
+        }
+        if !names.insert(name) {
+            return Err((loc, path, format!("duplicate guest name `{name}`")));
+        }
+        guest_mib += g.memory.mib;
+    }
+    if s.guests.is_empty() {
+        return Ok(names);
+    }
+    match &s.xen {
+        Xen::None => Err((
+            None,
+            "guests".into(),
+            "guests need Xen (`xen: none` boots no hypervisor)".into(),
+        )),
+        Xen::Boot(x) if x.dom0_mem.mib + guest_mib >= s.machine.memory.mib => Err((
+            None,
+            "guests".into(),
+            format!(
+                "dom0's {} MiB and the guests' {guest_mib} MiB do not fit in the machine's {} MiB",
+                x.dom0_mem.mib, s.machine.memory.mib
+            ),
+        )),
+        Xen::Boot(_) => Ok(names),
+    }
+}
+
+/// An op whose buffer is a guest's pages: what a grant can carry.
+fn validate_buffer(op: &OpCfg, guests: &BTreeSet<&str>) -> Result<(), (&'static str, String)> {
+    let Some(b) = &op.buffer else { return Ok(()) };
+    if !guests.contains(b.guest.as_str()) {
+        let known = guests.iter().copied().collect::<Vec<_>>().join(", ");
+        return Err((
+            "buffer.guest",
+            format!("no guest is named `{}` (guests: {known})", b.guest),
+        ));
+    }
+    if !matches!(op.kind, OpKindCfg::Single | OpKindCfg::Sg) {
+        return Err(("buffer", "a guest's pages serve single and sg ops only".into()));
+    }
+    if op.size > GRANT_PAGE_SIZE {
+        return Err(("size", "a guest buffer is one 4K page per segment: size <= 4K".into()));
+    }
+    if op.segments > MAX_GRANT_PAGES {
+        return Err((
+            "segments",
+            format!("a guest grants at most {MAX_GRANT_PAGES} pages per op"),
+        ));
+    }
+    if b.grant == GrantCfg::Ro && op.dir == DirCfg::FromDevice {
+        return Err((
+            "buffer.grant",
+            "a read-only grant cannot receive from_device data: a swiotlb bounce would make dom0's CPU write it".into(),
+        ));
+    }
+    if op.placement != PlacementCfg::Any {
+        return Err((
+            "placement",
+            "dom0 does not choose where a guest's pages land: leave placement out".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Each op on its own and against the machine and the guests; returns the
+/// op names.
+fn validate_workload<'a>(s: &'a Scenario, guests: &BTreeSet<&str>) -> Result<BTreeSet<&'a str>, Invalid> {
     let mut names = BTreeSet::new();
     for (i, op) in s.workload.iter().enumerate() {
         let loc = Some(op.name.referenced);
@@ -176,6 +256,9 @@ fn validate_workload(s: &Scenario) -> Result<BTreeSet<&str>, Invalid> {
         }
         if op.segments > 1 && op.kind != OpKindCfg::Sg {
             return bad("segments", "segments is only for kind sg".into());
+        }
+        if let Err((field, msg)) = validate_buffer(op, guests) {
+            return bad(field, msg);
         }
         if u64::from(op.size) * u64::from(op.segments) > MAX_SG_BYTES {
             return bad(

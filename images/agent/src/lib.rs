@@ -2,6 +2,10 @@
 //! host. What it exchanges with the harness and the driver is defined in
 //! `pvhdma-contract`.
 
+pub mod foreign;
+pub mod gntalloc;
+pub mod guest;
+pub mod guest_role;
 pub mod ioctl;
 pub mod kmsg;
 pub mod net;

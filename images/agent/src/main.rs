@@ -1,5 +1,6 @@
 //! dom0's agent: run the workload through /dev/pvhdmaN, report on the
-//! console, power off. Started by the initramfs's /init.
+//! console, power off. Started by the initramfs's /init. With `--guest` it
+//! is the agent inside a guest instead (pvhdma_agent::guest_role).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -11,7 +12,8 @@ use pvhdma_agent::markers::{DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX, WORKLOAD
 use pvhdma_agent::report::{self, Slot};
 use pvhdma_agent::trace::{Tracer, TRACEFS};
 use pvhdma_agent::wire::{Op, OpKind, OpResult, Summary, Workload};
-use pvhdma_agent::{ioctl, kmsg, net, pool, uapi};
+use pvhdma_agent::{foreign, guest_role, ioctl, kmsg, net, pool, uapi};
+use pvhdma_contract::markers::guest::WORK_PATH as GUEST_WORK_PATH;
 use pvhdma_contract::uapi::RawSeg;
 
 const CLASS_MISC: &str = "/sys/class/misc";
@@ -20,6 +22,8 @@ struct Opts {
     workload: String,
     dev_dir: String,
     poweroff: bool,
+    /// The agent inside a guest: grant pages instead of running ops.
+    guest: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -27,6 +31,7 @@ fn parse_args() -> Result<Opts, String> {
         workload: format!("/{WORKLOAD_PATH}"),
         dev_dir: "/dev".into(),
         poweroff: true,
+        guest: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -35,6 +40,7 @@ fn parse_args() -> Result<Opts, String> {
             "--dev-dir" => o.dev_dir = args.next().ok_or("--dev-dir needs a path")?,
             // For trying the agent outside a throwaway VM.
             "--no-poweroff" => o.poweroff = false,
+            "--guest" => o.guest = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -113,6 +119,10 @@ fn run(o: &Opts) -> Result<(), String> {
         }
     }
 
+    let unchecked = foreign::settle(&workload);
+    if !unchecked.is_empty() {
+        note(&format!("no guest check for {}", unchecked.join(", ")));
+    }
     summary.devices = report::devices(Path::new(CLASS_MISC));
     match kmsg::read_all("/dev/kmsg") {
         Ok(facts) => {
@@ -148,6 +158,12 @@ fn run_on_recorder(
             .open(&path)
             .map_err(|e| format!("cannot open {path}: {e}"))
     });
+    if op.buffer.is_some() {
+        return match file {
+            Ok(f) => foreign::run(slot, op, f, tracer),
+            Err(e) => report::failed(slot, op, e.clone()),
+        };
+    }
     match (file, uapi::request(op, slot.tag)) {
         (Err(e), _) => report::failed(slot, op, e.clone()),
         (_, Err(why)) => report::refused(slot, op, why),
@@ -181,6 +197,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if opts.guest {
+        let Err(e) = guest_role::run(&format!("/{GUEST_WORK_PATH}"));
+        // One line: the guest's init quotes its last line.
+        eprintln!("pvhdma-agent: {}", e.replace('\n', " "));
+        return ExitCode::FAILURE;
+    }
     if let Err(e) = run(&opts) {
         // One line: init quotes it in PVHDMA-AGENT-FAILED.
         eprintln!("pvhdma-agent: {}", e.replace('\n', " "));

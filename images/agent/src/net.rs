@@ -122,6 +122,7 @@ mod tests {
             segments: 1,
             bus_addr: None,
             device: 0,
+            buffer: None,
         }
     }
 

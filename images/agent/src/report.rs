@@ -63,6 +63,7 @@ fn not_run(slot: Slot, op: &Op) -> OpResult {
         mismatch_offset: None,
         bounces: 0,
         mismatch_at_done: false,
+        foreign: None,
     }
 }
 
@@ -120,6 +121,7 @@ pub fn completed(slot: Slot, op: &Op, raw: &RawOp, segs: &[RawSeg], bounces: u64
         mismatch_offset: (ran && raw.mismatch_offset != u64::MAX).then_some(raw.mismatch_offset),
         bounces,
         mismatch_at_done: raw.mismatch_at_done != 0,
+        foreign: None,
     }
 }
 
@@ -179,6 +181,7 @@ mod tests {
             segments: 1,
             bus_addr: None,
             device: 1,
+            buffer: None,
         }
     }
 

@@ -10,8 +10,6 @@ use std::process::Command;
 /// `e1000`: the module to ship, when the kernel is not the dom0 root's own
 /// (a source-built or user-built kernel); else the root's is used.
 pub fn write(dst: &Path, dom0_root: &Path, driver: &Path, agent: &Path, e1000: Option<&Path>) -> anyhow::Result<()> {
-    let busybox_path = super::roots::find_one(dom0_root, "usr/bin/busybox")?;
-    let busybox = std::fs::read(&busybox_path)?;
     let init =
         std::fs::read(workspace_root().join("images/initramfs/init")).context("images/initramfs/init is missing")?;
     let ko = std::fs::read(driver)?;
@@ -21,6 +19,37 @@ pub fn write(dst: &Path, dom0_root: &Path, driver: &Path, agent: &Path, e1000: O
         None => e1000_module(dom0_root)?,
     };
 
+    let mut w = Writer::new(std::io::BufWriter::new(std::fs::File::create(dst)?));
+    busybox_base(&mut w, dom0_root)?;
+    w.add(&Entry::File {
+        path: "init",
+        mode: 0o755,
+        data: &init,
+    })?;
+    w.add(&Entry::File {
+        path: "lib/modules/pvhdma.ko",
+        mode: 0o644,
+        data: &ko,
+    })?;
+    w.add(&Entry::File {
+        path: "lib/modules/e1000.ko",
+        mode: 0o644,
+        data: &e1000,
+    })?;
+    w.add(&Entry::File {
+        path: "bin/pvhdma-agent",
+        mode: 0o755,
+        data: &agent,
+    })?;
+    w.finish()?;
+    Ok(())
+}
+
+/// What every initramfs here starts with (dom0's and a guest's): the mount
+/// points, /dev/console, static busybox and one symlink per applet.
+pub fn busybox_base<W: std::io::Write>(w: &mut Writer<W>, dom0_root: &Path) -> anyhow::Result<()> {
+    let busybox_path = super::roots::find_one(dom0_root, "usr/bin/busybox")?;
+    let busybox = std::fs::read(&busybox_path)?;
     // Debian's busybox-static is static, so the host can ask it for its applets.
     let list = Command::new(&busybox_path)
         .arg("--list-full")
@@ -29,7 +58,6 @@ pub fn write(dst: &Path, dom0_root: &Path, driver: &Path, agent: &Path, e1000: O
     anyhow::ensure!(list.status.success(), "busybox --list-full failed");
     let applets = String::from_utf8(list.stdout)?;
 
-    let mut w = Writer::new(std::io::BufWriter::new(std::fs::File::create(dst)?));
     for d in [
         "bin",
         "sbin",
@@ -69,27 +97,6 @@ pub fn write(dst: &Path, dom0_root: &Path, driver: &Path, agent: &Path, e1000: O
             target: &target,
         })?;
     }
-    w.add(&Entry::File {
-        path: "init",
-        mode: 0o755,
-        data: &init,
-    })?;
-    w.add(&Entry::File {
-        path: "lib/modules/pvhdma.ko",
-        mode: 0o644,
-        data: &ko,
-    })?;
-    w.add(&Entry::File {
-        path: "lib/modules/e1000.ko",
-        mode: 0o644,
-        data: &e1000,
-    })?;
-    w.add(&Entry::File {
-        path: "bin/pvhdma-agent",
-        mode: 0o755,
-        data: &agent,
-    })?;
-    w.finish()?;
     Ok(())
 }
 
@@ -98,11 +105,17 @@ pub fn write(dst: &Path, dom0_root: &Path, driver: &Path, agent: &Path, e1000: O
 /// the file to init_module as it is. It has no dependencies (its
 /// modules.dep line is empty).
 fn e1000_module(dom0_root: &Path) -> anyhow::Result<Vec<u8>> {
-    const DIR: &str = "usr/lib/modules/*/kernel/drivers/net/ethernet/intel/e1000";
-    if let Ok(plain) = super::roots::find_one(dom0_root, &format!("{DIR}/e1000.ko")) {
+    module(dom0_root, "kernel/drivers/net/ethernet/intel/e1000", "e1000")
+}
+
+/// Module `name` from `dir` (relative to the kernel's module directory in
+/// the dom0 root), decompressed if the root ships it as `.ko.xz`.
+pub fn module(dom0_root: &Path, dir: &str, name: &str) -> anyhow::Result<Vec<u8>> {
+    let dir = format!("usr/lib/modules/*/{dir}");
+    if let Ok(plain) = super::roots::find_one(dom0_root, &format!("{dir}/{name}.ko")) {
         return Ok(std::fs::read(plain)?);
     }
-    let xz = super::roots::find_one(dom0_root, &format!("{DIR}/e1000.ko.xz"))?;
+    let xz = super::roots::find_one(dom0_root, &format!("{dir}/{name}.ko.xz"))?;
     let out = Command::new("xz")
         .arg("-dc")
         .arg(&xz)

@@ -2,7 +2,9 @@
 //!
 //! A set is: a QEMU wrapper for the tool root, Xen as a multiboot ELF, the
 //! dom0 kernel, the pvhdma driver built against that kernel, the static agent,
-//! and the base initramfs. Its cache key covers the recipe, the roots and
+//! and the base initramfs; with a recipe's `[toolstack]`, also Xen's
+//! toolstack archive and a guest's base initramfs, which only runs with
+//! guests use. Its cache key covers the recipe, the roots and
 //! every source that goes into it, so a warm run does no work.
 
 pub mod cache;
@@ -12,6 +14,7 @@ pub mod roots;
 
 mod dom0;
 mod initramfs;
+mod toolstack;
 
 use anyhow::Context;
 use pvhdma_harness::images::{workspace_root, Manifest};
@@ -82,12 +85,24 @@ pub fn build(opts: &Options) -> anyhow::Result<Manifest> {
         Some(plan) => Some(kernel::ensure(&recipe.mirror, &plan)?),
         None => None,
     };
+    // The toolstack loads the Xen modules of the dom0 root's kernel, so it
+    // goes only with that kernel, not with one built from source or a tree.
+    let own_kernel = built.is_none() && opts.kernel_tree.is_none();
+    let tool_root = match &recipe.toolstack {
+        Some(t) if own_kernel => Some(roots::ensure("toolstack", &recipe.mirror, &t.root)?),
+        _ => None,
+    };
 
     let mut key = cache::Key::new("set");
     key.str(&serde_json::to_string(&recipe)?);
-    for root in [Some(&qemu_root), xen_root.as_ref(), Some(&dom0_root)]
-        .into_iter()
-        .flatten()
+    for root in [
+        Some(&qemu_root),
+        xen_root.as_ref(),
+        Some(&dom0_root),
+        tool_root.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
     {
         key.str(&root.display().to_string());
     }
@@ -109,9 +124,12 @@ pub fn build(opts: &Options) -> anyhow::Result<Manifest> {
         assemble(
             out,
             &recipe,
-            &qemu_root,
-            xen_root.as_deref(),
-            &dom0_root,
+            &Roots {
+                qemu: &qemu_root,
+                xen: xen_root.as_deref(),
+                dom0: &dom0_root,
+                toolstack: tool_root.as_deref(),
+            },
             opts,
             built.as_ref(),
         )
@@ -164,15 +182,24 @@ fn preflight() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Debian roots a set is assembled from.
+struct Roots<'a> {
+    qemu: &'a Path,
+    /// None when the user gave their own Xen.
+    xen: Option<&'a Path>,
+    dom0: &'a Path,
+    /// None when the recipe has no toolstack or the kernel is not the dom0 root's.
+    toolstack: Option<&'a Path>,
+}
+
 fn assemble(
     out: &Path,
     recipe: &recipe::Recipe,
-    qemu_root: &Path,
-    xen_root: Option<&Path>,
-    dom0_root: &Path,
+    from: &Roots,
     opts: &Options,
     built: Option<&kernel::Built>,
 ) -> anyhow::Result<()> {
+    let (qemu_root, xen_root, dom0_root) = (from.qemu, from.xen, from.dom0);
     let qemu = write_qemu_wrapper(out, qemu_root)?;
     let xen_src = match (&opts.xen, xen_root) {
         (Some(x), _) => x.clone(),
@@ -208,6 +235,16 @@ fn assemble(
     let agent = dom0::build_agent(out)?;
     let initrd = out.join("initrd.cpio");
     initramfs::write(&initrd, dom0_root, &driver, &agent, e1000.as_deref())?;
+    let (toolstack, guest_initrd) = match (&recipe.toolstack, from.toolstack) {
+        (Some(spec), Some(root)) => {
+            let archive = out.join("toolstack.cpio");
+            toolstack::write(&archive, root, &spec.bin, dom0_root)?;
+            let guest = out.join("guest-initrd.cpio");
+            toolstack::write_guest(&guest, dom0_root, &agent)?;
+            (Some(archive), Some(guest))
+        }
+        _ => (None, None),
+    };
 
     let mut versions = BTreeMap::new();
     versions.insert("recipe".into(), recipe.name.clone());
@@ -223,6 +260,8 @@ fn assemble(
         kernel: kernel.image,
         kernel_version: kernel.version,
         initrd,
+        toolstack,
+        guest_initrd,
         versions,
         xen_cmdline: recipe.xen.cmdline.clone(),
     };

@@ -42,6 +42,20 @@ pub struct Dom0Spec {
     pub kernel: String,
 }
 
+/// Xen's toolstack for runs with guests: its own root (so the dom0 build
+/// root, and the driver built in it, stay as they are), from which only
+/// the binaries in `bin` and what they load go into an archive that the
+/// harness appends to dom0's initramfs when a scenario has guests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolstackSpec {
+    #[serde(flatten)]
+    pub root: RootSpec,
+    /// The directory inside the root holding xl, xenstored, xenconsoled and
+    /// xen-init-dom0 (a `*` matches one directory).
+    pub bin: String,
+}
+
 /// A recipe's place in the nightly matrix (docs/matrix.md): labels only,
 /// matched against scenarios' `cells.xen` / `cells.kernels`. Not part of the
 /// image set's cache key: relabelling rebuilds nothing.
@@ -71,6 +85,11 @@ pub struct Recipe {
     /// their cache keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<super::kernel::KernelSpec>,
+    /// Xen's toolstack, for scenarios with guests. Absent: the set cannot
+    /// run guests (such scenarios say so). Left out of the serialized recipe
+    /// when absent, so recipes without it keep their cache keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolstack: Option<ToolstackSpec>,
     /// Matrix labels; skipped when serializing, so the cache key ignores them.
     #[serde(default, skip_serializing)]
     pub matrix: Option<MatrixLabels>,

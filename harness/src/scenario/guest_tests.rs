@@ -1,0 +1,90 @@
+//! The `guests:` and `buffer:` parts of the scenario language.
+
+use super::*;
+use std::path::Path;
+use std::time::Duration;
+
+fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+    parse_str(text, Path::new("scenarios/x.yaml"))
+}
+
+const GUEST: &str = "description: d\nguests:\n  - {name: g1, type: pvh, memory: 128M, vcpus: 1}\n";
+
+#[test]
+fn guest_scenarios_parse_and_map_to_the_wire() {
+    let dir = scenarios_dir().join("guests");
+    let files = scenario_files(&dir).expect("scenarios/guests is readable");
+    assert!(files.len() >= 4, "{} guest scenarios", files.len());
+    for f in files {
+        let s = load(&f).unwrap_or_else(|e| panic!("{e}"));
+        let stem = f.file_stem().unwrap().to_string_lossy().into_owned();
+        assert_eq!(stem.starts_with("neg-"), s.expect_failure.is_some(), "{stem}");
+        let w = s.to_run_spec().workload.expect("guests make a workload");
+        assert_eq!(w.guests.len(), 1, "{stem}");
+        assert!(w.ops.iter().all(|o| o.buffer.is_some()), "{stem}");
+    }
+
+    let s = parse(&format!(
+        "{GUEST}workload:\n  - {{name: a, kind: sg, size: 4K, segments: 2, dir: to_device, buffer: {{guest: g1, grant: ro}}}}\n"
+    ))
+    .unwrap();
+    let spec = s.to_run_spec();
+    let w = spec.workload.unwrap();
+    assert_eq!(
+        (w.guests[0].name.as_str(), w.guests[0].memory_mib, w.guests[0].vcpus),
+        ("g1", 128, 1)
+    );
+    let b = w.ops[0].buffer.as_ref().unwrap();
+    assert_eq!((b.guest.as_str(), b.readonly), ("g1", true));
+    assert_eq!(spec.guest_timeout, Duration::from_secs(120));
+
+    // Guests alone, without ops, still start (and need a workload).
+    assert!(parse(GUEST).unwrap().to_run_spec().workload.is_some());
+}
+
+#[test]
+fn guest_mistakes_are_refused_with_their_place() {
+    let cases = [
+        (
+            "description: d\nguests:\n  - {name: g1, memory: 128M, vcpu: 1}\n",
+            "guests[0]",
+        ),
+        ("description: d\nguests:\n  - {name: g1, type: hvm}\n", "guests[0].type"),
+        ("description: d\nguests:\n  - {name: 'a b'}\n", "guests[0].name"),
+        (
+            "description: d\nguests:\n  - {name: a}\n  - {name: a}\n",
+            "guests[1].name",
+        ),
+        ("description: d\nxen: none\nguests:\n  - {name: a}\n", "guests"),
+        ("description: d\nguests:\n  - {name: a, memory: 8G}\n", "guests"),
+    ];
+    for (text, path) in cases {
+        let e = parse(text).unwrap_err();
+        assert!(e.path.starts_with(path), "{text}: {e}");
+    }
+    // Errors about one guest or one op point at it: file:line:column.
+    let e = parse("description: d\nguests:\n  - {name: a}\n  - {name: a}\n").unwrap_err();
+    assert_eq!((e.line, e.column), (Some(4), Some(12)), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("scenarios/x.yaml:4:12: guests[1].name: duplicate"),
+        "{e}"
+    );
+    let op = |o: &str| parse(&format!("{GUEST}workload:\n  - {o}\n")).unwrap_err();
+    let e = op("{name: a, kind: single, size: 4K, buffer: {guest: g2}}");
+    assert_eq!(e.path, "workload[0].buffer.guest", "{e}");
+    assert_eq!(e.line, Some(5), "{e}");
+    assert!(e.message.contains("g1"), "{e}");
+    let e = op("{name: a, kind: coherent, size: 4K, buffer: {guest: g1}}");
+    assert_eq!(e.path, "workload[0].buffer", "{e}");
+    let e = op("{name: a, kind: single, size: 8K, buffer: {guest: g1}}");
+    assert_eq!(e.path, "workload[0].size", "{e}");
+    let e = op("{name: a, kind: sg, size: 4K, segments: 17, buffer: {guest: g1}}");
+    assert_eq!(e.path, "workload[0].segments", "{e}");
+    let e = op("{name: a, kind: single, size: 4K, placement: high, buffer: {guest: g1}}");
+    assert_eq!(e.path, "workload[0].placement", "{e}");
+    let e = op("{name: a, kind: single, size: 4K, dir: from_device, buffer: {guest: g1, grant: ro}}");
+    assert_eq!(e.path, "workload[0].buffer.grant", "{e}");
+    let e = op("{name: a, kind: single, size: 4K, buffer: {guest: g1, grant: rx}}");
+    assert!(e.path.starts_with("workload[0].buffer"), "{e}");
+}

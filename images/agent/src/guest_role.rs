@@ -1,0 +1,60 @@
+//! The agent inside a guest: grant and fill the pages of every op dom0 will
+//! run on this guest's memory, publish the refs on the console, and report
+//! from-device data once it has arrived. Never returns on success: the
+//! grants must outlive dom0's use of them, and dom0 ends the run.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use pvhdma_contract::markers::guest::{CHECK_PREFIX, GRANT_PREFIX};
+use pvhdma_contract::wire::{CheckLine, Direction, GrantLine, GuestWork};
+
+use crate::gntalloc::Grant;
+use crate::guest::{expected_pages, initial_pages};
+
+const GNTALLOC: &str = "/dev/xen/gntalloc";
+/// dom0 is the backend that maps the pages.
+const DOM0: u16 = 0;
+
+fn emit(prefix: &str, json: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(format!("{prefix}{json}\n").as_bytes());
+    let _ = out.flush();
+}
+
+pub fn run(work_path: &str) -> Result<std::convert::Infallible, String> {
+    let text = std::fs::read_to_string(work_path).map_err(|e| format!("cannot read {work_path}: {e}"))?;
+    let work: GuestWork = serde_json::from_str(&text).map_err(|e| format!("bad guest work {work_path}: {e}"))?;
+    let mut held = Vec::new();
+    for g in &work.grants {
+        let grant = Grant::alloc(Path::new(GNTALLOC), DOM0, g.pages, g.readonly)?;
+        for (i, page) in initial_pages(g).iter().enumerate() {
+            grant.write_page(i, page);
+        }
+        let line = GrantLine {
+            op: g.op.clone(),
+            refs: grant.refs.clone(),
+        };
+        emit(GRANT_PREFIX, &serde_json::to_string(&line).map_err(|e| e.to_string())?);
+        held.push((g, grant, false));
+    }
+    // From-device data: report each op once its pages hold the pattern.
+    loop {
+        for (g, grant, reported) in held.iter_mut() {
+            if *reported || g.dir != Direction::FromDevice {
+                continue;
+            }
+            let want = expected_pages(g);
+            if want.iter().enumerate().all(|(i, p)| grant.read_page(i, p.len()) == *p) {
+                *reported = true;
+                let line = CheckLine {
+                    op: g.op.clone(),
+                    intact: true,
+                };
+                emit(CHECK_PREFIX, &serde_json::to_string(&line).map_err(|e| e.to_string())?);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
