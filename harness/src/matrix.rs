@@ -32,6 +32,9 @@ pub struct Cell {
     pub xen: Option<String>,
     /// The dom0 kernel's version, e.g. `6.12.117+deb13-amd64`.
     pub kernel: Option<String>,
+    /// Whether the image set carries Xen's toolstack (None: unknown, no
+    /// filtering). Guests need it; a cell without it cannot create them.
+    pub toolstack: Option<bool>,
 }
 
 /// What to do with one scenario in a cell.
@@ -78,6 +81,7 @@ impl Cell {
             iommu,
             xen: m.and_then(xen_version),
             kernel: m.map(|m| m.kernel_version.clone()).filter(|v| !v.is_empty()),
+            toolstack: m.map(|m| m.toolstack.is_some()),
         })
     }
 
@@ -102,6 +106,11 @@ impl Cell {
                     return Decision::Skip(format!("cells.{what} {wanted:?} excludes {v}"));
                 }
             }
+        }
+        if !s.guests.is_empty() && self.toolstack == Some(false) {
+            return Decision::Skip(
+                "has guests, and this cell's image set has no toolstack (its recipe's [toolstack] table)".into(),
+            );
         }
         let Some(k) = self.iommu else {
             return Decision::Run(None);
@@ -232,7 +241,22 @@ mod tests {
             iommu,
             xen: Some("4.20".into()),
             kernel: Some("6.12.117+deb13-amd64".into()),
+            toolstack: Some(true),
         }
+    }
+
+    #[test]
+    fn guests_run_only_where_the_image_set_has_a_toolstack() {
+        let s = scenario("guests: [{name: g1}]\nworkload: [{name: a, kind: single, size: 4K, buffer: {guest: g1}}]\n");
+        assert_eq!(cell(None).decide(&s), Decision::Run(None));
+        let bare = Cell {
+            toolstack: Some(false),
+            ..cell(None)
+        };
+        let Decision::Skip(why) = bare.decide(&s) else { panic!() };
+        assert!(why.contains("no toolstack"), "{why}");
+        // A scenario without guests does not care.
+        assert_eq!(bare.decide(&scenario("")), Decision::Run(None));
     }
 
     #[test]

@@ -528,6 +528,7 @@ pub fn cell_of(m: &Manifest, iommu: Option<pvhdma_harness::scenario::IommuCfg>) 
         iommu: iommu.or(matrix::Cell::current(None)?.iommu),
         xen: matrix::xen_version(m),
         kernel: Some(m.kernel_version.clone()),
+        toolstack: Some(m.toolstack.is_some()),
     })
 }
 
