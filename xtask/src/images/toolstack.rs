@@ -7,7 +7,7 @@
 //! The harness appends it to dom0's initramfs only when a scenario has
 //! guests, so dom0-only runs boot exactly the archive they always did.
 
-use super::initramfs::{busybox_base, module};
+use super::initramfs::{module, with_busybox};
 use anyhow::Context;
 use pvhdma_harness::images::workspace_root;
 use pvhdma_harness::initrd::{Entry, Writer};
@@ -129,25 +129,15 @@ pub fn write_guest(dst: &Path, dom0_root: &Path, agent: &Path) -> anyhow::Result
         .context("images/initramfs/guest-init is missing")?;
     let agent = std::fs::read(agent)?;
     let gntalloc = module(dom0_root, "kernel/drivers/xen", "xen-gntalloc")?;
-    let mut w = Writer::new(std::io::BufWriter::new(std::fs::File::create(dst)?));
-    busybox_base(&mut w, dom0_root)?;
-    w.add(&Entry::File {
-        path: "init",
-        mode: 0o755,
-        data: &init,
-    })?;
-    w.add(&Entry::File {
-        path: "bin/pvhdma-agent",
-        mode: 0o755,
-        data: &agent,
-    })?;
-    w.add(&Entry::File {
-        path: "lib/modules/xen-gntalloc.ko",
-        mode: 0o644,
-        data: &gntalloc,
-    })?;
-    w.finish()?;
-    Ok(())
+    with_busybox(
+        dst,
+        dom0_root,
+        &[
+            ("init", 0o755, &init),
+            ("bin/pvhdma-agent", 0o755, &agent),
+            ("lib/modules/xen-gntalloc.ko", 0o644, &gntalloc),
+        ],
+    )
 }
 
 fn inner_path(root: &Path, p: &Path) -> anyhow::Result<String> {
