@@ -277,17 +277,24 @@ impl Plan {
     }
 }
 
+/// Build products by name, wherever they are.
+const PRODUCTS: [&str; 7] = [".o", ".ko", ".a", ".mod", ".mod.c", ".order", ".symvers"];
+
 /// The source files of a tree, relative and sorted. Dot files (`.git`,
 /// kbuild's `.*.cmd`, an in-tree `.config`) and object files are left out:
 /// they are not source, and the copy is cleaned with `make mrproper` when
-/// the tree was built in place.
+/// the tree was built in place. In a git checkout, git says what is source
+/// (`git_files`), so an in-place build's other products (vmlinux, bzImage,
+/// generated headers, host tools) leave the key alone.
 fn tree_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if let Some(files) = git_files(dir) {
+        return Ok(files);
+    }
     fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         for e in std::fs::read_dir(dir).with_context(|| format!("Cannot list {}", dir.display()))? {
             let e = e?;
             let name = e.file_name().to_string_lossy().to_string();
-            let products = [".o", ".ko", ".a", ".mod", ".mod.c", ".order", ".symvers"];
-            if name.starts_with('.') || products.iter().any(|s| name.ends_with(s)) {
+            if name.starts_with('.') || PRODUCTS.iter().any(|s| name.ends_with(s)) {
                 continue;
             }
             if e.file_type()?.is_dir() {
@@ -302,6 +309,45 @@ fn tree_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     walk(dir, dir, &mut files)?;
     files.sort();
     Ok(files)
+}
+
+/// The files of a git checkout rooted at `dir` that git does not ignore
+/// (tracked, or new and not ignored), present on disk, with the same dot
+/// file and product rules as the walk: for a tree that was never built the
+/// list is the walk's, so its key does not depend on having a `.git`.
+/// None when `dir` is not the top of a checkout or git cannot answer
+/// (not installed, a repository of another owner): then the tree is walked.
+fn git_files(dir: &Path) -> Option<Vec<PathBuf>> {
+    if !dir.join(".git").exists() {
+        return None;
+    }
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut files: Vec<PathBuf> = out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|f| !f.is_empty())
+        .map(|f| PathBuf::from(String::from_utf8_lossy(f).into_owned()))
+        .filter(|rel| {
+            let hidden = rel
+                .components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+            let name = rel.file_name().unwrap_or_default().to_string_lossy();
+            !hidden && !PRODUCTS.iter().any(|s| name.ends_with(s))
+        })
+        // A tracked file deleted in the work tree is not part of the source.
+        .filter(|rel| std::fs::symlink_metadata(dir.join(rel)).is_ok_and(|m| !m.is_dir()))
+        .collect();
+    files.sort();
+    files.dedup();
+    Some(files)
 }
 
 /// Every source file of a tree, by relative path and content (a symlink by
@@ -961,6 +1007,59 @@ mod tests {
             .key_memo(&root, &memo, later())
             .unwrap();
         assert_eq!(memos(), before);
+    }
+
+    /// A developer who builds in place and then asks for a patch series
+    /// must get the unpatched build as the seed, not a second cold build.
+    #[test]
+    fn in_a_git_checkout_only_what_git_tracks_or_would_track_is_keyed() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, tree) = (d.path().join("root"), d.path().join("linux"));
+        write(&tree.join("Makefile"), "VERSION = 6\n");
+        write(&tree.join("Kconfig"), "mainmenu \"x\"\n");
+        write(&tree.join("kernel/a.c"), "int a;\n");
+        write(&tree.join(".gitignore"), "/vmlinux\n*.gen.h\n");
+        let plan = Plan::new(None, Some(&tree), None).unwrap();
+        let walked = plan.content_key(&root).unwrap();
+
+        let git = |args: &[&str]| {
+            let ok = Command::new("git").arg("-C").arg(&tree).args(args).output().unwrap();
+            assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        };
+        git(&["init", "-q"]);
+        git(&["add", "-A"]);
+        assert_eq!(
+            tree_files(&tree).unwrap(),
+            ["Kconfig", "Makefile", "kernel/a.c"].map(PathBuf::from)
+        );
+        assert_eq!(
+            plan.content_key(&root).unwrap(),
+            walked,
+            "a never-built tree: the walk's key"
+        );
+
+        // An in-place build's products that git ignores change nothing.
+        write(&tree.join("vmlinux"), "ELF");
+        write(&tree.join("include/generated/x.gen.h"), "#define X\n");
+        write(&tree.join("kernel/a.o"), "obj");
+        assert_eq!(plan.content_key(&root).unwrap(), walked);
+        // Outside git the same files are source as far as the walk can tell.
+        std::fs::rename(tree.join(".git"), d.path().join("git-aside")).unwrap();
+        assert_ne!(plan.content_key(&root).unwrap(), walked);
+        std::fs::rename(d.path().join("git-aside"), tree.join(".git")).unwrap();
+
+        // A new file git would track, an edit, and a deletion all count.
+        write(&tree.join("kernel/b.c"), "int b;\n");
+        let added = plan.content_key(&root).unwrap();
+        assert_ne!(added, walked);
+        write(&tree.join("kernel/a.c"), "int a2;\n");
+        let edited = plan.content_key(&root).unwrap();
+        assert_ne!(edited, added);
+        std::fs::remove_file(tree.join("kernel/a.c")).unwrap();
+        assert_eq!(
+            tree_files(&tree).unwrap(),
+            ["Kconfig", "Makefile", "kernel/b.c"].map(PathBuf::from)
+        );
     }
 
     #[test]
