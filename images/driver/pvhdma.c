@@ -25,6 +25,7 @@
 #include <linux/delay.h>
 #include <linux/list.h>
 #include <linux/sizes.h>
+#include <linux/swiotlb.h>
 #include <xen/xen.h>
 #include <xen/grant_table.h>
 
@@ -718,7 +719,8 @@ static int run_op(struct pvhdma_dev *d, struct pvhdma_op *op,
 
 /* --- granted pages: what a backend does with a frontend's buffers --- */
 
-static int validate_grant(const struct pvhdma_grant_op *gop,
+static int validate_grant(struct device *dev,
+			  const struct pvhdma_grant_op *gop,
 			  const struct pvhdma_op *op)
 {
 	if (op->kind != PVHDMA_KIND_SINGLE && op->kind != PVHDMA_KIND_SG)
@@ -728,9 +730,13 @@ static int validate_grant(const struct pvhdma_grant_op *gop,
 		return -EINVAL;
 	if (gop->flags & ~PVHDMA_GRANT_READONLY || !gop->grants_ptr)
 		return -EINVAL;
-	/* A bounce back into a read-only grant would be a CPU write to it. */
+	/*
+	 * A bounce back into a read-only grant would be a CPU write to it.
+	 * Without a pool nothing can bounce: the device's own write to the
+	 * page is all that happens, and that is the IOMMU's to refuse.
+	 */
 	if ((gop->flags & PVHDMA_GRANT_READONLY) &&
-	    op->dir == PVHDMA_DIR_FROM_DEVICE)
+	    op->dir == PVHDMA_DIR_FROM_DEVICE && is_swiotlb_active(dev))
 		return -EINVAL;
 	if (gop->domid == 0 || gop->domid >= DOMID_FIRST_RESERVED)
 		return -EINVAL;
@@ -845,7 +851,7 @@ static long pvhdma_ioctl_grant(struct pvhdma_dev *d, void __user *uarg)
 		ret = -EFAULT;
 		goto out;
 	}
-	ret = validate(op) ?: validate_grant(&gop, op);
+	ret = validate(op) ?: validate_grant(&d->pdev->dev, &gop, op);
 	if (ret)
 		goto out;
 	g->domid = gop.domid;
