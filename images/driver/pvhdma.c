@@ -25,7 +25,6 @@
 #include <linux/delay.h>
 #include <linux/list.h>
 #include <linux/sizes.h>
-#include <linux/swiotlb.h>
 #include <xen/xen.h>
 #include <xen/grant_table.h>
 
@@ -203,6 +202,7 @@ struct op_ctx {
 	void *desc_cpu;
 	dma_addr_t desc_dma;
 	bool mapped;
+	unsigned long unmap_attrs;
 	/* op->segments entries, allocated with the context. */
 	struct seg segs[];
 };
@@ -472,7 +472,8 @@ static void op_cleanup(struct op_ctx *c)
 		dma_free_coherent(dev, c->nsegs * DESC_SIZE, c->desc_cpu,
 				  c->desc_dma);
 	if (c->sg_mapped > 0)
-		dma_unmap_sg(dev, c->sgt.sgl, c->nsegs, c->dir);
+		dma_unmap_sg_attrs(dev, c->sgt.sgl, c->nsegs, c->dir,
+				   c->unmap_attrs);
 	if (c->sgt_alloc)
 		sg_free_table(&c->sgt);
 	for (i = 0; i < c->nsegs; i++) {
@@ -484,7 +485,8 @@ static void op_cleanup(struct op_ctx *c)
 			continue;
 		}
 		if (c->mapped && c->op->kind == PVHDMA_KIND_SINGLE)
-			dma_unmap_page(dev, s->dma, s->len, c->dir);
+			dma_unmap_page_attrs(dev, s->dma, s->len, c->dir,
+					     c->unmap_attrs);
 		/* Granted pages go back through grant_unmap(). */
 		if (s->page && !c->g)
 			__free_pages(s->page, s->order);
@@ -497,13 +499,38 @@ static void op_unmap(struct op_ctx *c)
 	struct device *dev = &c->d->pdev->dev;
 
 	if (c->mapped && c->op->kind == PVHDMA_KIND_SINGLE) {
-		dma_unmap_page(dev, c->segs[0].dma, c->segs[0].len, c->dir);
+		dma_unmap_page_attrs(dev, c->segs[0].dma, c->segs[0].len, c->dir,
+				     c->unmap_attrs);
 		c->mapped = false;
 	}
 	if (c->sg_mapped > 0) {
-		dma_unmap_sg(dev, c->sgt.sgl, c->nsegs, c->dir);
+		dma_unmap_sg_attrs(dev, c->sgt.sgl, c->nsegs, c->dir,
+				   c->unmap_attrs);
 		c->sg_mapped = 0;
 	}
+}
+
+/*
+ * Copying a bounce back into a read-only grant would be dom0's CPU writing
+ * it (and faulting): such a mapping is never given to the device and is
+ * unmapped without the copy. Any segment whose bus address is not its
+ * physical one may be a bounce.
+ */
+static bool ro_bounced(struct op_ctx *c)
+{
+	unsigned int i;
+
+	if (!c->g || !c->g->ro || c->dir != DMA_FROM_DEVICE)
+		return false;
+	for (i = 0; i < c->nsegs; i++) {
+		if (c->segs[i].dma != c->segs[i].phys) {
+			c->unmap_attrs = DMA_ATTR_SKIP_CPU_SYNC;
+			c->op->map_error = 1;
+			c->op->result = PVHDMA_RES_MAP_ERROR;
+			return true;
+		}
+	}
+	return false;
 }
 
 static void op_coherent(struct op_ctx *c)
@@ -552,6 +579,8 @@ static void op_single(struct op_ctx *c)
 	}
 	c->mapped = true;
 	note_addrs(c);
+	if (ro_bounced(c))
+		return;
 	run_device(c->d, c, c->op, s->dma, s->len, false);
 	op_unmap(c);
 	check_data(c);
@@ -613,6 +642,8 @@ static void op_sg(struct op_ctx *c)
 	}
 	note_addrs(c);
 	c->op->nsegs = c->sg_mapped;
+	if (ro_bounced(c))
+		return;
 	run_device(c->d, c, c->op, c->desc_dma, c->sg_mapped, true);
 	op_unmap(c);
 	check_data(c);
@@ -719,8 +750,7 @@ static int run_op(struct pvhdma_dev *d, struct pvhdma_op *op,
 
 /* --- granted pages: what a backend does with a frontend's buffers --- */
 
-static int validate_grant(struct device *dev,
-			  const struct pvhdma_grant_op *gop,
+static int validate_grant(const struct pvhdma_grant_op *gop,
 			  const struct pvhdma_op *op)
 {
 	if (op->kind != PVHDMA_KIND_SINGLE && op->kind != PVHDMA_KIND_SG)
@@ -731,13 +761,10 @@ static int validate_grant(struct device *dev,
 	if (gop->flags & ~PVHDMA_GRANT_READONLY || !gop->grants_ptr)
 		return -EINVAL;
 	/*
-	 * A bounce back into a read-only grant would be a CPU write to it.
-	 * Without a pool nothing can bounce: the device's own write to the
-	 * page is all that happens, and that is the IOMMU's to refuse.
+	 * A read-only grant may take from-device data: the device's own write
+	 * is the IOMMU's to refuse. A bounce would not be; ro_bounced() keeps
+	 * the device away from one.
 	 */
-	if ((gop->flags & PVHDMA_GRANT_READONLY) &&
-	    op->dir == PVHDMA_DIR_FROM_DEVICE && is_swiotlb_active(dev))
-		return -EINVAL;
 	if (gop->domid == 0 || gop->domid >= DOMID_FIRST_RESERVED)
 		return -EINVAL;
 	return 0;
@@ -851,7 +878,7 @@ static long pvhdma_ioctl_grant(struct pvhdma_dev *d, void __user *uarg)
 		ret = -EFAULT;
 		goto out;
 	}
-	ret = validate(op) ?: validate_grant(&d->pdev->dev, &gop, op);
+	ret = validate(op) ?: validate_grant(&gop, op);
 	if (ret)
 		goto out;
 	g->domid = gop.domid;
