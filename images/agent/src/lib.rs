@@ -13,5 +13,6 @@ pub mod pool;
 pub mod report;
 pub mod trace;
 pub mod uapi;
+pub mod xen_cpuid;
 
 pub use pvhdma_contract::{markers, pattern, wire};
