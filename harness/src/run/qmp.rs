@@ -46,9 +46,18 @@ pub fn qapi_understands(line: &str) -> bool {
 impl Qmp {
     /// Connect to QEMU's QMP socket and negotiate capabilities.
     pub async fn connect(socket: &Path, transcript: &Path) -> anyhow::Result<Self> {
-        let stream = UnixStream::connect(socket)
-            .await
-            .with_context(|| format!("Cannot connect to QMP at {}", socket.display()))?;
+        // QEMU binds the socket (so its path appears) a moment before it
+        // listens: a connect in between is refused. Retry briefly.
+        let mut tries = 0;
+        let stream = loop {
+            match UnixStream::connect(socket).await {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                r => break r.with_context(|| format!("Cannot connect to QMP at {}", socket.display()))?,
+            }
+        };
         let file = std::fs::OpenOptions::new().create(true).append(true).open(transcript)?;
         let t = Transcript {
             file: Arc::new(Mutex::new(file)),
@@ -179,6 +188,36 @@ mod tests {
         assert!(events.iter().any(|e| e["event"] == "SOME_FUTURE_EVENT"), "{events:?}");
         let log = std::fs::read_to_string(&transcript).unwrap();
         assert!(log.contains("event withheld from qapi"), "{log}");
+        drop(qmp);
+        peer.abort();
+    }
+
+    /// The socket's path exists before anything listens on it (QEMU binds,
+    /// then listens): connect waits for the listener instead of failing.
+    #[tokio::test]
+    async fn a_path_that_is_not_listening_yet_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("qmp.sock");
+        // A bound socket that was dropped leaves its path: connects are refused.
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        let path = sock.clone();
+        let peer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            std::fs::remove_file(&path).unwrap();
+            let listener = tokio::net::UnixListener::bind(&path).unwrap();
+            let (s, _) = listener.accept().await.unwrap();
+            let (r, mut w) = s.into_split();
+            let greeting = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 1, "major": 11}, "package": ""}, "capabilities": []}}"#;
+            w.write_all(format!("{greeting}\n").as_bytes()).await.unwrap();
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let reply = serde_json::json!({"return": {}, "id": v.get("id").cloned()});
+                w.write_all(format!("{reply}\n").as_bytes()).await.unwrap();
+            }
+        });
+        let qmp = Qmp::connect(&sock, &dir.path().join("qmp.log")).await;
+        assert!(qmp.is_ok(), "{:#}", qmp.err().unwrap());
         drop(qmp);
         peer.abort();
     }
