@@ -319,7 +319,10 @@ mod tests {
             ..Workload::default()
         };
         let net = work_for(&w, "g1").net.unwrap();
-        assert_eq!((net.addr.as_str(), net.port, net.size, net.seed), ("10.0.2.16/24", 5000, 256 << 10, 3));
+        assert_eq!(
+            (net.addr.as_str(), net.port, net.size, net.seed),
+            ("10.0.2.16/24", 5000, 256 << 10, 3)
+        );
         assert!(work_for(&w, "g2").net.is_none());
     }
 

@@ -19,12 +19,11 @@ mod tests;
 
 pub use expect::{
     id_matches, parse_bdf, BootExpect, BootExpectMap, Check, Count, DeviceAddrs, Expect, ExpectFailure, GuestNetExpect,
-    LogExpect,
-    OpCheck, OpExpect, PoolState, TraceExpect, TranslatedAddrs,
+    LogExpect, OpCheck, OpExpect, PoolState, TraceExpect, TranslatedAddrs,
 };
 pub use model::{
-    AccelCfg, BufferCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, GrantCfg, GuestCfg, GuestNetCfg, GuestTypeCfg, Inject,
-    IommuCfg, MachineCfg, NetCfg, OpCfg, OpKindCfg, PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
+    AccelCfg, BufferCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, GrantCfg, GuestCfg, GuestNetCfg, GuestTypeCfg,
+    Inject, IommuCfg, MachineCfg, NetCfg, OpCfg, OpKindCfg, PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
 };
 pub use parse::{load, parse_str, scenario_files, ScenarioError};
 pub use size::{parse_bytes, parse_duration, ByteSize, HumanDuration, MemSize, SizeError};

@@ -337,7 +337,9 @@ pub const MAX_GUEST_SEND: u64 = 16 << 20;
 fn net_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = ByteSize::deserialize(d)?.bytes();
     if v == 0 || v > MAX_GUEST_SEND {
-        return Err(serde::de::Error::custom(format!("send {v} bytes: expected 1 byte to 16M")));
+        return Err(serde::de::Error::custom(format!(
+            "send {v} bytes: expected 1 byte to 16M"
+        )));
     }
     Ok(v as u32)
 }

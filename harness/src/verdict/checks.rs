@@ -17,9 +17,9 @@ fn guest_net_line<'c>(console: &'c str, guest: &str) -> Option<&'c str> {
     let prefix = pvhdma_contract::markers::guest::NET_PREFIX;
     console
         .lines()
+        .rev()
         .filter(|l| l.contains(&relay))
-        .filter_map(|l| l.find(prefix).map(|i| l[i + prefix.len()..].trim_end()))
-        .last()
+        .find_map(|l| l.find(prefix).map(|i| l[i + prefix.len()..].trim_end()))
 }
 
 struct Ctx<'a> {
@@ -687,7 +687,10 @@ impl<'a> Ctx<'a> {
                     Some(o) => format!("first wrong byte at {o}"),
                 };
                 let said = guest_net_line(&self.out.console, &g.guest).unwrap_or("no PVHDMA-GUEST-NET line");
-                format!("{}: {} of {} bytes, {how} (the guest: {said})", g.guest, g.received, g.expected)
+                format!(
+                    "{}: {} of {} bytes, {how} (the guest: {said})",
+                    g.guest, g.received, g.expected
+                )
             })
             .collect::<Vec<_>>()
             .join("; ");

@@ -487,23 +487,57 @@ fn guest_net_payload_intact() {
     let want = [7u8; 64];
     let mut o = good_run();
     // No guest sent anything: neither claim has evidence.
-    let msg = fails("  guest_net: { payload_intact: true }\n", &o, "guest_net.payload_intact");
+    let msg = fails(
+        "  guest_net: { payload_intact: true }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
     assert!(msg.contains("nothing was sent"), "{msg}");
-    fails("  guest_net: { payload_intact: false }\n", &o, "guest_net.payload_intact");
+    fails(
+        "  guest_net: { payload_intact: false }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
     o.guest_payloads = vec![GuestPayload::judge("g1", &want, &want)];
     o.console += "PVHDMA-GUEST g1 PVHDMA-GUEST-NET {\"sent\":64,\"acked\":true}\n";
-    let msg = passes_with("  guest_net: { payload_intact: true }\n", &o, "guest_net.payload_intact");
-    assert!(msg.contains("g1: 64 of 64 bytes, intact (the guest: {\"sent\":64"), "{msg}");
-    fails("  guest_net: { payload_intact: false }\n", &o, "guest_net.payload_intact");
+    let msg = passes_with(
+        "  guest_net: { payload_intact: true }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
+    assert!(
+        msg.contains("g1: 64 of 64 bytes, intact (the guest: {\"sent\":64"),
+        "{msg}"
+    );
+    fails(
+        "  guest_net: { payload_intact: false }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
     // A second guest whose send never arrived breaks "every".
     o.guest_payloads.push(GuestPayload::judge("g2", &want, &[]));
-    let msg = fails("  guest_net: { payload_intact: true }\n", &o, "guest_net.payload_intact");
-    assert!(msg.contains("g2: 0 of 64 bytes, ends at 0 (the guest: no PVHDMA-GUEST-NET line)"), "{msg}");
-    passes("  guest_net: { payload_intact: false }\n", &o, "guest_net.payload_intact");
+    let msg = fails(
+        "  guest_net: { payload_intact: true }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
+    assert!(
+        msg.contains("g2: 0 of 64 bytes, ends at 0 (the guest: no PVHDMA-GUEST-NET line)"),
+        "{msg}"
+    );
+    passes(
+        "  guest_net: { payload_intact: false }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
     let mut wrong = want;
     wrong[9] = 0;
     o.guest_payloads = vec![GuestPayload::judge("g1", &want, &wrong)];
-    let msg = fails("  guest_net: { payload_intact: true }\n", &o, "guest_net.payload_intact");
+    let msg = fails(
+        "  guest_net: { payload_intact: true }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
     assert!(msg.contains("first wrong byte at 9"), "{msg}");
 }
 

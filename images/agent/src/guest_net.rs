@@ -37,9 +37,11 @@ pub fn run(net: &GuestNet) -> NetLine {
 fn send(net: &GuestNet, line: &mut NetLine) -> Result<(), String> {
     let iface = format!("/sys/class/net/{IFACE}");
     sh("insmod", &[NETFRONT_KO])?;
-    wait_for(&format!("{IFACE} after insmod xen-netfront"), Duration::from_secs(30), || {
-        Path::new(&iface).exists()
-    })?;
+    wait_for(
+        &format!("{IFACE} after insmod xen-netfront"),
+        Duration::from_secs(30),
+        || Path::new(&iface).exists(),
+    )?;
     sh("ip", &["link", "set", IFACE, "up"])?;
     sh("ip", &["addr", "add", &net.addr, "dev", IFACE])?;
     let to: SocketAddr = format!("{GUEST_NET_SINK}:{}", net.port)
