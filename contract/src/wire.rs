@@ -292,6 +292,11 @@ pub struct Summary {
     /// debugfs to ask.
     #[serde(default)]
     pub swiotlb_nslabs: Option<u64>,
+    /// Xen's CPUID flag XEN_HVM_CPUID_IOMMU_MAPPINGS as dom0 reads it: memory
+    /// mapped from other domains has valid IOMMU entries. Absent when the
+    /// agent found no Xen leaves (no Xen, or an agent that did not look).
+    #[serde(default)]
+    pub xen_iommu_mappings: Option<bool>,
 }
 
 #[cfg(test)]

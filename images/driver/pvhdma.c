@@ -202,6 +202,7 @@ struct op_ctx {
 	void *desc_cpu;
 	dma_addr_t desc_dma;
 	bool mapped;
+	unsigned long unmap_attrs;
 	/* op->segments entries, allocated with the context. */
 	struct seg segs[];
 };
@@ -471,7 +472,8 @@ static void op_cleanup(struct op_ctx *c)
 		dma_free_coherent(dev, c->nsegs * DESC_SIZE, c->desc_cpu,
 				  c->desc_dma);
 	if (c->sg_mapped > 0)
-		dma_unmap_sg(dev, c->sgt.sgl, c->nsegs, c->dir);
+		dma_unmap_sg_attrs(dev, c->sgt.sgl, c->nsegs, c->dir,
+				   c->unmap_attrs);
 	if (c->sgt_alloc)
 		sg_free_table(&c->sgt);
 	for (i = 0; i < c->nsegs; i++) {
@@ -483,7 +485,8 @@ static void op_cleanup(struct op_ctx *c)
 			continue;
 		}
 		if (c->mapped && c->op->kind == PVHDMA_KIND_SINGLE)
-			dma_unmap_page(dev, s->dma, s->len, c->dir);
+			dma_unmap_page_attrs(dev, s->dma, s->len, c->dir,
+					     c->unmap_attrs);
 		/* Granted pages go back through grant_unmap(). */
 		if (s->page && !c->g)
 			__free_pages(s->page, s->order);
@@ -496,13 +499,38 @@ static void op_unmap(struct op_ctx *c)
 	struct device *dev = &c->d->pdev->dev;
 
 	if (c->mapped && c->op->kind == PVHDMA_KIND_SINGLE) {
-		dma_unmap_page(dev, c->segs[0].dma, c->segs[0].len, c->dir);
+		dma_unmap_page_attrs(dev, c->segs[0].dma, c->segs[0].len, c->dir,
+				     c->unmap_attrs);
 		c->mapped = false;
 	}
 	if (c->sg_mapped > 0) {
-		dma_unmap_sg(dev, c->sgt.sgl, c->nsegs, c->dir);
+		dma_unmap_sg_attrs(dev, c->sgt.sgl, c->nsegs, c->dir,
+				   c->unmap_attrs);
 		c->sg_mapped = 0;
 	}
+}
+
+/*
+ * Copying a bounce back into a read-only grant would be dom0's CPU writing
+ * it (and faulting): such a mapping is never given to the device and is
+ * unmapped without the copy. Any segment whose bus address is not its
+ * physical one may be a bounce.
+ */
+static bool ro_bounced(struct op_ctx *c)
+{
+	unsigned int i;
+
+	if (!c->g || !c->g->ro || c->dir != DMA_FROM_DEVICE)
+		return false;
+	for (i = 0; i < c->nsegs; i++) {
+		if (c->segs[i].dma != c->segs[i].phys) {
+			c->unmap_attrs = DMA_ATTR_SKIP_CPU_SYNC;
+			c->op->map_error = 1;
+			c->op->result = PVHDMA_RES_MAP_ERROR;
+			return true;
+		}
+	}
+	return false;
 }
 
 static void op_coherent(struct op_ctx *c)
@@ -551,6 +579,8 @@ static void op_single(struct op_ctx *c)
 	}
 	c->mapped = true;
 	note_addrs(c);
+	if (ro_bounced(c))
+		return;
 	run_device(c->d, c, c->op, s->dma, s->len, false);
 	op_unmap(c);
 	check_data(c);
@@ -612,6 +642,8 @@ static void op_sg(struct op_ctx *c)
 	}
 	note_addrs(c);
 	c->op->nsegs = c->sg_mapped;
+	if (ro_bounced(c))
+		return;
 	run_device(c->d, c, c->op, c->desc_dma, c->sg_mapped, true);
 	op_unmap(c);
 	check_data(c);
@@ -728,10 +760,11 @@ static int validate_grant(const struct pvhdma_grant_op *gop,
 		return -EINVAL;
 	if (gop->flags & ~PVHDMA_GRANT_READONLY || !gop->grants_ptr)
 		return -EINVAL;
-	/* A bounce back into a read-only grant would be a CPU write to it. */
-	if ((gop->flags & PVHDMA_GRANT_READONLY) &&
-	    op->dir == PVHDMA_DIR_FROM_DEVICE)
-		return -EINVAL;
+	/*
+	 * A read-only grant may take from-device data: the device's own write
+	 * is the IOMMU's to refuse. A bounce would not be; ro_bounced() keeps
+	 * the device away from one.
+	 */
 	if (gop->domid == 0 || gop->domid >= DOMID_FIRST_RESERVED)
 		return -EINVAL;
 	return 0;

@@ -50,7 +50,7 @@ enum pvhdma_pattern {
 /* Outcome of the driver's part; the device's view is in dev_*. */
 enum pvhdma_result {
 	PVHDMA_RES_OK = 0,           /* DMA programmed and completed (maybe with a device error) */
-	PVHDMA_RES_MAP_ERROR = 1,    /* DMA API refused the mapping; nothing programmed */
+	PVHDMA_RES_MAP_ERROR = 1,    /* DMA API refused the mapping (or it bounced a read-only grant); nothing programmed */
 	PVHDMA_RES_NO_HIGH_MEM = 2,  /* placement=high but no page at/above 4 GiB found */
 	PVHDMA_RES_NO_MEM = 3,       /* allocation failed */
 	PVHDMA_RES_TIMEOUT = 4,      /* device never reported DONE or ERROR */

@@ -42,6 +42,8 @@ pub struct Expect {
     pub swiotlb_pool: Option<PoolState>,
     /// Results whose mapping the DMA API refused.
     pub mapping_errors: Option<Count>,
+    /// Xen's CPUID leaves as dom0 reads them.
+    pub xen_cpuid: Option<XenCpuidExpect>,
     /// dom0's kernel warnings (WARNING:, BUG:, DMA-API complaints). Judged in
     /// every run that finishes: none may appear unless an `allow` pattern
     /// matches it.
@@ -349,6 +351,15 @@ pub struct OpExpect {
     pub iommu_faults: Option<Count>,
 }
 
+/// What Xen's CPUID leaves tell dom0.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct XenCpuidExpect {
+    /// XEN_HVM_CPUID_IOMMU_MAPPINGS (EAX bit 2 of the HVM leaf, base + 4):
+    /// memory mapped from other domains has valid IOMMU entries.
+    pub iommu_mappings: Option<bool>,
+}
+
 /// `swiotlb_pool: absent` / `present`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -400,6 +411,7 @@ pub enum Check<'a> {
     InSwiotlb(bool),
     SwiotlbPool(PoolState),
     MappingErrors(Count),
+    XenIommuMappings(bool),
     DevicesBound(Count),
     TraceTranslations(&'a str, Count),
     TraceIovaBelow(&'a str, u64),
@@ -460,6 +472,7 @@ impl Check<'_> {
             Check::InSwiotlb(_) => "device_addrs_in_swiotlb".into(),
             Check::SwiotlbPool(_) => "swiotlb_pool".into(),
             Check::MappingErrors(_) => "mapping_errors".into(),
+            Check::XenIommuMappings(_) => "xen_cpuid.iommu_mappings".into(),
             Check::DevicesBound(_) => "devices_bound".into(),
             Check::TraceTranslations(..) => "trace.translations".into(),
             Check::TraceIovaBelow(..) => "trace.iova_below".into(),
@@ -519,6 +532,9 @@ impl Expect {
         }
         if let Some(c) = self.mapping_errors {
             v.push(Check::MappingErrors(c));
+        }
+        if let Some(f) = self.xen_cpuid.as_ref().and_then(|x| x.iommu_mappings) {
+            v.push(Check::XenIommuMappings(f));
         }
         if let Some(c) = self.devices_bound {
             v.push(Check::DevicesBound(c));

@@ -88,6 +88,16 @@ fn guest_mistakes_are_refused_with_their_place() {
     assert_eq!(e.path, "workload[0].placement", "{e}");
     let e = op("{name: a, kind: single, size: 4K, dir: from_device, buffer: {guest: g1, grant: ro}}");
     assert_eq!(e.path, "workload[0].buffer.grant", "{e}");
+    assert!(
+        e.to_string().starts_with("scenarios/x.yaml:5:") && e.message.contains("swiotlb=noforce"),
+        "{e}"
+    );
+    // Without a pool nothing bounces: the device's own write is the test.
+    let ro_write =
+        "workload:\n  - {name: a, kind: single, size: 4K, dir: from_device, buffer: {guest: g1, grant: ro}}\n";
+    parse(&format!("{GUEST}dom0: {{cmdline: [swiotlb=noforce]}}\n{ro_write}")).unwrap_or_else(|e| panic!("{e}"));
+    let e = parse(&format!("{GUEST}dom0: {{cmdline: [swiotlb=force]}}\n{ro_write}")).unwrap_err();
+    assert_eq!(e.path, "workload[0].buffer.grant", "{e}");
     let e = op("{name: a, kind: single, size: 4K, buffer: {guest: g1, grant: rx}}");
     assert!(e.path.starts_with("workload[0].buffer"), "{e}");
 }

@@ -197,7 +197,7 @@ fn validate_guests(s: &Scenario) -> Result<BTreeSet<&str>, Invalid> {
 }
 
 /// An op whose buffer is a guest's pages: what a grant can carry.
-fn validate_buffer(op: &OpCfg, guests: &BTreeSet<&str>) -> Result<(), (&'static str, String)> {
+fn validate_buffer(op: &OpCfg, guests: &BTreeSet<&str>, no_pool: bool) -> Result<(), (&'static str, String)> {
     let Some(b) = &op.buffer else { return Ok(()) };
     if !guests.contains(b.guest.as_str()) {
         let known = guests.iter().copied().collect::<Vec<_>>().join(", ");
@@ -218,10 +218,14 @@ fn validate_buffer(op: &OpCfg, guests: &BTreeSet<&str>) -> Result<(), (&'static 
             format!("a guest grants at most {MAX_GRANT_PAGES} pages per op"),
         ));
     }
-    if b.grant == GrantCfg::Ro && op.dir == DirCfg::FromDevice {
+    // With a pool, a bounce back into a read-only grant would be dom0's CPU
+    // writing it; without one the device's own write is what the op tests.
+    if b.grant == GrantCfg::Ro && op.dir == DirCfg::FromDevice && !no_pool {
         return Err((
             "buffer.grant",
-            "a read-only grant cannot receive from_device data: a swiotlb bounce would make dom0's CPU write it".into(),
+            "a read-only grant takes from_device data only when dom0 has no swiotlb pool \
+             (`dom0.cmdline: [swiotlb=noforce]`): a bounce would make dom0's CPU write it"
+                .into(),
         ));
     }
     if op.placement != PlacementCfg::Any {
@@ -237,6 +241,7 @@ fn validate_buffer(op: &OpCfg, guests: &BTreeSet<&str>) -> Result<(), (&'static 
 /// op names.
 fn validate_workload<'a>(s: &'a Scenario, guests: &BTreeSet<&str>) -> Result<BTreeSet<&'a str>, Invalid> {
     let mut names = BTreeSet::new();
+    let no_pool = s.dom0.cmdline.iter().any(|a| a == "swiotlb=noforce");
     for (i, op) in s.workload.iter().enumerate() {
         let loc = Some(op.name.referenced);
         let path = |f: &str| format!("workload[{i}].{f}");
@@ -271,7 +276,7 @@ fn validate_workload<'a>(s: &'a Scenario, guests: &BTreeSet<&str>) -> Result<BTr
         if op.segments > 1 && op.kind != OpKindCfg::Sg {
             return bad("segments", "segments is only for kind sg".into());
         }
-        if let Err((field, msg)) = validate_buffer(op, guests) {
+        if let Err((field, msg)) = validate_buffer(op, guests, no_pool) {
             return bad(field, msg);
         }
         if u64::from(op.size) * u64::from(op.segments) > MAX_SG_BYTES {

@@ -157,6 +157,16 @@ impl<'a> Ctx<'a> {
                     .unwrap_or_default();
                 count_judged(*c, errs.len() as u64, "mapping errors", first)
             }
+            Check::XenIommuMappings(want) => {
+                let expected = format!("Xen's CPUID flag IOMMU_MAPPINGS = {want} in dom0");
+                match &self.out.summary {
+                    None => (false, expected, "the agent printed no PVHDMA-SUMMARY".into()),
+                    Some(s) => match s.xen_iommu_mappings {
+                        None => (false, expected, "dom0 reported no Xen CPUID leaves".into()),
+                        Some(f) => (f == *want, expected, format!("saw {f}")),
+                    },
+                }
+            }
             Check::DevicesBound(c) => match &self.out.summary {
                 None => (
                     false,

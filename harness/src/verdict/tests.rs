@@ -1001,6 +1001,26 @@ fn swiotlb_pool_needs_doms_own_word() {
 }
 
 #[test]
+fn xen_iommu_mappings_needs_doms_report() {
+    let set = "  xen_cpuid: {iommu_mappings: true}\n";
+    let clear = "  xen_cpuid: {iommu_mappings: false}\n";
+    let id = "xen_cpuid.iommu_mappings";
+    let mut o = good_run();
+    o.summary.as_mut().unwrap().xen_iommu_mappings = Some(true);
+    passes(set, &o, id);
+    assert!(fails(clear, &o, id).contains("saw true"));
+    o.summary.as_mut().unwrap().xen_iommu_mappings = Some(false);
+    passes(clear, &o, id);
+    assert!(fails(set, &o, id).contains("saw false"));
+    // An agent that did not look (or found no Xen) says nothing either way.
+    o.summary.as_mut().unwrap().xen_iommu_mappings = None;
+    assert!(fails(set, &o, id).contains("no Xen CPUID leaves"));
+    assert!(fails(clear, &o, id).contains("no Xen CPUID leaves"));
+    o.summary = None;
+    fails(set, &o, id);
+}
+
+#[test]
 fn bounces_are_held_to_the_drivers_addresses() {
     let s = scenario("  data_intact: true\n");
     let a = always(&s, &good_run(), "bounces_match_driver").expect("judged on a PVH dom0");
@@ -1195,6 +1215,10 @@ const TWINS: &[(&str, Twin)] = &[
     ("mapping_errors", Twin::Unit("mapping_errors")),
     ("devices_bound", Twin::Unit("devices_bound")),
     ("guest_net.payload_intact", Twin::Unit("guest_net_payload_intact")),
+    (
+        "xen_cpuid.iommu_mappings",
+        Twin::Unit("xen_iommu_mappings_needs_doms_report"),
+    ),
     ("kernel_warnings", Twin::Unit("kernel_warnings_fail_unless_allowed")),
     ("trace.translations", Twin::Scenario("neg-real-e1000-untranslated")),
     ("trace.iova_below", Twin::Unit("trace_of_one_pci_device")),
@@ -1250,6 +1274,7 @@ fn every_assertion_has_a_twin() {
          \x20 data_intact: true\n  iommu_faults: 0\n  bounces: 0\n  device_addrs_in_swiotlb: true\n  swiotlb_pool: absent\n\
          \x20 mapping_errors: 0\n  devices_bound: 1\n  log: {contains: [a], lacks: [b]}\n\
          \x20 guest_net: {payload_intact: true}\n\
+         \x20 xen_cpuid: {iommu_mappings: true}\n\
          \x20 trace: {device: '00:10.0', translations: 1, iova_below: 4G, some_target_at_or_above: 4G}\n\
          \x20 ops: {hs: {map_error: false, intact: true, device_error: 0, bounced: false, error: false, irq: true,\n\
          \x20        device_addrs_below: 4G, in_swiotlb: false, iommu_faults: 0}}\n",

@@ -1,7 +1,7 @@
 //! A guest's side of a grant: pages from /dev/xen/gntalloc, granted to
 //! dom0 and mapped into this process to fill and check them.
 //!
-//! The agent's second `unsafe` module (ioctl.rs is the first): the gntalloc
+//! One of the agent's `unsafe` modules (with ioctl.rs and xen_cpuid.rs): the gntalloc
 //! ioctl has no safe wrapper for the same reason as the driver's, and the
 //! granted pages are reachable only through `mmap` of the device.
 #![allow(unsafe_code)]

@@ -1,5 +1,5 @@
 //! The driver's ioctls: the one place the agent needs `unsafe` for them
-//! (gntalloc.rs is the other `unsafe` module, for a guest's grants).
+//! (gntalloc.rs, for a guest's grants, and xen_cpuid.rs are the others).
 //!
 //! Neither rustix nor nix offers a safe generic ioctl: the kernel cannot
 //! check that the argument's type matches the request number, so both make

@@ -14,5 +14,6 @@ pub mod pool;
 pub mod report;
 pub mod trace;
 pub mod uapi;
+pub mod xen_cpuid;
 
 pub use pvhdma_contract::{markers, pattern, wire};

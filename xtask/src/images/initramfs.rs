@@ -19,35 +19,33 @@ pub fn write(dst: &Path, dom0_root: &Path, driver: &Path, agent: &Path, e1000: O
         None => e1000_module(dom0_root)?,
     };
 
+    with_busybox(
+        dst,
+        dom0_root,
+        &[
+            ("init", 0o755, &init),
+            ("lib/modules/pvhdma.ko", 0o644, &ko),
+            ("lib/modules/e1000.ko", 0o644, &e1000),
+            ("bin/pvhdma-agent", 0o755, &agent),
+        ],
+    )
+}
+
+/// An initramfs of busybox (from the dom0 root) and these files
+/// (path, mode, bytes), in order.
+pub fn with_busybox(dst: &Path, dom0_root: &Path, files: &[(&str, u32, &[u8])]) -> anyhow::Result<()> {
     let mut w = Writer::new(std::io::BufWriter::new(std::fs::File::create(dst)?));
     busybox_base(&mut w, dom0_root)?;
-    w.add(&Entry::File {
-        path: "init",
-        mode: 0o755,
-        data: &init,
-    })?;
-    w.add(&Entry::File {
-        path: "lib/modules/pvhdma.ko",
-        mode: 0o644,
-        data: &ko,
-    })?;
-    w.add(&Entry::File {
-        path: "lib/modules/e1000.ko",
-        mode: 0o644,
-        data: &e1000,
-    })?;
-    w.add(&Entry::File {
-        path: "bin/pvhdma-agent",
-        mode: 0o755,
-        data: &agent,
-    })?;
+    for &(path, mode, data) in files {
+        w.add(&Entry::File { path, mode, data })?;
+    }
     w.finish()?;
     Ok(())
 }
 
 /// What every initramfs here starts with (dom0's and a guest's): the mount
 /// points, /dev/console, static busybox and one symlink per applet.
-pub fn busybox_base<W: std::io::Write>(w: &mut Writer<W>, dom0_root: &Path) -> anyhow::Result<()> {
+fn busybox_base<W: std::io::Write>(w: &mut Writer<W>, dom0_root: &Path) -> anyhow::Result<()> {
     let busybox_path = super::roots::find_one(dom0_root, "usr/bin/busybox")?;
     let busybox = std::fs::read(&busybox_path)?;
     // Debian's busybox-static is static, so the host can ask it for its applets.

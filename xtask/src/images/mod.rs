@@ -253,6 +253,13 @@ fn assemble(
     versions.insert("qemu".into(), dom0::qemu_version(&qemu)?);
     if let Some(b) = built {
         versions.insert("kernel_build".into(), b.describe());
+    } else if let Some(t) = &opts.kernel_tree {
+        // Otherwise nothing in the manifest would tell this kernel from a
+        // packaged one of the same release.
+        versions.insert(
+            "kernel_build".into(),
+            format!("{} (built tree, used as it is)", t.display()),
+        );
     }
     let manifest = Manifest {
         qemu,

@@ -7,7 +7,7 @@
 //! The harness appends it to dom0's initramfs only when a scenario has
 //! guests, so dom0-only runs boot exactly the archive they always did.
 
-use super::initramfs::{busybox_base, module};
+use super::initramfs::{module, with_busybox};
 use anyhow::Context;
 use pvhdma_harness::images::workspace_root;
 use pvhdma_harness::initrd::{Entry, Writer};
@@ -149,37 +149,24 @@ pub fn write(dst: &Path, tool_root: &Path, bin: &str, dom0_root: &Path) -> anyho
 }
 
 /// A guest's base initramfs: busybox, its init, the agent (in its guest
-/// role) and the grant-alloc module of the kernel it boots (dom0's).
+/// role), and the grant-alloc and netfront modules of the kernel it boots
+/// (dom0's).
 pub fn write_guest(dst: &Path, dom0_root: &Path, agent: &Path) -> anyhow::Result<()> {
     let init = std::fs::read(workspace_root().join("images/initramfs/guest-init"))
         .context("images/initramfs/guest-init is missing")?;
     let agent = std::fs::read(agent)?;
     let gntalloc = module(dom0_root, "kernel/drivers/xen", "xen-gntalloc")?;
     let netfront = module(dom0_root, "kernel/drivers/net", "xen-netfront")?;
-    let mut w = Writer::new(std::io::BufWriter::new(std::fs::File::create(dst)?));
-    busybox_base(&mut w, dom0_root)?;
-    w.add(&Entry::File {
-        path: "init",
-        mode: 0o755,
-        data: &init,
-    })?;
-    w.add(&Entry::File {
-        path: "bin/pvhdma-agent",
-        mode: 0o755,
-        data: &agent,
-    })?;
-    w.add(&Entry::File {
-        path: "lib/modules/xen-gntalloc.ko",
-        mode: 0o644,
-        data: &gntalloc,
-    })?;
-    w.add(&Entry::File {
-        path: "lib/modules/xen-netfront.ko",
-        mode: 0o644,
-        data: &netfront,
-    })?;
-    w.finish()?;
-    Ok(())
+    with_busybox(
+        dst,
+        dom0_root,
+        &[
+            ("init", 0o755, &init),
+            ("bin/pvhdma-agent", 0o755, &agent),
+            ("lib/modules/xen-gntalloc.ko", 0o644, &gntalloc),
+            ("lib/modules/xen-netfront.ko", 0o644, &netfront),
+        ],
+    )
 }
 
 fn inner_path(root: &Path, p: &Path) -> anyhow::Result<String> {
