@@ -46,6 +46,8 @@ pub mod guest {
     pub const GRANT_PREFIX: &str = "PVHDMA-GRANT ";
     /// A guest saw from-device data arrive in its pages (a JSON [`crate::wire::CheckLine`]).
     pub const CHECK_PREFIX: &str = "PVHDMA-GUEST-CHECK ";
+    /// A guest's account of its network send (a JSON [`crate::wire::NetLine`]).
+    pub const NET_PREFIX: &str = "PVHDMA-GUEST-NET ";
     /// Where the harness puts a guest's work in the guest's initramfs (no leading `/`).
     pub const WORK_PATH: &str = "pvhdma/guest.json";
     /// Where the harness puts the guests' kernel, configurations and

@@ -149,6 +149,41 @@ pub struct GuestSpec {
     pub name: String,
     pub memory_mib: u32,
     pub vcpus: u32,
+    /// A network interface bridged to dom0's NIC, and what the guest sends through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<GuestNet>,
+}
+
+/// A guest's vif: the guest sends `size` bytes of the pattern from `seed`
+/// over TCP to `port` on [`GUEST_NET_SINK`], which QEMU's user network
+/// forwards into a file of the run. Through netback, the bytes leave dom0
+/// by its NIC's DMA straight from the guest's granted pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestNet {
+    /// The guest's address in QEMU's user network (CIDR, e.g. 10.0.2.16/24).
+    pub addr: String,
+    pub port: u16,
+    pub size: u32,
+    pub pattern: DataPattern,
+    pub seed: u32,
+}
+
+/// The address in QEMU's user network whose TCP ports lead to the run's
+/// payload files.
+pub const GUEST_NET_SINK: &str = "10.0.2.100";
+
+/// What a guest printed about its send, after
+/// [`crate::markers::guest::NET_PREFIX`]: `acked` once the peer
+/// acknowledged every byte; otherwise `unacked` bytes were still queued
+/// when the guest gave up, and `error` says why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetLine {
+    pub sent: u64,
+    pub acked: bool,
+    #[serde(default)]
+    pub unacked: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// An op's buffer that lives in a guest: pages it grants to dom0.
@@ -174,6 +209,8 @@ pub struct Foreign {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestWork {
     pub grants: Vec<GuestGrant>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<GuestNet>,
 }
 
 /// The pages of one op: `pages` pages, each holding `size` bytes of the

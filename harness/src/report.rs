@@ -291,6 +291,7 @@ mod tests {
             artifacts: "/tmp/x".into(),
             timings: Timings::default(),
             ram_layout: None,
+            guest_payloads: vec![],
         };
         (s, o)
     }

@@ -71,6 +71,37 @@ guests_memory() {
 	md5sum /pvhdma/guests/* /bin/busybox /bin/pvhdma-agent | sed "s/^/pvhdma-guests: $1: md5 /"
 }
 
+# A guest with a vif: dom0's NIC becomes a port of bridge xenbr0, where
+# the vif hotplug script (vif-pvhdma) adds each vif. dom0 itself needs no
+# address: guests talk to QEMU's user network through the bridge.
+guests_net_up() {
+	if [ ! -e /sys/class/net/eth0 ]; then
+		if ! out=$(insmod /lib/modules/e1000.ko 2>&1); then
+			guests_fail_all "insmod e1000.ko: $out"
+			return 1
+		fi
+		i=0
+		until [ -e /sys/class/net/eth0 ] || [ $i -ge 50 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+	fi
+	for m in llc stp bridge xen-netback; do
+		if ! out=$(insmod "/lib/modules/$m.ko" 2>&1); then
+			guests_fail_all "insmod $m.ko: $out"
+			return 1
+		fi
+	done
+	if ! out=$(ip link add xenbr0 type bridge 2>&1 &&
+		ip link set eth0 master xenbr0 2>&1 &&
+		ip link set eth0 up 2>&1 &&
+		ip link set xenbr0 up 2>&1); then
+		guests_fail_all "bridge xenbr0: $out"
+		return 1
+	fi
+	echo "pvhdma-guests: bridge xenbr0 up with eth0"
+}
+
 guests_start() {
 	guests_memory "before the toolstack"
 	mkdir -p /run/pvhdma/guests /var/lock
@@ -99,6 +130,9 @@ guests_start() {
 		return 1
 	fi
 	guests_memory "after xen-init-dom0"
+	if grep -q '^vif' /pvhdma/guests/*.cfg; then
+		guests_net_up || return 1
+	fi
 	guest_daemon xenconsoled -i --log=guest --log-dir=/var/log/xen/console &
 
 	for cfg in /pvhdma/guests/*.cfg; do

@@ -21,6 +21,39 @@ pub struct TraceEntry {
     pub fault: bool,
 }
 
+/// What one guest sent through its vif, as QEMU's user network wrote it
+/// into the run's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestPayload {
+    pub guest: String,
+    pub expected: u64,
+    pub received: u64,
+    /// The first offset where the file differs from the pattern, or where
+    /// it ends early or runs on; `None` when every byte is right.
+    pub mismatch_offset: Option<u64>,
+}
+
+impl GuestPayload {
+    pub fn judge(guest: &str, want: &[u8], got: &[u8]) -> Self {
+        let mismatch_offset = got
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .map(|i| i as u64)
+            .or_else(|| (got.len() != want.len()).then(|| got.len().min(want.len()) as u64));
+        Self {
+            guest: guest.into(),
+            expected: want.len() as u64,
+            received: got.len() as u64,
+            mismatch_offset,
+        }
+    }
+
+    pub fn intact(&self) -> bool {
+        self.mismatch_offset.is_none()
+    }
+}
+
 /// Wall-clock milestones of a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timings {
@@ -52,4 +85,7 @@ pub struct RunOutcome {
     /// DMA_MAP: turns the device's `fd_offset` targets into guest-physical
     /// addresses (see `RamLayout`). `None`: the device's view is not judged.
     pub ram_layout: Option<RamLayout>,
+    /// One per guest with `net`, read after QEMU exited.
+    #[serde(default)]
+    pub guest_payloads: Vec<GuestPayload>,
 }

@@ -105,13 +105,28 @@ pub fn work_for(workload: &Workload, name: &str) -> GuestWork {
                 })
             })
             .collect(),
+        net: workload
+            .guests
+            .iter()
+            .find(|g| g.name == name)
+            .and_then(|g| g.net.clone()),
     }
 }
 
-/// A guest's xl configuration: PVH and no devices, so `xl create` needs no
-/// hotplug scripts, backends or device model in dom0.
+/// dom0's hotplug script for a vif (from the toolstack archive): it puts
+/// the vif into the bridge with dom0's NIC and tells netback it may connect.
+pub const VIF_SCRIPT: &str = "/pvhdma/toolstack/vif-pvhdma";
+/// The bridge dom0's init makes of its NIC when a guest has a vif.
+pub const BRIDGE: &str = "xenbr0";
+
+/// A guest's xl configuration: PVH with no device model; devices only a vif
+/// when the guest has `net`, whose hotplug script is the archive's own.
 pub fn xl_config(g: &GuestSpec, kernel: &str, ramdisk: &str) -> String {
-    format!(
+    let vif = match &g.net {
+        Some(_) => format!("vif = [ \"bridge={BRIDGE},script={VIF_SCRIPT}\" ]\n"),
+        None => String::new(),
+    };
+    vif + &format!(
         "# Written by the pvhdma harness for guest {name}.\n\
          name = \"{name}\"\n\
          type = \"pvh\"\n\
@@ -278,7 +293,37 @@ mod tests {
             name: name.into(),
             memory_mib: 256,
             vcpus: 1,
+            net: None,
         }
+    }
+
+    #[test]
+    fn a_guest_with_net_gets_a_vif_on_the_bridge_and_its_send() {
+        let mut g = spec("g1");
+        assert!(!xl_config(&g, "/k", "/r").contains("vif"));
+        g.net = Some(crate::scenario::guest_net(
+            0,
+            &crate::scenario::GuestNetCfg {
+                send: 256 << 10,
+                pattern: DataPattern::Xorshift,
+                seed: 3,
+            },
+        ));
+        let cfg = xl_config(&g, "/k", "/r");
+        assert!(
+            cfg.contains("vif = [ \"bridge=xenbr0,script=/pvhdma/toolstack/vif-pvhdma\" ]\n"),
+            "{cfg}"
+        );
+        let w = Workload {
+            guests: vec![g],
+            ..Workload::default()
+        };
+        let net = work_for(&w, "g1").net.unwrap();
+        assert_eq!(
+            (net.addr.as_str(), net.port, net.size, net.seed),
+            ("10.0.2.16/24", 5000, 256 << 10, 3)
+        );
+        assert!(work_for(&w, "g2").net.is_none());
     }
 
     fn list_cpio(bytes: &[u8]) -> Vec<String> {

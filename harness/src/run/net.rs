@@ -3,9 +3,26 @@
 //! Each op gets `tftp/<op name>`: `size` bytes of its pattern, the same bytes
 //! the agent checks the download against (`pvhdma_agent::net::judge`).
 
+use crate::outcome::GuestPayload;
 use pvhdma_contract::pattern::fnv1a;
 use pvhdma_contract::wire::{OpKind, Workload};
 use std::path::Path;
+
+/// What each guest with `net` got through to the host: its payload file in
+/// run directory `dir` against the pattern it was told to send. A missing
+/// file counts as empty (QEMU never ran, or never created it).
+pub fn guest_payloads(workload: Option<&Workload>, dir: &Path) -> Vec<GuestPayload> {
+    workload
+        .iter()
+        .flat_map(|w| &w.guests)
+        .filter_map(|g| {
+            let n = g.net.as_ref()?;
+            let want = n.pattern.bytes(n.seed, n.size as usize);
+            let got = std::fs::read(crate::qemu::guest_net_file(dir, &g.name)).unwrap_or_default();
+            Some(GuestPayload::judge(&g.name, &want, &got))
+        })
+        .collect()
+}
 
 /// Write one file per `net_tftp` op into `dir`; returns (name, checksum) of each.
 pub fn write_tftp_root(workload: Option<&Workload>, dir: &Path) -> std::io::Result<Vec<(String, u32)>> {
@@ -56,5 +73,38 @@ mod tests {
         assert_eq!(got, vec![("fetch".to_string(), fnv1a(&bytes))]);
         assert!(!dir.path().join("tftp/dma").exists());
         assert!(write_tftp_root(None, dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_guest_payload_is_judged_against_its_pattern() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g: pvhdma_contract::wire::GuestSpec =
+            serde_json::from_str(r#"{"name":"g1","memory_mib":256,"vcpus":1}"#).unwrap();
+        let w = |g: &pvhdma_contract::wire::GuestSpec| Workload {
+            guests: vec![g.clone()],
+            ..Workload::default()
+        };
+        assert!(guest_payloads(Some(&w(&g)), dir.path()).is_empty());
+        g.net = Some(pvhdma_contract::wire::GuestNet {
+            addr: "10.0.2.16/24".into(),
+            port: 5000,
+            size: 8192,
+            pattern: DataPattern::Xorshift,
+            seed: 4,
+        });
+        let want = DataPattern::Xorshift.bytes(4, 8192);
+        // No file: nothing arrived.
+        let p = &guest_payloads(Some(&w(&g)), dir.path())[0];
+        assert_eq!((p.received, p.mismatch_offset, p.intact()), (0, Some(0), false));
+        let file = crate::qemu::guest_net_file(dir.path(), "g1");
+        std::fs::write(&file, &want).unwrap();
+        assert!(guest_payloads(Some(&w(&g)), dir.path())[0].intact());
+        let mut bad = want.clone();
+        bad[5000] ^= 1;
+        std::fs::write(&file, &bad).unwrap();
+        assert_eq!(guest_payloads(Some(&w(&g)), dir.path())[0].mismatch_offset, Some(5000));
+        std::fs::write(&file, &want[..4096]).unwrap();
+        let p = &guest_payloads(Some(&w(&g)), dir.path())[0];
+        assert_eq!((p.received, p.mismatch_offset), (4096, Some(4096)));
     }
 }

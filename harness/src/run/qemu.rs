@@ -5,6 +5,7 @@
 
 use crate::images::Manifest;
 use crate::machine::{Accel, Dom0Mode, IommuKind, MachineSpec, NetDevice, RunSpec, E1000_BDF};
+use pvhdma_contract::wire::{GuestSpec, GUEST_NET_SINK};
 use std::path::{Path, PathBuf};
 
 /// The per-run files QEMU is pointed at.
@@ -17,6 +18,8 @@ pub struct RunPaths {
     pub device_sockets: Vec<PathBuf>,
     /// QEMU's TFTP root for `net: e1000` (files written by `vm`).
     pub tftp: PathBuf,
+    /// The run's directory, where guests' network payloads land.
+    pub dir: PathBuf,
 }
 
 impl RunPaths {
@@ -30,8 +33,19 @@ impl RunPaths {
                 .map(|i| dir.join(format!("dev{i}/vfio-user.sock")))
                 .collect(),
             tftp: dir.join("tftp"),
+            dir: dir.to_path_buf(),
         }
     }
+
+    /// Where QEMU's user network writes what guest `name` sends.
+    pub fn guest_net(&self, name: &str) -> PathBuf {
+        guest_net_file(&self.dir, name)
+    }
+}
+
+/// What guest `name` sent out through dom0's NIC, in run directory `dir`.
+pub fn guest_net_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("guest-{name}.net.bin"))
 }
 
 /// Xen's command line: the harness's defaults, then the image set's own
@@ -106,7 +120,8 @@ pub fn args(m: &Manifest, spec: &RunSpec, paths: &RunPaths) -> Vec<String> {
     let mut a = Args::default();
     machine_args(&mut a, spec, paths);
     iommu_args(&mut a, &spec.machine, paths);
-    device_args(&mut a, &spec.machine, paths);
+    let guests = spec.workload.as_ref().map_or(&[][..], |w| &w.guests[..]);
+    device_args(&mut a, &spec.machine, paths, guests);
     boot_args(&mut a, m, spec, paths);
     a.0
 }
@@ -198,17 +213,27 @@ fn iommu_args(a: &mut Args, mc: &MachineSpec, paths: &RunPaths) {
 }
 
 /// The recorders, the NIC and any extra devices.
-fn device_args(a: &mut Args, mc: &MachineSpec, paths: &RunPaths) {
+fn device_args(a: &mut Args, mc: &MachineSpec, paths: &RunPaths, guests: &[GuestSpec]) {
     for sock in &paths.device_sockets {
         let json = serde_json::json!({"driver": "vfio-user-pci", "socket": {"type": "unix", "path": sock}});
         a.flag("-device", json.to_string());
     }
     if mc.net == NetDevice::E1000 {
         // restrict=on: no route out of the VM; slirp's own TFTP still answers.
-        a.flag(
-            "-netdev",
-            format!("user,id=n0,restrict=on,tftp={}", arg_path(&paths.tftp)),
-        );
+        // restrict=on still honours guestfwd: each guest's connections to
+        // its port on the sink go into a file of the run (QEMU creates it
+        // empty at start, so a send that never arrives leaves it empty).
+        let mut netdev = format!("user,id=n0,restrict=on,tftp={}", arg_path(&paths.tftp));
+        for g in guests {
+            if let Some(n) = &g.net {
+                netdev += &format!(
+                    ",guestfwd=tcp:{GUEST_NET_SINK}:{}-file:{}",
+                    n.port,
+                    arg_path(&paths.guest_net(&g.name)).replace(',', ",,")
+                );
+            }
+        }
+        a.flag("-netdev", netdev);
         a.flag("-device", format!("e1000,netdev=n0,addr=0x{}", &E1000_BDF[3..5]));
     }
     for d in &mc.extra_devices {

@@ -117,6 +117,7 @@ pub async fn run(m: &Manifest, spec: &RunSpec) -> anyhow::Result<Run> {
             timings: Timings::default(),
             // The layout of the RAM `qemu::args` gives QEMU.
             ram_layout: Some(RamLayout::q35(spec.machine.memory_mib << 20)),
+            guest_payloads: vec![],
         },
         dir: Some(dir),
     };
@@ -214,6 +215,7 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
     }
     out.iommu_trace = crate::trace::parse(&std::fs::read_to_string(&paths.trace_log).unwrap_or_default());
     out.console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    out.guest_payloads = crate::net::guest_payloads(spec.workload.as_ref(), dir);
     std::fs::write(dir.join("outcome.json"), serde_json::to_string_pretty(&*out)?)?;
     Ok(())
 }

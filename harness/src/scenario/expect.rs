@@ -54,6 +54,9 @@ pub struct Expect {
     pub devices_bound: Option<Count>,
     /// QEMU's IOMMU trace for one PCI device, by its address (e.g. the e1000).
     pub trace: Option<TraceExpect>,
+    /// What guests sent through their vifs (`guests[].net`), as it arrived
+    /// on the host side.
+    pub guest_net: Option<GuestNetExpect>,
     /// Regular expressions on the whole console log.
     pub log: Option<LogExpect>,
     /// Per-operation expectations, by op name; they hold for every run of the op.
@@ -272,6 +275,15 @@ pub struct TraceExpect {
     pub some_target_at_or_above: Option<ByteSize>,
 }
 
+/// What arrived of the guests' sends.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuestNetExpect {
+    /// true: every guest with `net` got its whole payload through, byte for
+    /// byte. false: at least one guest's payload is missing, short or wrong.
+    pub payload_intact: Option<bool>,
+}
+
 /// `bus:dev.fn` (hex) as numbers; QEMU's VT-d trace prints the function
 /// with two digits (`00:10.00`), AMD-Vi's with one.
 pub fn parse_bdf(s: &str) -> Option<(u8, u8, u8)> {
@@ -404,6 +416,7 @@ pub enum Check<'a> {
     TraceTranslations(&'a str, Count),
     TraceIovaBelow(&'a str, u64),
     TraceSomeTargetAtOrAbove(&'a str, u64),
+    GuestNetPayloadIntact(bool),
     LogContains(&'a [Pattern]),
     /// dom0 printed no kernel warning that the allow-list does not name.
     KernelWarnings(&'a [Pattern]),
@@ -464,6 +477,7 @@ impl Check<'_> {
             Check::TraceTranslations(..) => "trace.translations".into(),
             Check::TraceIovaBelow(..) => "trace.iova_below".into(),
             Check::TraceSomeTargetAtOrAbove(..) => "trace.some_target_at_or_above".into(),
+            Check::GuestNetPayloadIntact(_) => "guest_net.payload_intact".into(),
             Check::LogContains(_) => "log.contains".into(),
             Check::KernelWarnings(_) => "kernel_warnings".into(),
             Check::LogLacks(_) => "log.lacks".into(),
@@ -540,6 +554,9 @@ impl Expect {
             if let Some(a) = t.some_target_at_or_above {
                 v.push(Check::TraceSomeTargetAtOrAbove(dev, a.bytes()));
             }
+        }
+        if let Some(b) = self.guest_net.as_ref().and_then(|g| g.payload_intact) {
+            v.push(Check::GuestNetPayloadIntact(b));
         }
         if let Some(l) = &self.log {
             if !l.contains.is_empty() {

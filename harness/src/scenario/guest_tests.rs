@@ -101,3 +101,36 @@ fn guest_mistakes_are_refused_with_their_place() {
     let e = op("{name: a, kind: single, size: 4K, buffer: {guest: g1, grant: rx}}");
     assert!(e.path.starts_with("workload[0].buffer"), "{e}");
 }
+
+#[test]
+fn a_guest_net_needs_the_e1000_and_maps_to_the_wire() {
+    let net = "guests:\n  - {name: g1, net: {send: 256K, seed: 7}}\n  - {name: g2, net: {send: 1K}}\n";
+    let s = parse(&format!("description: d\nmachine: {{net: e1000}}\n{net}")).unwrap();
+    let w = s.to_run_spec().workload.unwrap();
+    let n = w.guests[0].net.as_ref().unwrap();
+    assert_eq!(
+        (n.addr.as_str(), n.port, n.size, n.seed),
+        ("10.0.2.16/24", 5000, 256 << 10, 7)
+    );
+    let n = w.guests[1].net.as_ref().unwrap();
+    assert_eq!(
+        (n.addr.as_str(), n.port, n.size, n.seed),
+        ("10.0.2.17/24", 5001, 1024, 0)
+    );
+
+    let e = parse(&format!("description: d\n{net}")).unwrap_err();
+    assert_eq!(e.path, "guests[0].net", "{e}");
+    assert!(e.message.contains("machine.net: e1000"), "{e}");
+    let e = parse(&format!(
+        "description: d\nmachine: {{net: e1000}}\n{net}workload:\n  - {{name: f, kind: net_tftp, size: 1M}}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.path, "guests[0].net", "{e}");
+    for bad in ["{send: 0}", "{send: 17M}", "{send: 1K, port: 9}"] {
+        let e = parse(&format!(
+            "description: d\nmachine: {{net: e1000}}\nguests:\n  - {{name: g1, net: {bad}}}\n"
+        ))
+        .unwrap_err();
+        assert!(e.path.starts_with("guests[0]"), "{bad}: {e}");
+    }
+}

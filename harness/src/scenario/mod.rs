@@ -18,12 +18,12 @@ mod guest_tests;
 mod tests;
 
 pub use expect::{
-    id_matches, parse_bdf, BootExpect, BootExpectMap, Check, Count, DeviceAddrs, Expect, ExpectFailure, LogExpect,
-    OpCheck, OpExpect, PoolState, TraceExpect, TranslatedAddrs,
+    id_matches, parse_bdf, BootExpect, BootExpectMap, Check, Count, DeviceAddrs, Expect, ExpectFailure, GuestNetExpect,
+    LogExpect, OpCheck, OpExpect, PoolState, TraceExpect, TranslatedAddrs,
 };
 pub use model::{
-    AccelCfg, BufferCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, GrantCfg, GuestCfg, GuestTypeCfg, Inject,
-    IommuCfg, MachineCfg, NetCfg, OpCfg, OpKindCfg, PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
+    AccelCfg, BufferCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, GrantCfg, GuestCfg, GuestNetCfg, GuestTypeCfg,
+    Inject, IommuCfg, MachineCfg, NetCfg, OpCfg, OpKindCfg, PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
 };
 pub use parse::{load, parse_str, scenario_files, ScenarioError};
 pub use size::{parse_bytes, parse_duration, ByteSize, HumanDuration, MemSize, SizeError};
@@ -110,10 +110,12 @@ impl Scenario {
             guests: self
                 .guests
                 .iter()
-                .map(|g| wire::GuestSpec {
+                .enumerate()
+                .map(|(i, g)| wire::GuestSpec {
                     name: g.name.value.clone(),
                     memory_mib: u32::try_from(g.memory.mib).unwrap_or(u32::MAX),
                     vcpus: g.vcpus,
+                    net: g.net.as_ref().map(|n| guest_net(i, n)),
                 })
                 .collect(),
         });
@@ -174,5 +176,17 @@ impl OpCfg {
                 readonly: b.grant == GrantCfg::Ro,
             }),
         }
+    }
+}
+
+/// The `i`th guest's place in QEMU's user network: dom0's own address is
+/// 10.0.2.15, so guests take 10.0.2.16 up; each sends to its own port.
+pub fn guest_net(i: usize, n: &GuestNetCfg) -> wire::GuestNet {
+    wire::GuestNet {
+        addr: format!("10.0.2.{}/24", 16 + i),
+        port: 5000 + i as u16,
+        size: n.send,
+        pattern: n.pattern,
+        seed: n.seed,
     }
 }

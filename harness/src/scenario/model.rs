@@ -306,6 +306,42 @@ pub struct GuestCfg {
     #[serde(default = "one", deserialize_with = "positive_u32")]
     #[schemars(range(min = 1))]
     pub vcpus: u32,
+    /// A vif bridged to dom0's e1000 (needs `machine.net: e1000`), through
+    /// which the guest sends a payload out of the machine.
+    pub net: Option<GuestNetCfg>,
+}
+
+/// What a guest sends through its vif: `send` bytes of the pattern from
+/// `seed`, over TCP to QEMU's user network, which writes them into
+/// `guest-NAME.net.bin` in the run's directory (`expect.guest_net` judges
+/// that file). dom0's netback maps the guest's pages of each segment and
+/// hands them to the e1000 driver.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuestNetCfg {
+    /// 1 byte to 16M.
+    #[serde(deserialize_with = "net_size")]
+    #[schemars(with = "ByteSize")]
+    pub send: u32,
+    /// Default xorshift.
+    #[serde(default)]
+    pub pattern: DataPattern,
+    /// Default 0.
+    #[serde(default)]
+    pub seed: u32,
+}
+
+/// More than a socket's buffers hold, small enough for a TCG run.
+pub const MAX_GUEST_SEND: u64 = 16 << 20;
+
+fn net_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = ByteSize::deserialize(d)?.bytes();
+    if v == 0 || v > MAX_GUEST_SEND {
+        return Err(serde::de::Error::custom(format!(
+            "send {v} bytes: expected 1 byte to 16M"
+        )));
+    }
+    Ok(v as u32)
 }
 
 fn default_guest_memory() -> MemSize {

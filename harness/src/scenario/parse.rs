@@ -160,6 +160,20 @@ fn validate_guests(s: &Scenario) -> Result<BTreeSet<&str>, Invalid> {
             return Err((loc, path, format!("duplicate guest name `{name}`")));
         }
         guest_mib += g.memory.mib;
+        if g.net.is_some() && s.machine.net != NetCfg::E1000 {
+            return Err((
+                loc,
+                format!("guests[{i}].net"),
+                "a guest's vif is bridged to dom0's NIC: it needs `machine.net: e1000`".into(),
+            ));
+        }
+        if g.net.is_some() && s.workload.iter().any(|op| op.kind == OpKindCfg::NetTftp) {
+            return Err((
+                loc,
+                format!("guests[{i}].net"),
+                "net_tftp configures dom0's NIC itself; a guest's vif puts it in a bridge".into(),
+            ));
+        }
     }
     if s.guests.is_empty() {
         return Ok(names);

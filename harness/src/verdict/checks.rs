@@ -10,6 +10,18 @@ use pvhdma_contract::markers::BOUNCE_TRACEPOINT as BOUNCE_EVENT;
 use pvhdma_contract::record::{AccessKind, AccessOutcome};
 use pvhdma_contract::wire::{OpKind, OpResult, Range};
 
+/// A guest's own account of its send (its `PVHDMA-GUEST-NET` line as dom0
+/// relayed it), for the message: the file says what arrived, this says why.
+fn guest_net_line<'c>(console: &'c str, guest: &str) -> Option<&'c str> {
+    let relay = format!("{}{guest} ", pvhdma_contract::markers::guest::RELAY);
+    let prefix = pvhdma_contract::markers::guest::NET_PREFIX;
+    console
+        .lines()
+        .rev()
+        .filter(|l| l.contains(&relay))
+        .find_map(|l| l.find(prefix).map(|i| l[i + prefix.len()..].trim_end()))
+}
+
 struct Ctx<'a> {
     out: &'a RunOutcome,
     acc: Vec<Access<'a>>,
@@ -201,6 +213,7 @@ impl<'a> Ctx<'a> {
                     }
                 }
             }
+            Check::GuestNetPayloadIntact(want) => self.guest_net_payload(*want),
             Check::LogContains(ps) => self.log_contains(ps),
             Check::LogLacks(ps) => self.log_lacks(ps),
             Check::KernelWarnings(allow) => self.kernel_warnings(allow),
@@ -663,6 +676,36 @@ impl<'a> Ctx<'a> {
                 ),
             ),
         }
+    }
+
+    fn guest_net_payload(&self, want: bool) -> Judged {
+        let expected = if want {
+            "every guest's payload arrived intact".to_string()
+        } else {
+            "some guest's payload is missing, short or wrong".to_string()
+        };
+        let p = &self.out.guest_payloads;
+        if p.is_empty() {
+            return (false, expected, "no guest has `net`: nothing was sent".into());
+        }
+        let detail = p
+            .iter()
+            .map(|g| {
+                let how = match g.mismatch_offset {
+                    None => "intact".to_string(),
+                    Some(o) if o == g.received => format!("ends at {o}"),
+                    Some(o) => format!("first wrong byte at {o}"),
+                };
+                let said = guest_net_line(&self.out.console, &g.guest).unwrap_or("no PVHDMA-GUEST-NET line");
+                format!(
+                    "{}: {} of {} bytes, {how} (the guest: {said})",
+                    g.guest, g.received, g.expected
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let all = p.iter().all(|g| g.intact());
+        (all == want, expected, detail)
     }
 
     fn log_contains(&self, ps: &[Pattern]) -> Judged {

@@ -35,6 +35,7 @@ fn outcome(end: RunEnd, results: Vec<OpResult>, records: Vec<DmaRecord>, trace: 
         artifacts: PathBuf::from("/tmp/none"),
         timings: Timings::default(),
         ram_layout: Some(RamLayout::q35(8 << 30)),
+        guest_payloads: vec![],
     }
 }
 
@@ -478,6 +479,66 @@ fn mapping_errors() {
     assert!(msg.contains("first: result #1 (tag 2, op \"hs\")"), "{msg}");
     passes("  mapping_errors: true\n", &o, "mapping_errors");
     passes("  mapping_errors: 1\n", &o, "mapping_errors");
+}
+
+#[test]
+fn guest_net_payload_intact() {
+    use crate::outcome::GuestPayload;
+    let want = [7u8; 64];
+    let mut o = good_run();
+    // No guest sent anything: neither claim has evidence.
+    let msg = fails(
+        "  guest_net: { payload_intact: true }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
+    assert!(msg.contains("nothing was sent"), "{msg}");
+    fails(
+        "  guest_net: { payload_intact: false }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
+    o.guest_payloads = vec![GuestPayload::judge("g1", &want, &want)];
+    o.console += "PVHDMA-GUEST g1 PVHDMA-GUEST-NET {\"sent\":64,\"acked\":true}\n";
+    let msg = passes_with(
+        "  guest_net: { payload_intact: true }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
+    assert!(
+        msg.contains("g1: 64 of 64 bytes, intact (the guest: {\"sent\":64"),
+        "{msg}"
+    );
+    fails(
+        "  guest_net: { payload_intact: false }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
+    // A second guest whose send never arrived breaks "every".
+    o.guest_payloads.push(GuestPayload::judge("g2", &want, &[]));
+    let msg = fails(
+        "  guest_net: { payload_intact: true }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
+    assert!(
+        msg.contains("g2: 0 of 64 bytes, ends at 0 (the guest: no PVHDMA-GUEST-NET line)"),
+        "{msg}"
+    );
+    passes(
+        "  guest_net: { payload_intact: false }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
+    let mut wrong = want;
+    wrong[9] = 0;
+    o.guest_payloads = vec![GuestPayload::judge("g1", &want, &wrong)];
+    let msg = fails(
+        "  guest_net: { payload_intact: true }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
+    assert!(msg.contains("first wrong byte at 9"), "{msg}");
 }
 
 #[test]
@@ -1153,6 +1214,7 @@ const TWINS: &[(&str, Twin)] = &[
     ("swiotlb_pool", Twin::Scenario("neg-swiotlb-pool-absent")),
     ("mapping_errors", Twin::Unit("mapping_errors")),
     ("devices_bound", Twin::Unit("devices_bound")),
+    ("guest_net.payload_intact", Twin::Unit("guest_net_payload_intact")),
     (
         "xen_cpuid.iommu_mappings",
         Twin::Unit("xen_iommu_mappings_needs_doms_report"),
@@ -1211,6 +1273,7 @@ fn every_assertion_has_a_twin() {
          \x20 translations_agree: true\n\
          \x20 data_intact: true\n  iommu_faults: 0\n  bounces: 0\n  device_addrs_in_swiotlb: true\n  swiotlb_pool: absent\n\
          \x20 mapping_errors: 0\n  devices_bound: 1\n  log: {contains: [a], lacks: [b]}\n\
+         \x20 guest_net: {payload_intact: true}\n\
          \x20 xen_cpuid: {iommu_mappings: true}\n\
          \x20 trace: {device: '00:10.0', translations: 1, iova_below: 4G, some_target_at_or_above: 4G}\n\
          \x20 ops: {hs: {map_error: false, intact: true, device_error: 0, bounced: false, error: false, irq: true,\n\

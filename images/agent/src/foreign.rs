@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pvhdma_contract::markers::guest::{CHECK_PREFIX, CONSOLE_LOG_DIR, DOMID_DIR};
+use pvhdma_contract::markers::guest::{CHECK_PREFIX, CONSOLE_LOG_DIR, DOMID_DIR, NET_PREFIX};
 use pvhdma_contract::uapi::RawSeg;
 use pvhdma_contract::wire::{CheckLine, Direction, Foreign, Op, OpResult, Workload};
 
@@ -106,6 +106,10 @@ pub fn run(slot: Slot, op: &Op, file: &File, tracer: Option<&Tracer>) -> OpResul
 /// get to pass its last lines on before dom0 powers off.
 const CHECK_WAIT: Duration = Duration::from_secs(10);
 const RELAY_DRAIN: Duration = Duration::from_secs(3);
+/// How long a guest with a vif gets to boot, connect and send. The guest
+/// gives up on its own well before this (and says so); the harness's run
+/// timeout bounds it too.
+const NET_WAIT: Duration = Duration::from_secs(240);
 
 /// Before dom0 powers off: give each guest the time to report from-device
 /// data in its own pages, then let the relays catch up, so the harness sees
@@ -132,6 +136,22 @@ pub fn settle(workload: &Workload) -> Vec<String> {
         });
         std::thread::sleep(Duration::from_millis(200));
     }
+    // A guest's send runs beside any ops: dom0 must stay up until the guest
+    // said how it ended, or the payload file is cut short by the poweroff.
+    let mut senders: Vec<&str> = workload
+        .guests
+        .iter()
+        .filter(|g| g.net.is_some())
+        .map(|g| g.name.as_str())
+        .collect();
+    while !senders.is_empty() && start.elapsed() < NET_WAIT {
+        senders.retain(|guest| {
+            let text = std::fs::read_to_string(console_log(guest)).unwrap_or_default();
+            !text.contains(NET_PREFIX)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+    }
     std::thread::sleep(RELAY_DRAIN);
+    missing.extend(senders.into_iter().map(|g| (g, "net")));
     missing.into_iter().map(|(g, op)| format!("{g}/{op}")).collect()
 }

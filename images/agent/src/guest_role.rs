@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use pvhdma_contract::markers::guest::{CHECK_PREFIX, GRANT_PREFIX};
+use pvhdma_contract::markers::guest::{CHECK_PREFIX, GRANT_PREFIX, NET_PREFIX};
 use pvhdma_contract::wire::{CheckLine, Direction, GrantLine, GuestWork};
 
 use crate::gntalloc::Grant;
@@ -26,6 +26,13 @@ fn emit(prefix: &str, json: &str) {
 pub fn run(work_path: &str) -> Result<std::convert::Infallible, String> {
     let text = std::fs::read_to_string(work_path).map_err(|e| format!("cannot read {work_path}: {e}"))?;
     let work: GuestWork = serde_json::from_str(&text).map_err(|e| format!("bad guest work {work_path}: {e}"))?;
+    if let Some(net) = work.net.clone() {
+        // Beside the grants: dom0 may be running ops on them meanwhile.
+        std::thread::spawn(move || {
+            let line = crate::guest_net::run(&net);
+            emit(NET_PREFIX, &serde_json::to_string(&line).unwrap_or_default());
+        });
+    }
     let mut held = Vec::new();
     for g in &work.grants {
         let grant = Grant::alloc(Path::new(GNTALLOC), DOM0, g.pages, g.readonly)?;

@@ -40,7 +40,7 @@ pub fn judge(slot: Slot, op: &Op, got: &[u8]) -> OpResult {
     r
 }
 
-fn sh(prog: &str, args: &[&str]) -> Result<(), String> {
+pub(crate) fn sh(prog: &str, args: &[&str]) -> Result<(), String> {
     let out = Command::new(prog)
         .args(args)
         .output()
@@ -58,7 +58,7 @@ fn sh(prog: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-fn wait_for(what: &str, timeout: Duration, ok: impl Fn() -> bool) -> Result<(), String> {
+pub(crate) fn wait_for(what: &str, timeout: Duration, ok: impl Fn() -> bool) -> Result<(), String> {
     let start = Instant::now();
     while !ok() {
         if start.elapsed() > timeout {

@@ -18,6 +18,11 @@ use std::process::Command;
 /// The tools copied from the recipe's `bin` directory.
 pub const TOOLS: &[&str] = &["xl", "xenstored", "xenconsoled", "xen-init-dom0"];
 
+/// Tools outside `bin`, by their path in the tool root. A vif's hotplug
+/// script reports to netback through xenstore-write (a hard link of the
+/// multi-call `xenstore`, which acts by the name it is run as).
+pub const ROOT_TOOLS: &[&str] = &["usr/bin/xenstore-write"];
+
 /// dom0 modules the toolstack needs, in load order (xenfs needs privcmd;
 /// modules.dep lists no other dependency among them), with their directory
 /// under the kernel's module tree.
@@ -27,6 +32,15 @@ pub const DOM0_MODULES: &[(&str, &str)] = &[
     ("kernel/drivers/xen/xenfs", "xenfs"),
     ("kernel/drivers/xen", "xen-gntdev"),
     ("kernel/drivers/xen", "xen-gntalloc"),
+];
+
+/// dom0 modules for guests' vifs, in load order (bridge needs stp and llc,
+/// by modules.dep); dom0's init loads them only when a guest has one.
+pub const NET_MODULES: &[(&str, &str)] = &[
+    ("kernel/net/llc", "llc"),
+    ("kernel/net/802", "stp"),
+    ("kernel/net/bridge", "bridge"),
+    ("kernel/drivers/net/xen-netback", "xen-netback"),
 ];
 
 /// Directories the tools expect to exist (runtime state, logs, sockets).
@@ -61,8 +75,18 @@ pub fn write(dst: &Path, tool_root: &Path, bin: &str, dom0_root: &Path) -> anyho
         for lib in closure(tool_root, &path, &bin_dir)? {
             files.insert(inner_path(tool_root, &lib)?, lib);
         }
-        tools.push((tool, inner.clone()));
+        tools.push((tool.to_string(), inner.clone()));
         files.insert(inner, path);
+    }
+    for tool in ROOT_TOOLS {
+        let path = tool_root.join(tool);
+        anyhow::ensure!(path.is_file(), "{} is missing from the toolstack root", path.display());
+        for lib in closure(tool_root, &path, &bin_dir)? {
+            files.insert(inner_path(tool_root, &lib)?, lib);
+        }
+        let name = Path::new(tool).file_name().unwrap_or_default().to_string_lossy();
+        tools.push((name.into_owned(), tool.to_string()));
+        files.insert(tool.to_string(), path);
     }
     files.insert(LOADER.into(), tool_root.join(LOADER));
     // glibc loads libgcc_s at run time (pthread_cancel, which libxl uses),
@@ -103,7 +127,7 @@ pub fn write(dst: &Path, tool_root: &Path, bin: &str, dom0_root: &Path) -> anyho
             target: &target,
         })?;
     }
-    for (dir, name) in DOM0_MODULES {
+    for (dir, name) in DOM0_MODULES.iter().chain(NET_MODULES) {
         let data = module(dom0_root, dir, name)?;
         w.add(&Entry::File {
             path: &format!("lib/modules/{name}.ko"),
@@ -111,24 +135,28 @@ pub fn write(dst: &Path, tool_root: &Path, bin: &str, dom0_root: &Path) -> anyho
             data: &data,
         })?;
     }
-    let script = std::fs::read(workspace_root().join("images/initramfs/guests.sh"))
-        .context("images/initramfs/guests.sh is missing")?;
-    w.add(&Entry::File {
-        path: "pvhdma/toolstack/guests.sh",
-        mode: 0o755,
-        data: &script,
-    })?;
+    for script in ["guests.sh", "vif-pvhdma"] {
+        let data = std::fs::read(workspace_root().join("images/initramfs").join(script))
+            .with_context(|| format!("images/initramfs/{script} is missing"))?;
+        w.add(&Entry::File {
+            path: &format!("pvhdma/toolstack/{script}"),
+            mode: 0o755,
+            data: &data,
+        })?;
+    }
     w.finish()?;
     Ok(())
 }
 
 /// A guest's base initramfs: busybox, its init, the agent (in its guest
-/// role) and the grant-alloc module of the kernel it boots (dom0's).
+/// role), and the grant-alloc and netfront modules of the kernel it boots
+/// (dom0's).
 pub fn write_guest(dst: &Path, dom0_root: &Path, agent: &Path) -> anyhow::Result<()> {
     let init = std::fs::read(workspace_root().join("images/initramfs/guest-init"))
         .context("images/initramfs/guest-init is missing")?;
     let agent = std::fs::read(agent)?;
     let gntalloc = module(dom0_root, "kernel/drivers/xen", "xen-gntalloc")?;
+    let netfront = module(dom0_root, "kernel/drivers/net", "xen-netfront")?;
     with_busybox(
         dst,
         dom0_root,
@@ -136,6 +164,7 @@ pub fn write_guest(dst: &Path, dom0_root: &Path, agent: &Path) -> anyhow::Result
             ("init", 0o755, &init),
             ("bin/pvhdma-agent", 0o755, &agent),
             ("lib/modules/xen-gntalloc.ko", 0o644, &gntalloc),
+            ("lib/modules/xen-netfront.ko", 0o644, &netfront),
         ],
     )
 }
