@@ -853,6 +853,20 @@ static int copy_grant_pages_out(const struct grant_ctx *g,
 	return 0;
 }
 
+/*
+ * Take the device's lock for one op, unless remove() has already run: the
+ * file can outlive the device, and an op must never touch a gone one.
+ */
+static int lock_present(struct pvhdma_dev *d)
+{
+	mutex_lock(&d->lock);
+	if (d->gone) {
+		mutex_unlock(&d->lock);
+		return -ENODEV;
+	}
+	return 0;
+}
+
 static long pvhdma_ioctl_grant(struct pvhdma_dev *d, void __user *uarg)
 {
 	struct pvhdma_op __user *uop;
@@ -889,12 +903,9 @@ static long pvhdma_ioctl_grant(struct pvhdma_dev *d, void __user *uarg)
 		goto out;
 	}
 
-	mutex_lock(&d->lock);
-	if (d->gone) {
-		mutex_unlock(&d->lock);
-		ret = -ENODEV;
+	ret = lock_present(d);
+	if (ret)
 		goto out;
-	}
 	op->result = grant_map(g);
 	if (op->result == PVHDMA_RES_OK)
 		ret = run_op(d, op, g);
@@ -961,12 +972,9 @@ static long pvhdma_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	if (ret)
 		goto out;
 
-	mutex_lock(&d->lock);
-	if (d->gone) {
-		mutex_unlock(&d->lock);
-		ret = -ENODEV;
+	ret = lock_present(d);
+	if (ret)
 		goto out;
-	}
 	ret = run_op(d, op, NULL);
 	mutex_unlock(&d->lock);
 
