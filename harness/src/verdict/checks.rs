@@ -688,6 +688,9 @@ impl<'a> Ctx<'a> {
         if p.is_empty() {
             return (false, expected, "no guest has `net`: nothing was sent".into());
         }
+        // Two witnesses: the file QEMU wrote on the host side, and the
+        // guest's own word that TCP acknowledged every byte. They must agree.
+        let mut disagree = false;
         let detail = p
             .iter()
             .map(|g| {
@@ -696,16 +699,25 @@ impl<'a> Ctx<'a> {
                     Some(o) if o == g.received => format!("ends at {o}"),
                     Some(o) => format!("first wrong byte at {o}"),
                 };
-                let said = guest_net_line(&self.out.console, &g.guest).unwrap_or("no PVHDMA-GUEST-NET line");
-                format!(
+                let line = guest_net_line(&self.out.console, &g.guest);
+                let acked = line
+                    .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .and_then(|v| v["acked"].as_bool());
+                let said = line.unwrap_or("no PVHDMA-GUEST-NET line");
+                let mut text = format!(
                     "{}: {} of {} bytes, {how} (the guest: {said})",
                     g.guest, g.received, g.expected
-                )
+                );
+                if acked.is_some_and(|a| a != g.intact()) {
+                    disagree = true;
+                    text += ", but the file and the guest's acknowledgement disagree";
+                }
+                text
             })
             .collect::<Vec<_>>()
             .join("; ");
         let all = p.iter().all(|g| g.intact());
-        (all == want, expected, detail)
+        (all == want && !disagree, expected, detail)
     }
 
     fn log_contains(&self, ps: &[Pattern]) -> Judged {

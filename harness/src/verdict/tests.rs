@@ -514,6 +514,16 @@ fn guest_net_payload_intact() {
         &o,
         "guest_net.payload_intact",
     );
+    // An intact file whose sender saw its bytes unacknowledged: the two
+    // witnesses disagree, and neither claim holds.
+    let mut split = o.clone();
+    split.console = split.console.replace("\"acked\":true", "\"acked\":false");
+    let msg = fails(
+        "  guest_net: { payload_intact: true }\n",
+        &split,
+        "guest_net.payload_intact",
+    );
+    assert!(msg.contains("disagree"), "{msg}");
     // A second guest whose send never arrived breaks "every".
     o.guest_payloads.push(GuestPayload::judge("g2", &want, &[]));
     let msg = fails(
