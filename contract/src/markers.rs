@@ -44,8 +44,12 @@ pub mod guest {
     pub const AGENT_FAILED: &str = "PVHDMA-GUEST-AGENT-FAILED";
     /// A guest's grants for one op (a JSON [`crate::wire::GrantLine`]).
     pub const GRANT_PREFIX: &str = "PVHDMA-GRANT ";
-    /// A guest saw from-device data arrive in its pages (a JSON [`crate::wire::CheckLine`]).
+    /// What a guest found in a from-device op's pages (a JSON [`crate::wire::CheckLine`]).
     pub const CHECK_PREFIX: &str = "PVHDMA-GUEST-CHECK ";
+    /// The xenstore directory, relative to a guest's home
+    /// (`/local/domain/<domid>/`), where dom0's agent writes `<op>` once it
+    /// unmapped that op's grants: the guest looks at its pages only then.
+    pub const UNMAPPED_KEY: &str = "data/pvhdma-unmapped";
     /// A guest's account of its network send (a JSON [`crate::wire::NetLine`]).
     pub const NET_PREFIX: &str = "PVHDMA-GUEST-NET ";
     /// Where the harness puts a guest's work in the guest's initramfs (no leading `/`).
@@ -61,4 +65,7 @@ pub mod guest {
     pub const DOMID_DIR: &str = "/run/pvhdma/guests";
     /// Where dom0's xenconsoled logs each guest's console (`guest-<name>.log`).
     pub const CONSOLE_LOG_DIR: &str = "/var/log/xen/console";
+    /// Where dom0's console relay copies each guest line once it has passed
+    /// it on (`guest-<name>.log`): what the harness can have seen of a guest.
+    pub const RELAYED_LOG_DIR: &str = "/run/pvhdma/relayed";
 }

@@ -235,12 +235,49 @@ pub struct GrantLine {
     pub refs: Vec<u32>,
 }
 
-/// A guest's own check of from-device data, printed after
-/// [`crate::markers::guest::CHECK_PREFIX`] once its pages hold the pattern.
+/// A guest's own look at the pages of one from-device op, printed after
+/// [`crate::markers::guest::CHECK_PREFIX`] once dom0 said it unmapped them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckLine {
     pub op: String,
-    pub intact: bool,
+    pub sees: GuestSees,
+}
+
+/// What a guest finds in an op's pages after dom0 unmapped them, compared
+/// byte for byte over every page it granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum GuestSees {
+    /// The op's pattern: the device's data reached the guest.
+    Pattern,
+    /// Exactly what the guest wrote before granting: nothing reached it.
+    Unchanged,
+    /// Neither: something else was written into the guest's memory.
+    Other,
+}
+
+impl GuestSees {
+    /// Classify `pages` against the pattern and against what was written first.
+    pub fn of(pages: &[Vec<u8>], pattern: &[Vec<u8>], initial: &[Vec<u8>]) -> GuestSees {
+        if pages == pattern {
+            GuestSees::Pattern
+        } else if pages == initial {
+            GuestSees::Unchanged
+        } else {
+            GuestSees::Other
+        }
+    }
+}
+
+impl std::fmt::Display for GuestSees {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GuestSees::Pattern => "pattern",
+            GuestSees::Unchanged => "unchanged",
+            GuestSees::Other => "other",
+        })
+    }
 }
 
 /// One bound instance of the device, as the driver saw it at probe.
@@ -374,5 +411,25 @@ mod tests {
             })
         );
         assert!(s.devices.is_empty());
+    }
+
+    #[test]
+    fn a_guest_tells_pattern_from_untouched_from_anything_else() {
+        let pattern = vec![vec![1u8, 2], vec![3, 4]];
+        let initial = vec![vec![!1u8, !2], vec![!3, !4]];
+        assert_eq!(GuestSees::of(&pattern, &pattern, &initial), GuestSees::Pattern);
+        assert_eq!(GuestSees::of(&initial, &pattern, &initial), GuestSees::Unchanged);
+        // One byte off in the last page is neither.
+        let mut last_off = pattern.clone();
+        last_off[1][1] = 0;
+        assert_eq!(GuestSees::of(&last_off, &pattern, &initial), GuestSees::Other);
+        let line = CheckLine {
+            op: "w".into(),
+            sees: GuestSees::Unchanged,
+        };
+        assert_eq!(
+            serde_json::to_string(&line).unwrap(),
+            r#"{"op":"w","sees":"unchanged"}"#
+        );
     }
 }

@@ -265,6 +265,7 @@ fn guest_scripts_use_the_contracts_markers_and_paths() {
         guest::CRASHED,
         guest::DOMID_DIR,
         guest::CONSOLE_LOG_DIR,
+        guest::RELAYED_LOG_DIR,
         guest::TOOLSTACK_DIR,
     ] {
         assert!(dom0.contains(s), "images/initramfs/guests.sh does not use {s:?}");

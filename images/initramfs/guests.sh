@@ -21,10 +21,14 @@ guests_fail_all() {
 
 # One guest's console, line by line, with its name in front. xenconsoled
 # creates the log when the guest's console connects; tail -F waits for it.
+# A guest's boot log can run far ahead of dom0's serial console, so each
+# line is also copied once passed on: the agent waits on that copy, not on
+# xenconsoled's log, before it powers dom0 off.
 guest_relay() {
 	tail -n +1 -F "/var/log/xen/console/guest-$1.log" 2>/dev/null |
 		while IFS= read -r line; do
 			echo "PVHDMA-GUEST $1 $line"
+			echo "$line" >>"/run/pvhdma/relayed/guest-$1.log"
 		done
 }
 
@@ -104,7 +108,7 @@ guests_net_up() {
 
 guests_start() {
 	guests_memory "before the toolstack"
-	mkdir -p /run/pvhdma/guests /var/lock
+	mkdir -p /run/pvhdma/guests /run/pvhdma/relayed /var/lock
 	for m in xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc; do
 		if ! out=$(insmod "/lib/modules/$m.ko" 2>&1); then
 			guests_fail_all "insmod $m.ko: $out"

@@ -7,6 +7,7 @@
 use super::size::ByteSize;
 use super::util::{deserialize_str_or_map, Pattern, StrOrMap};
 use pvhdma_contract::run_end::EndKind;
+use pvhdma_contract::wire::GuestSees;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -349,6 +350,10 @@ pub struct OpExpect {
     pub in_swiotlb: Option<bool>,
     /// Device accesses of this op that QEMU refused.
     pub iommu_faults: Option<Count>,
+    /// A from-device op on a guest's buffer: what the guest finds in every
+    /// granted page after dom0 unmapped them (`pattern`, `unchanged` = what
+    /// it wrote before granting, `other`). Held to dom0's `intact` too.
+    pub guest_sees: Option<GuestSees>,
 }
 
 /// What Xen's CPUID leaves tell dom0.
@@ -436,6 +441,7 @@ pub enum OpCheck {
     DeviceAddrsBelow(u64),
     InSwiotlb(bool),
     IommuFaults(Count),
+    GuestSees(GuestSees),
 }
 
 impl OpCheck {
@@ -450,6 +456,7 @@ impl OpCheck {
             OpCheck::DeviceAddrsBelow(_) => "device_addrs_below",
             OpCheck::InSwiotlb(_) => "in_swiotlb",
             OpCheck::IommuFaults(_) => "iommu_faults",
+            OpCheck::GuestSees(_) => "guest_sees",
         }
     }
 }
@@ -595,6 +602,9 @@ impl Expect {
             }
             if let Some(x) = e.iommu_faults {
                 v.push(op(OpCheck::IommuFaults(x)));
+            }
+            if let Some(x) = e.guest_sees {
+                v.push(op(OpCheck::GuestSees(x)));
             }
         }
         v

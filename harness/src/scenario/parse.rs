@@ -305,6 +305,16 @@ fn validate_expect_refs(s: &Scenario, names: &BTreeSet<&str>) -> Result<(), Inva
                 ),
             ));
         }
+        // Only a guest looks at its own pages after a device wrote them.
+        let op = s.workload.iter().find(|o| o.name.value == *name);
+        let guest_from = op.is_some_and(|o| o.buffer.is_some() && o.dir == DirCfg::FromDevice);
+        if e.value.guest_sees.is_some() && !guest_from {
+            return Err((
+                Some(e.referenced),
+                format!("expect.ops.{name}.guest_sees"),
+                format!("`{name}` is not a from_device op on a guest's buffer: no guest looks at its pages"),
+            ));
+        }
     }
     Ok(())
 }

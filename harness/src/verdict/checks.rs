@@ -8,18 +8,31 @@ use crate::outcome::{RunOutcome, TraceEntry};
 use crate::scenario::{parse_bdf, BootExpect, Check, Count, Expect, OpCheck, Pattern, PoolState};
 use pvhdma_contract::markers::BOUNCE_TRACEPOINT as BOUNCE_EVENT;
 use pvhdma_contract::record::{AccessKind, AccessOutcome};
-use pvhdma_contract::wire::{OpKind, OpResult, Range};
+use pvhdma_contract::wire::{CheckLine, GuestSees, OpKind, OpResult, Range};
 
-/// A guest's own account of its send (its `PVHDMA-GUEST-NET` line as dom0
-/// relayed it), for the message: the file says what arrived, this says why.
-fn guest_net_line<'c>(console: &'c str, guest: &str) -> Option<&'c str> {
+/// What `guest` said after `prefix` on its own console, as dom0 relayed it,
+/// newest first.
+fn guest_said<'c>(console: &'c str, guest: &str, prefix: &'c str) -> impl Iterator<Item = &'c str> + 'c {
     let relay = format!("{}{guest} ", pvhdma_contract::markers::guest::RELAY);
-    let prefix = pvhdma_contract::markers::guest::NET_PREFIX;
     console
         .lines()
         .rev()
-        .filter(|l| l.contains(&relay))
-        .find_map(|l| l.find(prefix).map(|i| l[i + prefix.len()..].trim_end()))
+        .filter(move |l| l.contains(&relay))
+        .filter_map(move |l| l.find(prefix).map(|i| l[i + prefix.len()..].trim_end()))
+}
+
+/// A guest's own account of its send (its `PVHDMA-GUEST-NET` line), for the
+/// message: the file says what arrived, this says why.
+fn guest_net_line<'c>(console: &'c str, guest: &str) -> Option<&'c str> {
+    guest_said(console, guest, pvhdma_contract::markers::guest::NET_PREFIX).next()
+}
+
+/// What a guest found in op `op`'s pages after dom0 unmapped them.
+fn guest_check(console: &str, guest: &str, op: &str) -> Option<GuestSees> {
+    guest_said(console, guest, pvhdma_contract::markers::guest::CHECK_PREFIX)
+        .filter_map(|l| serde_json::from_str::<CheckLine>(l).ok())
+        .find(|c| c.op == op)
+        .map(|c| c.sees)
 }
 
 struct Ctx<'a> {
@@ -720,6 +733,36 @@ impl<'a> Ctx<'a> {
         (all == want && !disagree, expected, detail)
     }
 
+    /// Two witnesses of the same bytes: the guest's look at its pages after
+    /// dom0 unmapped them, and dom0's own read of them through its mapping
+    /// (`intact`). The guest sees the pattern exactly when dom0 read it.
+    fn guest_sees(&self, name: &str, results: &[&OpResult], want: GuestSees) -> Judged {
+        let expected = format!("guest_sees: {want}");
+        let Some(r) = results.first() else {
+            return (false, expected, format!("no result for op \"{name}\""));
+        };
+        let Some(guest) = r.foreign.as_ref().map(|f| f.guest.as_str()) else {
+            return (false, expected, format!("op \"{name}\" ran on no guest's pages"));
+        };
+        let Some(sees) = guest_check(&self.out.console, guest, name) else {
+            return (
+                false,
+                expected,
+                format!("guest {guest} never reported on op \"{name}\" (no PVHDMA-GUEST-CHECK line)"),
+            );
+        };
+        let dom0 = if r.intact {
+            "read the pattern"
+        } else {
+            "did not read the pattern"
+        };
+        let detail = format!("guest {guest} sees {sees}; dom0 {dom0}");
+        if (sees == GuestSees::Pattern) != r.intact {
+            return (false, expected, format!("{detail}: the two disagree"));
+        }
+        (sees == want, expected, detail)
+    }
+
     fn log_contains(&self, ps: &[Pattern]) -> Judged {
         let missing: Vec<String> = ps
             .iter()
@@ -807,6 +850,7 @@ impl<'a> Ctx<'a> {
                 }
                 self.iommu_faults(cnt, self.acc.iter().filter(|a| of_op(a)).collect())
             }
+            OpCheck::GuestSees(want) => self.guest_sees(name, &results, want),
         }
     }
 }

@@ -552,6 +552,63 @@ fn guest_net_payload_intact() {
 }
 
 #[test]
+fn guest_sees_is_held_to_doms_read() {
+    let s = parse_str(
+        "description: t\nguests: [{name: g1, type: pvh, memory: 256M, vcpus: 1}]\n\
+         dom0: {cmdline: [swiotlb=noforce]}\n\
+         workload: [{name: gw, kind: single, size: 4K, dir: from_device, buffer: {guest: g1, grant: ro}}]\n\
+         expect:\n  ops: {gw: {guest_sees: unchanged}}\n",
+        Path::new("t.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let judge = |o: &RunOutcome| one(&s, o, "ops.gw.guest_sees");
+    let mut r = result(0, "gw", OpKind::Single, 1, 0x10_0000);
+    r.intact = false;
+    r.foreign = serde_json::from_value(serde_json::json!({
+        "guest": "g1", "domid": 1, "readonly": true, "grant_status": [0]
+    }))
+    .unwrap();
+    let mut o = outcome(RunEnd::finished(), vec![r], vec![], vec![]);
+    // No word from the guest is no evidence.
+    let a = judge(&o);
+    assert_eq!(a.status, Status::Fail, "{a}");
+    assert!(a.to_string().contains("never reported on op \"gw\""), "{a}");
+    let line = |sees: &str| format!("PVHDMA-GUEST g1 PVHDMA-GUEST-CHECK {{\"op\":\"gw\",\"sees\":\"{sees}\"}}\n");
+    let base = o.console.clone();
+    o.console = base.clone() + &line("unchanged");
+    let a = judge(&o);
+    assert_eq!(a.status, Status::Pass, "{a}");
+    assert!(
+        a.to_string()
+            .contains("guest g1 sees unchanged; dom0 did not read the pattern"),
+        "{a}"
+    );
+    // Something else in the page is not "unchanged".
+    o.console = base.clone() + &line("other");
+    assert_eq!(judge(&o).status, Status::Fail);
+    // The guest sees the pattern that dom0 did not read: the witnesses disagree.
+    o.console = base.clone() + &line("pattern");
+    let a = judge(&o);
+    assert_eq!(a.status, Status::Fail, "{a}");
+    assert!(a.to_string().contains("the two disagree"), "{a}");
+    // Another guest's line for the same op name is not this guest's word.
+    o.console = base + &line("unchanged").replace("PVHDMA-GUEST g1 ", "PVHDMA-GUEST g2 ");
+    assert_eq!(judge(&o).status, Status::Fail);
+}
+
+#[test]
+fn guest_sees_needs_a_guests_from_device_op() {
+    let e = parse_str(
+        "description: t\nworkload: [{name: hs, kind: single, size: 4K}]\n\
+         expect:\n  ops:\n    hs: {guest_sees: pattern}\n",
+        Path::new("t.yaml"),
+    )
+    .unwrap_err();
+    assert_eq!(e.path, "expect.ops.hs.guest_sees", "{e}");
+    assert!(e.to_string().starts_with("t.yaml:5:"), "{e}");
+}
+
+#[test]
 fn devices_bound() {
     let mut o = good_run();
     o.summary.as_mut().unwrap().devices.clear();
@@ -1247,6 +1304,7 @@ const TWINS: &[(&str, Twin)] = &[
     ),
     ("ops.*.in_swiotlb", Twin::Unit("every_per_op_check_can_fail")),
     ("ops.*.iommu_faults", Twin::Unit("every_per_op_check_can_fail")),
+    ("ops.*.guest_sees", Twin::Unit("guest_sees_is_held_to_doms_read")),
     (
         "ops.*.accepted",
         Twin::Unit("an_op_dom0_refused_is_named_with_doms_words_not_as_not_intact"),
@@ -1277,7 +1335,9 @@ const TWINS: &[(&str, Twin)] = &[
 fn every_assertion_has_a_twin() {
     // Every field the language has, so `assertion_ids` lists every id.
     let s = parse_str(
-        "description: d\nworkload: [{name: hs, kind: single, size: 4K}]\nexpect:\n\
+        "description: d\nguests: [{name: g1, type: pvh, memory: 256M, vcpus: 1}]\n\
+         workload: [{name: hs, kind: single, size: 4K}, {name: gw, kind: single, size: 4K, dir: from_device, buffer: {guest: g1}}]\n\
+         expect:\n\
          \x20 device_addrs: {below: 4G, at_least_one_access: true}\n\
          \x20 translated_addrs: {some_at_or_above: 4G, all_below: 8G, every_page: true, buffers_scattered: true}\n\
          \x20 translations_agree: true\n\
@@ -1287,7 +1347,7 @@ fn every_assertion_has_a_twin() {
          \x20 xen_cpuid: {iommu_mappings: true}\n\
          \x20 trace: {device: '00:10.0', translations: 1, iova_below: 4G, some_target_at_or_above: 4G}\n\
          \x20 ops: {hs: {map_error: false, intact: true, device_error: 0, bounced: false, error: false, irq: true,\n\
-         \x20        device_addrs_below: 4G, in_swiotlb: false, iommu_faults: 0}}\n",
+         \x20        device_addrs_below: 4G, in_swiotlb: false, iommu_faults: 0}, gw: {guest_sees: pattern}}\n",
         Path::new("all.yaml"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -1295,7 +1355,7 @@ fn every_assertion_has_a_twin() {
         .expect
         .assertion_ids()
         .into_iter()
-        .map(|id| id.replace("ops.hs.", "ops.*."))
+        .map(|id| id.replace("ops.hs.", "ops.*.").replace("ops.gw.", "ops.*."))
         .collect();
     // The verdict's own assertions, judged in every run.
     ids.extend(

@@ -5,14 +5,16 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pvhdma_contract::markers::guest::{CHECK_PREFIX, CONSOLE_LOG_DIR, DOMID_DIR, NET_PREFIX};
+use pvhdma_contract::markers::guest::{
+    CHECK_PREFIX, CONSOLE_LOG_DIR, DOMID_DIR, NET_PREFIX, RELAYED_LOG_DIR, UNMAPPED_KEY,
+};
 use pvhdma_contract::uapi::RawSeg;
 use pvhdma_contract::wire::{CheckLine, Direction, Foreign, Op, OpResult, Workload};
 
 use crate::guest::find_grant;
 use crate::report::{self, Slot};
 use crate::trace::Tracer;
-use crate::{ioctl, uapi};
+use crate::{ioctl, uapi, xenstore};
 
 /// How long dom0 waits for a guest's domain id and its grant line. The
 /// harness's guest timeout normally ends the run first, with a named kind.
@@ -51,6 +53,10 @@ fn domid(guest: &str) -> Result<u32, String> {
 
 fn console_log(guest: &str) -> std::path::PathBuf {
     Path::new(CONSOLE_LOG_DIR).join(format!("guest-{guest}.log"))
+}
+
+fn relayed_log(guest: &str) -> std::path::PathBuf {
+    Path::new(RELAYED_LOG_DIR).join(format!("guest-{guest}.log"))
 }
 
 fn refs(guest: &str, op: &str) -> Result<Vec<u32>, String> {
@@ -92,6 +98,11 @@ pub fn run(slot: Slot, op: &Op, file: &File, tracer: Option<&Tracer>) -> OpResul
         }
         Err(e) => report::failed(slot, op, format!("grant ioctl: {e}")),
     };
+    // The driver unmapped the grants before the ioctl returned (or never
+    // mapped them): the guest may look at its pages now.
+    if let Err(e) = tell_unmapped(domid, &op.name) {
+        result.error.get_or_insert(e);
+    }
     result.foreign = Some(Foreign {
         guest: buffer.guest.clone(),
         domid,
@@ -101,19 +112,27 @@ pub fn run(slot: Slot, op: &Op, file: &File, tracer: Option<&Tracer>) -> OpResul
     result
 }
 
-/// How long a guest gets to see from-device data in its pages, and how
-/// long dom0's console relays (which poll each guest's log once a second)
-/// get to pass its last lines on before dom0 powers off.
-const CHECK_WAIT: Duration = Duration::from_secs(10);
+fn tell_unmapped(domid: u32, op: &str) -> Result<(), String> {
+    let mut xs = xenstore::open()?;
+    xenstore::write(&mut xs, &format!("/local/domain/{domid}/{UNMAPPED_KEY}/{op}"), b"1")
+        .map_err(|e| format!("cannot tell guest {domid} that op {op} is unmapped: {e}"))
+}
+
+/// How long a guest's report on its pages may take to reach dom0's console
+/// after dom0 unmapped them: the guest answers within a second, but the
+/// relay may still be passing on the guest's boot log. Then how long the
+/// last relayed lines get to leave dom0's console before it powers off.
+const CHECK_WAIT: Duration = Duration::from_secs(90);
 const RELAY_DRAIN: Duration = Duration::from_secs(3);
 /// How long a guest with a vif gets to boot, connect and send. The guest
 /// gives up on its own well before this (and says so); the harness's run
 /// timeout bounds it too.
 const NET_WAIT: Duration = Duration::from_secs(240);
 
-/// Before dom0 powers off: give each guest the time to report from-device
-/// data in its own pages, then let the relays catch up, so the harness sees
-/// those lines. The ops whose guest never reported are returned.
+/// Before dom0 powers off: wait until dom0's console has passed on each
+/// guest's report of what every from-device op left in its pages, and each
+/// sender's account of its send, so the harness sees those lines. The ops
+/// whose guest never reported are returned.
 pub fn settle(workload: &Workload) -> Vec<String> {
     if workload.guests.is_empty() {
         return vec![];
@@ -127,7 +146,7 @@ pub fn settle(workload: &Workload) -> Vec<String> {
     let start = Instant::now();
     while !missing.is_empty() && start.elapsed() < CHECK_WAIT {
         missing.retain(|(guest, op)| {
-            let text = std::fs::read_to_string(console_log(guest)).unwrap_or_default();
+            let text = std::fs::read_to_string(relayed_log(guest)).unwrap_or_default();
             !text.lines().any(|l| {
                 l.find(CHECK_PREFIX)
                     .and_then(|i| serde_json::from_str::<CheckLine>(l[i + CHECK_PREFIX.len()..].trim_end()).ok())
@@ -146,7 +165,7 @@ pub fn settle(workload: &Workload) -> Vec<String> {
         .collect();
     while !senders.is_empty() && start.elapsed() < NET_WAIT {
         senders.retain(|guest| {
-            let text = std::fs::read_to_string(console_log(guest)).unwrap_or_default();
+            let text = std::fs::read_to_string(relayed_log(guest)).unwrap_or_default();
             !text.contains(NET_PREFIX)
         });
         std::thread::sleep(Duration::from_millis(500));

@@ -1,17 +1,18 @@
 //! The agent inside a guest: grant and fill the pages of every op dom0 will
 //! run on this guest's memory, publish the refs on the console, and report
-//! from-device data once it has arrived. Never returns on success: the
+//! what each from-device op left in its pages once dom0 unmapped them. Never returns on success: the
 //! grants must outlive dom0's use of them, and dom0 ends the run.
 
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use pvhdma_contract::markers::guest::{CHECK_PREFIX, GRANT_PREFIX, NET_PREFIX};
-use pvhdma_contract::wire::{CheckLine, Direction, GrantLine, GuestWork};
+use pvhdma_contract::markers::guest::{CHECK_PREFIX, GRANT_PREFIX, NET_PREFIX, UNMAPPED_KEY};
+use pvhdma_contract::wire::{CheckLine, Direction, GrantLine, GuestSees, GuestWork};
 
 use crate::gntalloc::Grant;
 use crate::guest::{expected_pages, initial_pages};
+use crate::xenstore;
 
 const GNTALLOC: &str = "/dev/xen/gntalloc";
 /// dom0 is the backend that maps the pages.
@@ -46,21 +47,31 @@ pub fn run(work_path: &str) -> Result<std::convert::Infallible, String> {
         emit(GRANT_PREFIX, &serde_json::to_string(&line).map_err(|e| e.to_string())?);
         held.push((g, grant, false));
     }
-    // From-device data: report each op once its pages hold the pattern.
+    // From-device data: look at each op's pages once dom0 says it unmapped
+    // them, so what the guest reports is what it keeps.
+    let pending = held.iter().any(|(g, _, _)| g.dir == Direction::FromDevice);
+    let mut xs = if pending { Some(xenstore::open()?) } else { None };
     loop {
         for (g, grant, reported) in held.iter_mut() {
             if *reported || g.dir != Direction::FromDevice {
                 continue;
             }
-            let want = expected_pages(g);
-            if want.iter().enumerate().all(|(i, p)| grant.read_page(i, p.len()) == *p) {
-                *reported = true;
-                let line = CheckLine {
-                    op: g.op.clone(),
-                    intact: true,
-                };
-                emit(CHECK_PREFIX, &serde_json::to_string(&line).map_err(|e| e.to_string())?);
+            let Some(xs) = xs.as_mut() else { continue };
+            if xenstore::read(xs, &format!("{UNMAPPED_KEY}/{}", g.op))?.is_none() {
+                continue;
             }
+            *reported = true;
+            let want = expected_pages(g);
+            let pages: Vec<Vec<u8>> = want
+                .iter()
+                .enumerate()
+                .map(|(i, p)| grant.read_page(i, p.len()))
+                .collect();
+            let line = CheckLine {
+                op: g.op.clone(),
+                sees: GuestSees::of(&pages, &want, &initial_pages(g)),
+            };
+            emit(CHECK_PREFIX, &serde_json::to_string(&line).map_err(|e| e.to_string())?);
         }
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -15,5 +15,6 @@ pub mod report;
 pub mod trace;
 pub mod uapi;
 pub mod xen_cpuid;
+pub mod xenstore;
 
 pub use pvhdma_contract::{markers, pattern, wire};
