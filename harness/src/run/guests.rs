@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 /// The archives to append to dom0's initramfs for `workload`'s guests: the
 /// toolstack, then the kernel, each guest's xl configuration and its
 /// initramfs (the base plus its own work). Empty without guests.
-pub fn archives(m: &Manifest, workload: &Workload) -> anyhow::Result<Vec<u8>> {
+pub fn archives(m: &Manifest, workload: &Workload, fast_boot: bool) -> anyhow::Result<Vec<u8>> {
     if workload.guests.is_empty() {
         return Ok(vec![]);
     }
@@ -48,7 +48,8 @@ pub fn archives(m: &Manifest, workload: &Workload) -> anyhow::Result<Vec<u8>> {
     })?;
     for g in &workload.guests {
         let initrd_path = format!("{DIR}/{}.initrd", g.name);
-        let cfg = xl_config(g, &format!("/{kernel_path}"), &format!("/{initrd_path}"));
+        let cmdline = crate::fastboot::guest_linux_args(fast_boot);
+        let cfg = xl_config(g, &format!("/{kernel_path}"), &format!("/{initrd_path}"), &cmdline);
         w.add(&Entry::File {
             path: &format!("{DIR}/{}.cfg", g.name),
             mode: 0o644,
@@ -120,8 +121,14 @@ pub const VIF_SCRIPT: &str = "/pvhdma/toolstack/vif-pvhdma";
 pub const BRIDGE: &str = "xenbr0";
 
 /// A guest's xl configuration: PVH with no device model; devices only a vif
-/// when the guest has `net`, whose hotplug script is the archive's own.
-pub fn xl_config(g: &GuestSpec, kernel: &str, ramdisk: &str) -> String {
+/// when the guest has `net`, whose hotplug script is the archive's own;
+/// `extra` goes on the kernel's command line.
+pub fn xl_config(g: &GuestSpec, kernel: &str, ramdisk: &str, extra: &[String]) -> String {
+    let cmdline = ["console=hvc0", "panic=-1"]
+        .into_iter()
+        .chain(extra.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
     let vif = match &g.net {
         Some(_) => format!("vif = [ \"bridge={BRIDGE},script={VIF_SCRIPT}\" ]\n"),
         None => String::new(),
@@ -132,7 +139,7 @@ pub fn xl_config(g: &GuestSpec, kernel: &str, ramdisk: &str) -> String {
          type = \"pvh\"\n\
          kernel = \"{kernel}\"\n\
          ramdisk = \"{ramdisk}\"\n\
-         cmdline = \"console=hvc0 panic=-1\"\n\
+         cmdline = \"{cmdline}\"\n\
          memory = {mem}\n\
          vcpus = {vcpus}\n\
          on_poweroff = \"destroy\"\n\
@@ -300,7 +307,7 @@ mod tests {
     #[test]
     fn a_guest_with_net_gets_a_vif_on_the_bridge_and_its_send() {
         let mut g = spec("g1");
-        assert!(!xl_config(&g, "/k", "/r").contains("vif"));
+        assert!(!xl_config(&g, "/k", "/r", &[]).contains("vif"));
         g.net = Some(crate::scenario::guest_net(
             0,
             &crate::scenario::GuestNetCfg {
@@ -309,7 +316,7 @@ mod tests {
                 seed: 3,
             },
         ));
-        let cfg = xl_config(&g, "/k", "/r");
+        let cfg = xl_config(&g, "/k", "/r", &[]);
         assert!(
             cfg.contains("vif = [ \"bridge=xenbr0,script=/pvhdma/toolstack/vif-pvhdma\" ]\n"),
             "{cfg}"
@@ -373,7 +380,7 @@ mod tests {
             guests: vec![spec("g1"), spec("g-2")],
             ..Workload::default()
         };
-        let bytes = archives(&m, &w).unwrap();
+        let bytes = archives(&m, &w, true).unwrap();
         // Two archives back to back, as Linux unpacks them; cpio reads one.
         let toolstack = std::fs::read(m.toolstack.as_ref().unwrap()).unwrap();
         assert!(bytes.starts_with(&toolstack));
@@ -389,12 +396,12 @@ mod tests {
             assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
         }
         assert!(
-            archives(&m, &Workload::default()).unwrap().is_empty(),
+            archives(&m, &Workload::default(), true).unwrap().is_empty(),
             "no guests, nothing appended"
         );
 
         m.toolstack = None;
-        let err = archives(&m, &w).unwrap_err().to_string();
+        let err = archives(&m, &w, true).unwrap_err().to_string();
         assert!(err.contains("[toolstack]"), "{err}");
     }
 
@@ -438,7 +445,7 @@ mod tests {
 
     #[test]
     fn xl_config_is_a_device_less_pvh_guest() {
-        let cfg = xl_config(&spec("g1"), "/k", "/r");
+        let cfg = xl_config(&spec("g1"), "/k", "/r", &crate::fastboot::guest_linux_args(true));
         for want in [
             "name = \"g1\"",
             "type = \"pvh\"",
@@ -446,6 +453,7 @@ mod tests {
             "vcpus = 1",
             "ramdisk = \"/r\"",
             "on_crash = \"preserve\"",
+            "cmdline = \"console=hvc0 panic=-1 initcall_blacklist=jent_mod_init,",
         ] {
             assert!(cfg.contains(want), "{want} missing from\n{cfg}");
         }
