@@ -1,5 +1,6 @@
 //! Reports: per run, `verdict.json` and a self-contained `report.html` (the
-//! verdict, the address plot, the accesses) in the run's artifact directory;
+//! verdict, the address plot, the accesses, a guest's granted pages) in the
+//! run's artifact directory;
 //! across runs, the summary table `cargo xtask test` prints at the end.
 //! JUnit is nextest's job.
 
@@ -9,8 +10,9 @@ pub mod svg;
 
 use crate::outcome::RunOutcome;
 use crate::scenario::Scenario;
-use crate::verdict::{hex, join, Status, Verdict};
+use crate::verdict::{guest_check, hex, join, Status, Verdict};
 use anyhow::Context;
+use pvhdma_contract::wire::OpResult;
 use std::fmt::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -42,14 +44,49 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The points of the address plot, one per device access.
+/// The results of ops on a guest's granted pages.
+fn guest_results(outcome: &RunOutcome) -> impl Iterator<Item = &OpResult> {
+    outcome.results.iter().filter(|r| r.foreign.is_some())
+}
+
+/// What became of each granted page of `r`: the bus address the device
+/// was given for it, or why none.
+fn fate(r: &OpResult, i: usize) -> String {
+    match (r.map_error, r.dma_addrs.get(i)) {
+        (true, _) => "mapping failed".into(),
+        (false, Some(&d)) if r.bounced => format!("bounced to bus {}", hex(d)),
+        (false, Some(&d)) => format!("given as bus {}", hex(d)),
+        (false, None) => "not mapped".into(),
+    }
+}
+
+/// The points of the address plot: one per device access, and one per
+/// page a guest granted (at its guest-physical address in dom0).
 pub fn plot_points(outcome: &RunOutcome) -> Vec<svg::Point> {
-    join::of_outcome(outcome)
+    let grants = guest_results(outcome).flat_map(|r| {
+        let f = r.foreign.as_ref().expect("guest results have foreign");
+        let ro = if f.readonly { "ro" } else { "rw" };
+        r.phys_addrs.iter().enumerate().map(move |(i, &p)| svg::Point {
+            bus: p,
+            translated: None,
+            fault: false,
+            grant: true,
+            label: format!(
+                "op {} #{i}: guest {}'s {ro} page at dom0 guest-physical {}, {}",
+                r.name,
+                f.guest,
+                hex(p),
+                fate(r, i)
+            ),
+        })
+    });
+    let accesses: Vec<svg::Point> = join::of_outcome(outcome)
         .iter()
         .map(|a| svg::Point {
             bus: a.record.decoded_addr,
             translated: a.translated(),
             fault: a.record.outcome == pvhdma_contract::record::AccessOutcome::IommuFault,
+            grant: false,
             label: format!(
                 "{}: bus {} -> {}",
                 a.describe(),
@@ -57,7 +94,41 @@ pub fn plot_points(outcome: &RunOutcome) -> Vec<svg::Point> {
                 a.translated().map(hex).unwrap_or_else(|| "?".into())
             ),
         })
-        .collect()
+        .collect();
+    accesses.into_iter().chain(grants).collect()
+}
+
+/// One row per page a guest granted: where it sat in dom0, what the device
+/// was given for it, and what the guest found in it afterwards.
+fn guest_pages_table(outcome: &RunOutcome) -> String {
+    let mut h = String::new();
+    let mut rows = guest_results(outcome).peekable();
+    if rows.peek().is_none() {
+        return h;
+    }
+    h.push_str(concat!(
+        "<h2>Guest pages</h2><table><tr><th>op</th><th>guest (domid)</th><th>grant</th><th>page</th>",
+        "<th>dom0 guest-physical</th><th>device got</th><th>guest sees</th></tr>"
+    ));
+    for r in rows {
+        let f = r.foreign.as_ref().expect("guest results have foreign");
+        let sees = guest_check(&outcome.console, &f.guest, &r.name).map_or("-".into(), |s| s.to_string());
+        for (i, &p) in r.phys_addrs.iter().enumerate() {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{} ({})</td><td>{}</td><td>{i}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.name),
+                esc(&f.guest),
+                f.domid,
+                if f.readonly { "ro" } else { "rw" },
+                hex(p),
+                esc(&fate(r, i)),
+                esc(&sees)
+            );
+        }
+    }
+    h.push_str("</table>");
+    h
 }
 
 /// The whole page; inline CSS and SVG only.
@@ -119,6 +190,7 @@ pub fn render_html(scenario: &Scenario, outcome: &RunOutcome, verdict: &Verdict)
         );
     }
     h.push_str("</table>");
+    h.push_str(&guest_pages_table(outcome));
     if let Some(s) = &outcome.summary {
         let _ = write!(
             h,
@@ -348,6 +420,35 @@ mod tests {
             (p[0].bus, p[0].translated, p[0].fault),
             (0x10_0000, Some(0x2_0010_0000), false)
         );
+    }
+
+    #[test]
+    fn granted_pages_are_marked_and_listed_even_when_never_mapped() {
+        let (s, mut o) = run();
+        let foreign: pvhdma_contract::wire::OpResult = serde_json::from_value(serde_json::json!({
+            "index": 1, "name": "fs", "kind": "single", "tag": 9, "map_error": true, "error": null,
+            "dma_addrs": [], "phys_addrs": [0x2_7cdc_2000u64], "bounced": false, "device_status": 0,
+            "device_error": 0, "device_seq": 0, "intact": false, "irq": false, "len": 4096, "bytes_done": 0,
+            "foreign": {"guest": "g1", "domid": 1, "readonly": false, "grant_status": [0]}
+        }))
+        .unwrap();
+        o.results.push(foreign);
+        o.console += "PVHDMA-GUEST g1 PVHDMA-GUEST-CHECK {\"op\":\"fs\",\"sees\":\"unchanged\"}\n";
+        let p = plot_points(&o);
+        let g: Vec<_> = p.iter().filter(|p| p.grant).collect();
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].bus, 0x2_7cdc_2000);
+        assert!(g[0]
+            .label
+            .contains("guest g1's rw page at dom0 guest-physical 0x2_7cdc_2000, mapping failed"));
+        let html = render_html(&s, &o, &evaluate(&s, &o));
+        assert!(
+            html.contains("<td>fs</td><td>g1 (1)</td><td>rw</td><td>0</td><td>0x2_7cdc_2000</td><td>mapping failed</td><td>unchanged</td>"),
+            "{html}"
+        );
+        // A run without guests has no such section.
+        let (_, plain) = run();
+        assert!(!render_html(&s, &plain, &evaluate(&s, &plain)).contains("Guest pages"));
     }
 
     #[test]

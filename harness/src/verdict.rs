@@ -7,6 +7,7 @@
 mod checks;
 mod corroborate;
 pub mod join;
+pub(crate) use checks::guest_check;
 
 #[cfg(test)]
 mod tests;

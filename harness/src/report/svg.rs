@@ -1,7 +1,11 @@
 //! The address plot: each device access as a point, bus address (x) against
 //! translated address (y), with the 4 GiB line on both axes. Linear axes
 //! with one tick per GiB (or per 2/4/8 GiB when wide): the question the plot
-//! answers is "which side of 4 GiB", which a log scale would blur.
+//! answers is "which side of 4 GiB", which a log scale would blur. A page
+//! a guest granted is marked above the plot at its guest-physical address
+//! in dom0, which is the bus address it would have on a PVH dom0 without a
+//! bounce: whether it can reach a 32-bit device at all, even when its
+//! mapping failed and the device saw nothing.
 
 use crate::verdict::hex;
 use std::fmt::Write;
@@ -24,6 +28,9 @@ pub struct Point {
     pub translated: Option<u64>,
     /// The IOMMU refused it (drawn as a red cross on that strip).
     pub fault: bool,
+    /// Not an access but a guest's granted page at dom0 guest-physical
+    /// `bus` (a purple triangle above the plot).
+    pub grant: bool,
     /// Tooltip text.
     pub label: String,
 }
@@ -60,6 +67,7 @@ pub fn plot(points: &[Point]) -> String {
     let x = |a: u64| LEFT + pw * (a as f64 / end as f64);
     let y = |a: u64| TOP + ph - ph * (a as f64 / end as f64);
     let strip = TOP + ph + 22.0; // untranslated / faulting accesses
+    let grants = TOP - 12.0;
     let mut s = String::new();
     let _ = write!(
         s,
@@ -111,6 +119,14 @@ pub fn plot(points: &[Point]) -> String {
     for p in points {
         let px = x(p.bus);
         let title = format!("<title>{}</title>", escape(&p.label));
+        if p.grant {
+            let _ = write!(
+                s,
+                r##"<path d="M{px:.1} {:.1} l5 -8 h-10 z" fill="#7b2fbf" fill-opacity="0.8">{title}</path>"##,
+                grants + 4.0
+            );
+            continue;
+        }
         match (p.fault, p.translated) {
             (true, _) => {
                 let _ = write!(
@@ -146,7 +162,7 @@ pub fn plot(points: &[Point]) -> String {
     let ly = TOP + 12.0;
     let _ = write!(
         s,
-        r##"<g><rect x="{:.1}" y="{:.1}" width="200" height="62" fill="white" stroke="#aaa"/><circle cx="{:.1}" cy="{ly:.1}" r="3.5" fill="#1f5fbf"/><text x="{:.1}" y="{:.1}">access (translation known)</text><circle cx="{:.1}" cy="{:.1}" r="3" fill="none" stroke="#777"/><text x="{:.1}" y="{:.1}">access, translation unknown</text><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#c00" stroke-width="2"/><text x="{:.1}" y="{:.1}">IOMMU fault</text><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#c00" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}">4 GiB</text></g>"##,
+        r##"<g><rect x="{:.1}" y="{:.1}" width="200" height="78" fill="white" stroke="#aaa"/><circle cx="{:.1}" cy="{ly:.1}" r="3.5" fill="#1f5fbf"/><text x="{:.1}" y="{:.1}">access (translation known)</text><circle cx="{:.1}" cy="{:.1}" r="3" fill="none" stroke="#777"/><text x="{:.1}" y="{:.1}">access, translation unknown</text><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#c00" stroke-width="2"/><text x="{:.1}" y="{:.1}">IOMMU fault</text><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#c00" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}">4 GiB</text><path d="M{:.1} {:.1} l5 -8 h-10 z" fill="#7b2fbf"/><text x="{:.1}" y="{:.1}">granted page (dom0 phys)</text></g>"##,
         lx - 6.0,
         ly - 10.0,
         lx,
@@ -167,7 +183,11 @@ pub fn plot(points: &[Point]) -> String {
         lx + 5.0,
         ly + 42.0,
         lx + 10.0,
-        ly + 46.0
+        ly + 46.0,
+        lx,
+        ly + 60.0,
+        lx + 10.0,
+        ly + 60.0
     );
     let _ = write!(
         s,
@@ -196,19 +216,29 @@ mod tests {
                 bus: 0x54e_2000,
                 translated: Some(0x2_6d4e_2000),
                 fault: false,
+                grant: false,
                 label: "seq 1 <a&b>".into(),
             },
             Point {
                 bus: 0x7000_0000,
                 translated: None,
                 fault: true,
+                grant: false,
                 label: "seq 2".into(),
             },
             Point {
                 bus: 0x1000,
                 translated: None,
                 fault: false,
+                grant: false,
                 label: "seq 3".into(),
+            },
+            Point {
+                bus: 0x2_7cdc_2000,
+                translated: None,
+                fault: false,
+                grant: true,
+                label: "guest page".into(),
             },
         ];
         let svg = plot(&pts);
@@ -221,6 +251,12 @@ mod tests {
         assert!(svg.contains("seq 1 &lt;a&amp;b&gt;"), "labels are escaped");
         assert!(svg.contains("IOMMU fault") && svg.contains(">4 GiB<"));
         assert!(svg.contains(">10G<"), "ticks reach the highest translation");
+        assert_eq!(
+            svg.matches("fill=\"#7b2fbf\"").count(),
+            2,
+            "the granted page and its legend"
+        );
+        assert!(svg.contains("<title>guest page</title>"));
         assert!(!svg.contains("href"), "no external assets");
     }
 }

@@ -28,7 +28,7 @@ fn guest_net_line<'c>(console: &'c str, guest: &str) -> Option<&'c str> {
 }
 
 /// What a guest found in op `op`'s pages after dom0 unmapped them.
-fn guest_check(console: &str, guest: &str, op: &str) -> Option<GuestSees> {
+pub(crate) fn guest_check(console: &str, guest: &str, op: &str) -> Option<GuestSees> {
     guest_said(console, guest, pvhdma_contract::markers::guest::CHECK_PREFIX)
         .filter_map(|l| serde_json::from_str::<CheckLine>(l).ok())
         .find(|c| c.op == op)
