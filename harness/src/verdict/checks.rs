@@ -293,26 +293,41 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Every translated span of every access: each byte the trace (or, for
+    /// lack of it, the device) says went somewhere, page by page.
+    fn spans(&self) -> Vec<(&Access<'_>, u64, u64)> {
+        self.acc
+            .iter()
+            .flat_map(|a| a.translated_spans().into_iter().map(move |(t, last)| (a, t, last)))
+            .collect()
+    }
+
     fn translated_some_at_or_above(&self, lim: u64) -> Judged {
         let expected = format!("some access translated to >= {}", hex(lim));
-        let known: Vec<(&Access<'_>, u64)> = self.acc.iter().filter_map(|a| a.translated().map(|t| (a, t))).collect();
-        if let Some((a, t)) = known.iter().find(|(_, t)| *t >= lim) {
+        let spans = self.spans();
+        if let Some((a, t, last)) = spans.iter().find(|(_, _, last)| *last >= lim) {
             return (
                 true,
                 expected,
-                format!("{} at bus {} went to {}", a.describe(), hex(a.record.bus_addr), hex(*t)),
+                format!(
+                    "{} at bus {} went to [{}, {}]",
+                    a.describe(),
+                    hex(a.record.bus_addr),
+                    hex(*t),
+                    hex(*last)
+                ),
             );
         }
         let ok = self.acc.iter().filter(|a| a.ok()).count();
-        let highest = known
+        let known = self.acc.iter().filter(|a| a.translated().is_some()).count();
+        let highest = spans
             .iter()
-            .map(|(_, t)| *t)
+            .map(|(_, _, last)| *last)
             .max()
             .map(hex)
             .unwrap_or_else(|| "none".into());
         let detail = format!(
-            "{ok} successful accesses, {} with a known translation, highest {highest}; {} trace entries",
-            known.len(),
+            "{ok} successful accesses, {known} with a known translation, highest byte {highest}; {} trace entries",
             self.out.iommu_trace.len()
         );
         (false, expected, detail)
@@ -320,18 +335,28 @@ impl<'a> Ctx<'a> {
 
     fn translated_all_below(&self, lim: u64) -> Judged {
         let expected = format!("every known translation < {}", hex(lim));
-        let known: Vec<(&Access<'_>, u64)> = self.acc.iter().filter_map(|a| a.translated().map(|t| (a, t))).collect();
-        match known.iter().find(|(_, t)| *t >= lim) {
-            None if known.is_empty() => (
+        let spans = self.spans();
+        match spans.iter().find(|(_, _, last)| *last >= lim) {
+            None if spans.is_empty() => (
                 false,
                 expected,
                 "no access has a known translation (nothing to judge)".into(),
             ),
-            None => (true, expected, format!("{} translations checked", known.len())),
-            Some((a, t)) => (
+            None => (
+                true,
+                expected,
+                format!("{} translated pieces checked, every byte", spans.len()),
+            ),
+            Some((a, t, last)) => (
                 false,
                 expected,
-                format!("{} at bus {} went to {}", a.describe(), hex(a.record.bus_addr), hex(*t)),
+                format!(
+                    "{} at bus {} went to [{}, {}]",
+                    a.describe(),
+                    hex(a.record.bus_addr),
+                    hex(*t),
+                    hex(*last)
+                ),
             ),
         }
     }

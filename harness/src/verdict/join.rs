@@ -243,6 +243,21 @@ impl Access<'_> {
     pub fn translated(&self) -> Option<u64> {
         self.trace_target.or(self.device_target)
     }
+    /// Where the access's bytes went, as the first and last target byte of
+    /// each translated piece; when the trace has no piece for it, only the
+    /// first byte's translation is known, and only that is claimed.
+    pub fn translated_spans(&self) -> Vec<(u64, u64)> {
+        let spans: Vec<(u64, u64)> = self
+            .pieces
+            .iter()
+            .filter_map(|p| p.target.map(|t| (t, t.saturating_add(p.len.max(1) - 1))))
+            .collect();
+        if spans.is_empty() {
+            self.translated().map(|t| vec![(t, t)]).unwrap_or_default()
+        } else {
+            spans
+        }
+    }
     /// `seq 12 (device 0, tag 3, op "high-single")` for messages.
     pub fn describe(&self) -> String {
         let op = self.op.map(|o| format!(", op \"{}\"", o.name)).unwrap_or_default();

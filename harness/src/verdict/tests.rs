@@ -230,7 +230,7 @@ fn translated_addrs_from_the_trace() {
         &o,
         "translated_addrs.some_at_or_above",
     );
-    assert!(msg.contains("highest 0x4000_0000"), "{msg}");
+    assert!(msg.contains("highest byte 0x4000_0fff"), "{msg}");
     passes(
         "  translated_addrs: {all_below: 4G}\n",
         &o,
@@ -241,7 +241,42 @@ fn translated_addrs_from_the_trace() {
         &good_run(),
         "translated_addrs.all_below",
     );
-    assert!(msg.contains("went to 0x2_6d40_0000"), "{msg}");
+    assert!(msg.contains("went to [0x2_6d40_0000, 0x2_6d40_0fff]"), "{msg}");
+}
+
+#[test]
+fn translated_addrs_judge_every_page_not_the_first_byte() {
+    // An 8 KiB access whose first page went below 4 GiB and second above.
+    let mut o = two_page_run(vec![]);
+    o.iommu_trace = vec![miss(0x30_0000, 0x8000_0000), miss(0x30_1000, 0x1_2000_0000)];
+    let msg = fails(
+        "  translated_addrs: {all_below: 4G}\n",
+        &o,
+        "translated_addrs.all_below",
+    );
+    assert!(
+        msg.contains("op \"hs2\") at bus 0x30_0000 went to [0x1_2000_0000, 0x1_2000_0fff]"),
+        "{msg}"
+    );
+    let msg = passes_with(
+        "  translated_addrs: {some_at_or_above: 4G}\n",
+        &o,
+        "translated_addrs.some_at_or_above",
+    );
+    assert!(msg.contains("[0x1_2000_0000, 0x1_2000_0fff]"), "{msg}");
+    // Both pages low: all below, none above, every piece counted.
+    o.iommu_trace = vec![miss(0x30_0000, 0x8000_0000), miss(0x30_1000, 0x9000_0000)];
+    let msg = passes_with(
+        "  translated_addrs: {all_below: 4G}\n",
+        &o,
+        "translated_addrs.all_below",
+    );
+    assert!(msg.contains("2 translated pieces checked"), "{msg}");
+    fails(
+        "  translated_addrs: {some_at_or_above: 4G}\n",
+        &o,
+        "translated_addrs.some_at_or_above",
+    );
 }
 
 /// good_run plus one from-device access of 8 KiB (two pages) at 0x30_0000,
