@@ -21,6 +21,17 @@ fn guest_said<'c>(console: &'c str, guest: &str, prefix: &'c str) -> impl Iterat
         .filter_map(move |l| l.find(prefix).map(|i| l[i + prefix.len()..].trim_end()))
 }
 
+/// `record seq 3 (...) at bus 0x30_0000 went to [first, last]`.
+fn went_to(a: &Access<'_>, first: u64, last: u64) -> String {
+    format!(
+        "{} at bus {} went to [{}, {}]",
+        a.describe(),
+        hex(a.record.bus_addr),
+        hex(first),
+        hex(last)
+    )
+}
+
 /// A guest's own account of its send (its `PVHDMA-GUEST-NET` line), for the
 /// message: the file says what arrived, this says why.
 fn guest_net_line<'c>(console: &'c str, guest: &str) -> Option<&'c str> {
@@ -306,17 +317,7 @@ impl<'a> Ctx<'a> {
         let expected = format!("some access translated to >= {}", hex(lim));
         let spans = self.spans();
         if let Some((a, t, last)) = spans.iter().find(|(_, _, last)| *last >= lim) {
-            return (
-                true,
-                expected,
-                format!(
-                    "{} at bus {} went to [{}, {}]",
-                    a.describe(),
-                    hex(a.record.bus_addr),
-                    hex(*t),
-                    hex(*last)
-                ),
-            );
+            return (true, expected, went_to(a, *t, *last));
         }
         let ok = self.acc.iter().filter(|a| a.ok()).count();
         let known = self.acc.iter().filter(|a| a.translated().is_some()).count();
@@ -347,17 +348,7 @@ impl<'a> Ctx<'a> {
                 expected,
                 format!("{} translated pieces checked, every byte", spans.len()),
             ),
-            Some((a, t, last)) => (
-                false,
-                expected,
-                format!(
-                    "{} at bus {} went to [{}, {}]",
-                    a.describe(),
-                    hex(a.record.bus_addr),
-                    hex(*t),
-                    hex(*last)
-                ),
-            ),
+            Some((a, t, last)) => (false, expected, went_to(a, *t, *last)),
         }
     }
 
