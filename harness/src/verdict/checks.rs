@@ -181,16 +181,7 @@ impl<'a> Ctx<'a> {
                     .unwrap_or_default();
                 count_judged(*c, errs.len() as u64, "mapping errors", first)
             }
-            Check::XenIommuMappings(want) => {
-                let expected = format!("Xen's CPUID flag IOMMU_MAPPINGS = {want} in dom0");
-                match &self.out.summary {
-                    None => (false, expected, "the agent printed no PVHDMA-SUMMARY".into()),
-                    Some(s) => match s.xen_iommu_mappings {
-                        None => (false, expected, "dom0 reported no Xen CPUID leaves".into()),
-                        Some(f) => (f == *want, expected, format!("saw {f}")),
-                    },
-                }
-            }
+            Check::XenIommuMappings(want) => self.xen_iommu_mappings(*want),
             Check::DevicesBound(c) => match &self.out.summary {
                 None => (
                     false,
@@ -747,6 +738,57 @@ impl<'a> Ctx<'a> {
             .join("; ");
         let all = p.iter().all(|g| g.intact());
         (all == want && !disagree, expected, detail)
+    }
+
+    /// Xen's promise as dom0 read it, held to what the IOMMU did: when the
+    /// flag says granted memory has IOMMU entries, the device's unbounced
+    /// accesses to granted pages must show them, every page translated in
+    /// the trace, and there must be such an access (a run whose granted
+    /// pages all bounced or never mapped cannot bear the flag out).
+    fn xen_iommu_mappings(&self, want: bool) -> Judged {
+        let expected = format!("Xen's CPUID flag IOMMU_MAPPINGS = {want} in dom0");
+        let flag = match &self.out.summary {
+            None => return (false, expected, "the agent printed no PVHDMA-SUMMARY".into()),
+            Some(s) => match s.xen_iommu_mappings {
+                None => return (false, expected, "dom0 reported no Xen CPUID leaves".into()),
+                Some(f) => f,
+            },
+        };
+        if flag != want || !flag {
+            return (flag == want, expected, format!("saw {flag}"));
+        }
+        let granted: Vec<&Access<'_>> = self
+            .acc
+            .iter()
+            .filter(|a| a.ok() && a.op.is_some_and(|o| o.foreign.is_some() && !o.bounced))
+            .collect();
+        if granted.is_empty() {
+            return (
+                false,
+                expected,
+                "saw true, but no unbounced device access to a granted page reached memory: the trace cannot bear it out"
+                    .into(),
+            );
+        }
+        match granted.iter().find_map(|a| untranslated_at(a).map(|g| (a, g))) {
+            Some((a, g)) => (
+                false,
+                expected,
+                format!(
+                    "saw true, but {} to a granted page has page {} without an IOMMU translation in the trace",
+                    a.describe(),
+                    hex(g & !(PAGE - 1))
+                ),
+            ),
+            None => (
+                true,
+                expected,
+                format!(
+                    "saw true; {} unbounced accesses to granted pages, every page translated in the trace",
+                    granted.len()
+                ),
+            ),
+        }
     }
 
     /// Two witnesses of the same bytes: the guest's look at its pages after

@@ -1109,8 +1109,27 @@ fn xen_iommu_mappings_needs_doms_report() {
     let id = "xen_cpuid.iommu_mappings";
     let mut o = good_run();
     o.summary.as_mut().unwrap().xen_iommu_mappings = Some(true);
-    passes(set, &o, id);
+    // The flag alone, with no access to a granted page to hold it to.
+    assert!(fails(set, &o, id).contains("cannot bear it out"));
+    // "hs" on a guest's page, unbounced, its page translated in the trace.
+    o.results[1].foreign = serde_json::from_value(serde_json::json!({
+        "guest": "g1", "domid": 1, "readonly": false, "grant_status": [0]
+    }))
+    .unwrap();
+    assert!(passes_with(set, &o, id).contains("1 unbounced accesses to granted pages, every page translated"));
     assert!(fails(clear, &o, id).contains("saw true"));
+    // The same access with no line in the trace: Xen's word against the IOMMU's.
+    let mut untraced = o.clone();
+    untraced.iommu_trace.retain(|e| e.iova != 0x20_0000);
+    let msg = fails(set, &untraced, id);
+    assert!(
+        msg.contains("op \"hs\") to a granted page has page 0x20_0000 without"),
+        "{msg}"
+    );
+    // Bounced, the device never touched the granted page itself.
+    let mut bounced = o.clone();
+    bounced.results[1].bounced = true;
+    assert!(fails(set, &bounced, id).contains("cannot bear it out"));
     o.summary.as_mut().unwrap().xen_iommu_mappings = Some(false);
     passes(clear, &o, id);
     assert!(fails(set, &o, id).contains("saw false"));
