@@ -290,10 +290,12 @@ async fn watch_console(
                 guests.flush()?;
                 let end = progress
                     .overdue(spec)
-                    .or_else(|| guests.check_timeout(progress.booted_at, Instant::now()))
-                    .or_else(|| device_exit(devices));
+                    .or_else(|| guests.check_timeout(progress.booted_at, Instant::now()));
                 if let Some(end) = end {
                     return Ok(end);
+                }
+                if let Some(end) = device_exit(devices) {
+                    return Ok(blame_qemu(end, qemu_exit_within(qemu, Duration::from_secs(2)).await));
                 }
                 continue;
             }
@@ -388,6 +390,34 @@ impl Progress<'_> {
     }
 }
 
+/// How QEMU exited, if it does within `grace`.
+async fn qemu_exit_within(qemu: &mut Guarded, grace: Duration) -> Option<String> {
+    let deadline = Instant::now() + grace;
+    loop {
+        if let Some(how) = qemu.exited() {
+            return Some(how);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A device leaves when QEMU hangs up on it, so a device that exited while
+/// QEMU died too (an abort in QEMU, say) is a consequence: the end is QEMU's,
+/// and its stderr, added later, says why. A device that died with QEMU alive
+/// stays the device's end.
+fn blame_qemu(device_end: RunEnd, qemu_exit: Option<String>) -> RunEnd {
+    match qemu_exit {
+        Some(how) => RunEnd::new(
+            EndKind::QemuExited,
+            format!("QEMU exited ({how}) before the run finished; {}", device_end.detail),
+        ),
+        None => device_end,
+    }
+}
+
 fn device_exit(devices: &mut [Guarded]) -> Option<RunEnd> {
     devices.iter_mut().find_map(|d| {
         let how = d.exited()?;
@@ -443,6 +473,35 @@ fn tail(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_that_left_with_qemu_is_qemus_end() {
+        let device = RunEnd::new(EndKind::DeviceExited, "device 0 exited (exit status: 0)");
+        let end = blame_qemu(device.clone(), Some("signal: 6 (SIGABRT) (core dumped)".into()));
+        assert_eq!(end.kind, EndKind::QemuExited);
+        assert!(end.detail.contains("SIGABRT"), "{}", end.detail);
+        assert!(end.detail.contains("device 0 exited"), "{}", end.detail);
+        // QEMU still running: the device died on its own.
+        assert_eq!(blame_qemu(device.clone(), None), device);
+    }
+
+    #[test]
+    fn qemus_last_stderr_lines_name_the_abort() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qemu.stderr");
+        std::fs::write(
+            &path,
+            "qemu-system-x86_64: iommu map to non memory area 0\n\
+             qemu-system-x86_64: hw/i386/amd_iommu.c:900: amdvi_notify_iommu: \
+             Assertion `mapped->size > target.size' failed.\n",
+        )
+        .unwrap();
+        let t = tail(&path);
+        assert!(t.starts_with("stderr: qemu-system-x86_64: iommu map"), "{t}");
+        assert!(t.ends_with("Assertion `mapped->size > target.size' failed."), "{t}");
+        std::fs::write(&path, "").unwrap();
+        assert!(tail(&path).ends_with("is empty"));
+    }
 
     #[test]
     fn only_the_triple_fault_is_retried() {
