@@ -310,7 +310,11 @@ async fn watch_console(
                 if let Some(Event::Fatal(end)) = scanner.flush() {
                     return Ok(end);
                 }
-                let how = qemu.exited().unwrap_or_else(|| "closed its console".into());
+                // The console closes a moment before QEMU can be reaped; waiting
+                // for it names the signal of an abort.
+                let how = qemu_exit_within(qemu, Duration::from_secs(2))
+                    .await
+                    .map_or_else(|| "closed its console".into(), |s| s.to_string());
                 let why = format!("QEMU exited ({how}) before the run finished");
                 return Ok(RunEnd::new(EndKind::QemuExited, why));
             }
