@@ -339,6 +339,25 @@ mod tests {
     }
 
     #[test]
+    fn the_amdvi_abort_runs_only_in_amd_cells_with_a_toolstack() {
+        let path = crate::images::workspace_root().join("scenarios/guest-pvh-amdvi-qemu-aborts.yaml");
+        let s = crate::scenario::load(&path).unwrap();
+        assert_eq!(cell(Some(IommuCfg::Amd)).decide(&s), Decision::Run(None));
+        // Run alone (no cell forced), it keeps the AMD-Vi its machine states.
+        assert_eq!(cell(None).decide(&s), Decision::Run(None));
+        let Decision::Skip(why) = cell(Some(IommuCfg::Intel)).decide(&s) else {
+            panic!()
+        };
+        assert!(why.contains("pins machine.iommu: amd"), "{why}");
+        let bare = Cell {
+            toolstack: Some(false),
+            ..cell(Some(IommuCfg::Amd))
+        };
+        let Decision::Skip(why) = bare.decide(&s) else { panic!() };
+        assert!(why.contains("no toolstack"), "{why}");
+    }
+
+    #[test]
     fn every_shipped_scenario_runs_in_exactly_one_iommu_cell() {
         for f in crate::scenario::scenario_files(&crate::scenario::scenarios_dir()).unwrap() {
             let s = crate::scenario::load(&f).unwrap();

@@ -66,6 +66,11 @@ impl Guarded {
         &mut self.child
     }
 
+    /// Its exit status, if it has exited.
+    pub fn status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Has it exited? Returns a description of how, if so.
     pub fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {

@@ -17,8 +17,9 @@ use pvhdma_contract::device_cli::DeviceArgs;
 use pvhdma_contract::record::DmaRecord;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 
@@ -290,10 +291,13 @@ async fn watch_console(
                 guests.flush()?;
                 let end = progress
                     .overdue(spec)
-                    .or_else(|| guests.check_timeout(progress.booted_at, Instant::now()))
-                    .or_else(|| device_exit(devices));
+                    .or_else(|| guests.check_timeout(progress.booted_at, Instant::now()));
                 if let Some(end) = end {
                     return Ok(end);
+                }
+                if let Some((end, device_ok)) = device_exit(devices) {
+                    let qemu_status = qemu_exit_within(qemu, Duration::from_secs(2)).await;
+                    return Ok(blame_qemu(end, device_ok, qemu_status));
                 }
                 continue;
             }
@@ -306,7 +310,11 @@ async fn watch_console(
                 if let Some(Event::Fatal(end)) = scanner.flush() {
                     return Ok(end);
                 }
-                let how = qemu.exited().unwrap_or_else(|| "closed its console".into());
+                // The console closes a moment before QEMU can be reaped; waiting
+                // for it names the signal of an abort.
+                let how = qemu_exit_within(qemu, Duration::from_secs(2))
+                    .await
+                    .map_or_else(|| "closed its console".into(), |s| s.to_string());
                 let why = format!("QEMU exited ({how}) before the run finished");
                 return Ok(RunEnd::new(EndKind::QemuExited, why));
             }
@@ -388,12 +396,46 @@ impl Progress<'_> {
     }
 }
 
-fn device_exit(devices: &mut [Guarded]) -> Option<RunEnd> {
-    devices.iter_mut().find_map(|d| {
-        let how = d.exited()?;
-        Some(RunEnd::new(
+/// How QEMU exited, if it does within `grace`.
+async fn qemu_exit_within(qemu: &mut Guarded, grace: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + grace;
+    loop {
+        if let Some(status) = qemu.status() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The device leaves cleanly when QEMU hangs up on it, so a clean device
+/// exit beside a dead QEMU is a consequence, and so is any device exit beside
+/// a QEMU killed by a signal (an abort in QEMU, say): the end is QEMU's, and
+/// its stderr, added later, says why. A device that failed while QEMU lived,
+/// or before QEMU merely exited, stays the device's end.
+fn blame_qemu(device_end: RunEnd, device_ok: bool, qemu: Option<ExitStatus>) -> RunEnd {
+    match qemu {
+        Some(q) if device_ok || q.signal().is_some() => RunEnd::new(
+            EndKind::QemuExited,
+            format!("QEMU exited ({q}) before the run finished; {}", device_end.detail),
+        ),
+        Some(q) => RunEnd::new(
             EndKind::DeviceExited,
-            format!("{} exited ({how})", d.name()),
+            format!("{}; QEMU exited after it ({q})", device_end.detail),
+        ),
+        None => device_end,
+    }
+}
+
+/// The first device that exited: its end, and whether it exited cleanly.
+fn device_exit(devices: &mut [Guarded]) -> Option<(RunEnd, bool)> {
+    devices.iter_mut().find_map(|d| {
+        let status = d.status()?;
+        Some((
+            RunEnd::new(EndKind::DeviceExited, format!("{} exited ({status})", d.name())),
+            status.success(),
         ))
     })
 }
@@ -443,6 +485,46 @@ fn tail(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_that_left_with_qemu_is_qemus_end() {
+        use std::os::unix::process::ExitStatusExt;
+        let abort = ExitStatus::from_raw(6); // killed by SIGABRT
+        let exit1 = ExitStatus::from_raw(1 << 8);
+        let device = RunEnd::new(EndKind::DeviceExited, "device 0 exited (exit status: 0)");
+        let end = blame_qemu(device.clone(), true, Some(abort));
+        assert_eq!(end.kind, EndKind::QemuExited);
+        assert!(end.detail.contains("SIGABRT"), "{}", end.detail);
+        assert!(end.detail.contains("device 0 exited"), "{}", end.detail);
+        assert_eq!(blame_qemu(device.clone(), true, Some(exit1)).kind, EndKind::QemuExited);
+        // A device that failed: QEMU's abort still outranks it, a plain exit
+        // of QEMU after it does not.
+        let failed = RunEnd::new(EndKind::DeviceExited, "device 0 exited (exit status: 1)");
+        assert_eq!(blame_qemu(failed.clone(), false, Some(abort)).kind, EndKind::QemuExited);
+        let end = blame_qemu(failed.clone(), false, Some(exit1));
+        assert_eq!(end.kind, EndKind::DeviceExited);
+        assert!(end.detail.contains("QEMU exited after it"), "{}", end.detail);
+        // QEMU still running: the device died on its own.
+        assert_eq!(blame_qemu(device.clone(), true, None), device);
+    }
+
+    #[test]
+    fn qemus_last_stderr_lines_name_the_abort() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qemu.stderr");
+        std::fs::write(
+            &path,
+            "qemu-system-x86_64: iommu map to non memory area 0\n\
+             qemu-system-x86_64: hw/i386/amd_iommu.c:900: amdvi_notify_iommu: \
+             Assertion `mapped->size > target.size' failed.\n",
+        )
+        .unwrap();
+        let t = tail(&path);
+        assert!(t.starts_with("stderr: qemu-system-x86_64: iommu map"), "{t}");
+        assert!(t.ends_with("Assertion `mapped->size > target.size' failed."), "{t}");
+        std::fs::write(&path, "").unwrap();
+        assert!(tail(&path).ends_with("is empty"));
+    }
 
     #[test]
     fn only_the_triple_fault_is_retried() {
