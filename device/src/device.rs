@@ -2,12 +2,12 @@
 //! DMA_MAP table and the record file, behind one lock shared by the message
 //! loop and the engine thread.
 
-use crate::engine::{Access, Completion, EngineConfig, ErrorCode, OpRequest};
+use crate::engine::{Completion, EngineConfig, ErrorCode, OpRequest};
 use crate::irq::{Delivered, Irqs};
 use crate::log::Log;
 use crate::maps::DmaMaps;
 use crate::pci::{ConfigSpace, CONFIG_SIZE};
-use crate::record::{AccessKind, AccessOutcome, Direction, DmaMessage};
+use crate::record::{AccessKind, AccessOutcome, Direction, DmaMessage, DmaRecord};
 use crate::recorder::Recorder;
 use crate::regs::{control, Regs, WriteEffect, BAR0_SIZE};
 use pvhdma_contract::device_cli::Mutant;
@@ -96,13 +96,18 @@ impl Device {
     /// Writes one record; the table lookup happens now, so `translated` is
     /// what was mapped at the moment of the access. `messages` are the DMA
     /// messages the access took.
-    pub fn record(&mut self, access: &Access, tag: u32, op_seq: u64, messages: Vec<DmaMessage>) {
-        let Some(written) = as_recorded(self.cfg.mutant, access, op_seq, &mut self.dropped_for) else {
+    pub fn record(&mut self, access: DmaRecord, tag: u32, op_seq: u64, messages: Vec<DmaMessage>) {
+        let Some(rec) = as_recorded(self.cfg.mutant, access, op_seq, &mut self.dropped_for) else {
             return;
         };
-        let access = &written;
-        let translated = self.maps.translate(access.decoded_addr, access.len);
-        if let Err(e) = self.recorder.write(access, tag, op_seq, translated, messages) {
+        let rec = DmaRecord {
+            tag,
+            op_seq,
+            translated: self.maps.translate(rec.decoded_addr, rec.len),
+            messages,
+            ..rec
+        };
+        if let Err(e) = self.recorder.write(rec) {
             self.log.line(format_args!("record write failed: {e}"));
         }
     }
@@ -115,32 +120,24 @@ impl Device {
             tag: self.regs.tag(),
             op_seq: self.op_seq,
         };
-        let immediate = |outcome| Access {
-            kind: AccessKind::Data,
-            dir: if job.req.control & control::FROM_DEVICE != 0 {
-                Direction::FromDevice
-            } else {
-                Direction::ToDevice
-            },
-            bus_addr: job.req.addr,
-            decoded_addr: job.req.addr & self.cfg.decode_mask(),
-            len: job.req.length.into(),
-            outcome,
-            checksum: 0,
+        let dir = if job.req.control & control::FROM_DEVICE != 0 {
+            Direction::FromDevice
+        } else {
+            Direction::ToDevice
         };
+        let cfg = self.cfg;
+        let immediate = |outcome| cfg.record(AccessKind::Data, dir, job.req.addr, job.req.length.into(), outcome, 0);
         if self.regs.busy() {
             self.log
                 .line(format_args!("op {}: doorbell while busy, refused", job.op_seq));
-            let a = immediate(AccessOutcome::DeviceBusy);
-            self.record(&a, job.tag, job.op_seq, vec![]);
+            self.record(immediate(AccessOutcome::DeviceBusy), job.tag, job.op_seq, vec![]);
             self.regs.refuse_busy();
             return Doorbell::Ended;
         }
         self.regs.start();
         if !self.pci.bus_master() {
             self.log.line(format_args!("op {}: bus mastering disabled", job.op_seq));
-            let a = immediate(AccessOutcome::BusMasterOff);
-            self.record(&a, job.tag, job.op_seq, vec![]);
+            self.record(immediate(AccessOutcome::BusMasterOff), job.tag, job.op_seq, vec![]);
             self.finish(&Completion::failed(ErrorCode::BusMasterOff));
             return Doorbell::Ended;
         }
@@ -179,11 +176,10 @@ impl Device {
     }
 }
 
-/// The record written for `access`: the access itself, or under a record
-/// mutant a misstated copy or nothing. `dropped_for` remembers the last
+/// The record written for access `a`: `a` itself, or under a record mutant
+/// a misstated copy or nothing. `dropped_for` remembers the last
 /// operation that already lost its record.
-pub fn as_recorded(mutant: Option<Mutant>, access: &Access, op_seq: u64, dropped_for: &mut u64) -> Option<Access> {
-    let mut a = access.clone();
+pub fn as_recorded(mutant: Option<Mutant>, mut a: DmaRecord, op_seq: u64, dropped_for: &mut u64) -> Option<DmaRecord> {
     if a.kind != AccessKind::Data {
         return Some(a);
     }
@@ -219,23 +215,27 @@ pub fn signals_per_completion(mutant: Option<Mutant>) -> u32 {
 mod tests {
     use super::*;
 
-    fn data_access() -> Access {
-        Access {
-            kind: AccessKind::Data,
-            dir: Direction::FromDevice,
-            bus_addr: 0x5000,
-            decoded_addr: 0x5000,
-            len: 4096,
-            outcome: AccessOutcome::Ok,
-            checksum: 7,
-        }
+    fn data_access() -> DmaRecord {
+        let cfg = EngineConfig {
+            addr_bits: 32,
+            decode_bits: 32,
+            mutant: None,
+        };
+        cfg.record(
+            AccessKind::Data,
+            Direction::FromDevice,
+            0x5000,
+            4096,
+            AccessOutcome::Ok,
+            7,
+        )
     }
 
     #[test]
     fn honest_records_are_the_access() {
         let mut dropped = 0;
         for op in 1..3 {
-            assert_eq!(as_recorded(None, &data_access(), op, &mut dropped), Some(data_access()));
+            assert_eq!(as_recorded(None, data_access(), op, &mut dropped), Some(data_access()));
         }
         assert_eq!(signals_per_completion(None), 1);
         assert_eq!(signals_per_completion(Some(Mutant::FlipWrittenByte)), 1);
@@ -244,17 +244,17 @@ mod tests {
     #[test]
     fn record_mutants_misstate_data_records_only() {
         let mut dropped = 0;
-        let a = as_recorded(Some(Mutant::RecordAddrOffByPage), &data_access(), 1, &mut dropped).unwrap();
+        let a = as_recorded(Some(Mutant::RecordAddrOffByPage), data_access(), 1, &mut dropped).unwrap();
         assert_eq!((a.bus_addr, a.decoded_addr, a.len), (0x6000, 0x6000, 4096));
-        let a = as_recorded(Some(Mutant::RecordLenWrong), &data_access(), 1, &mut dropped).unwrap();
+        let a = as_recorded(Some(Mutant::RecordLenWrong), data_access(), 1, &mut dropped).unwrap();
         assert_eq!((a.bus_addr, a.len), (0x5000, 8192));
-        let desc = Access {
+        let desc = DmaRecord {
             kind: AccessKind::Descriptor,
             ..data_access()
         };
         assert_eq!(
-            as_recorded(Some(Mutant::RecordLenWrong), &desc, 1, &mut dropped),
-            Some(desc.clone())
+            as_recorded(Some(Mutant::RecordLenWrong), desc.clone(), 1, &mut dropped),
+            Some(desc)
         );
     }
 
@@ -262,10 +262,10 @@ mod tests {
     fn drop_record_loses_the_first_data_record_of_each_op() {
         let m = Some(Mutant::DropRecord);
         let mut dropped = 0;
-        assert_eq!(as_recorded(m, &data_access(), 1, &mut dropped), None);
-        assert!(as_recorded(m, &data_access(), 1, &mut dropped).is_some());
-        assert_eq!(as_recorded(m, &data_access(), 2, &mut dropped), None);
-        assert!(as_recorded(m, &data_access(), 2, &mut dropped).is_some());
+        assert_eq!(as_recorded(m, data_access(), 1, &mut dropped), None);
+        assert!(as_recorded(m, data_access(), 1, &mut dropped).is_some());
+        assert_eq!(as_recorded(m, data_access(), 2, &mut dropped), None);
+        assert!(as_recorded(m, data_access(), 2, &mut dropped).is_some());
     }
 
     #[test]

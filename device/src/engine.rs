@@ -4,7 +4,7 @@
 //! vfio-user DMA_READ/DMA_WRITE messages, so every access goes through QEMU's
 //! bus-master address space (and so its vIOMMU) and can be refused there.
 
-use crate::record::{AccessKind, AccessOutcome, Direction};
+use crate::record::{AccessKind, AccessOutcome, Direction, DmaRecord};
 use crate::regs::{control, error};
 use pvhdma_contract::device_cli::Mutant;
 use pvhdma_contract::limits;
@@ -70,6 +70,35 @@ impl EngineConfig {
     fn chunk(&self) -> u64 {
         CHUNK.min(1u64 << self.decode_bits.clamp(12, 63))
     }
+
+    /// The record of one access with what the engine knows of it; which op
+    /// it served, where it went and when are the server's and the
+    /// recorder's to fill in.
+    pub fn record(
+        &self,
+        kind: AccessKind,
+        dir: Direction,
+        bus_addr: u64,
+        len: u64,
+        outcome: AccessOutcome,
+        checksum: u32,
+    ) -> DmaRecord {
+        DmaRecord {
+            seq: 0,
+            t_us: 0,
+            tag: 0,
+            op_seq: 0,
+            kind,
+            dir,
+            bus_addr,
+            decoded_addr: bus_addr & self.decode_mask(),
+            len,
+            outcome,
+            checksum,
+            translated: Vec::new(),
+            messages: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,18 +129,6 @@ impl Completion {
     }
 }
 
-/// One access as the record describes it (the server adds seq, time, tag).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Access {
-    pub kind: AccessKind,
-    pub dir: Direction,
-    pub bus_addr: u64,
-    pub decoded_addr: u64,
-    pub len: u64,
-    pub outcome: AccessOutcome,
-    pub checksum: u32,
-}
-
 /// QEMU refused the access (an IOMMU fault or no memory there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fault;
@@ -120,7 +137,7 @@ pub trait DmaPort {
     fn dma_read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Fault>;
     fn dma_write(&mut self, addr: u64, data: &[u8]) -> Result<(), Fault>;
     /// Called once per access as it ends, so records are written as they happen.
-    fn access(&mut self, access: &Access);
+    fn access(&mut self, record: DmaRecord);
 }
 
 struct Run<'a> {
@@ -158,16 +175,8 @@ impl Run<'_> {
     }
 
     fn record(&mut self, kind: AccessKind, dir: Direction, bus: u64, len: u64, outcome: AccessOutcome, checksum: u32) {
-        let decoded_addr = bus & self.cfg.decode_mask();
-        self.port.access(&Access {
-            kind,
-            dir,
-            bus_addr: bus,
-            decoded_addr,
-            len,
-            outcome,
-            checksum,
-        });
+        self.port
+            .access(self.cfg.record(kind, dir, bus, len, outcome, checksum));
     }
 
     /// Moves one contiguous range. Data segments feed the operation's checksum
@@ -380,8 +389,8 @@ impl DmaPort for Deferred<'_> {
         self.writes.push((addr, data.to_vec()));
         Ok(())
     }
-    fn access(&mut self, access: &Access) {
-        self.inner.access(access);
+    fn access(&mut self, record: DmaRecord) {
+        self.inner.access(record);
     }
 }
 

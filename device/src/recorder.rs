@@ -1,8 +1,7 @@
 //! Writes `dma.jsonl` (docs/records.md, section 1): one line per access,
 //! flushed as it is written so a killed run still leaves whole records.
 
-use crate::engine::Access;
-use crate::record::{DmaMessage, DmaRecord, Translation};
+use crate::record::DmaRecord;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -28,29 +27,13 @@ impl Recorder {
         self.seq
     }
 
-    pub fn write(
-        &mut self,
-        access: &Access,
-        tag: u32,
-        op_seq: u64,
-        translated: Vec<Translation>,
-        messages: Vec<DmaMessage>,
-    ) -> std::io::Result<u64> {
+    /// Numbers and timestamps `rec`, then writes it.
+    pub fn write(&mut self, rec: DmaRecord) -> std::io::Result<u64> {
         self.seq += 1;
         let rec = DmaRecord {
             seq: self.seq,
             t_us: self.start.elapsed().as_micros() as u64,
-            tag,
-            op_seq,
-            kind: access.kind,
-            dir: access.dir,
-            bus_addr: access.bus_addr,
-            decoded_addr: access.decoded_addr,
-            len: access.len,
-            outcome: access.outcome,
-            checksum: access.checksum,
-            translated,
-            messages,
+            ..rec
         };
         serde_json::to_writer(&mut self.out, &rec)?;
         self.out.write_all(b"\n")?;
@@ -62,6 +45,7 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::EngineConfig;
     use crate::record::{AccessKind, AccessOutcome, Direction};
 
     #[test]
@@ -69,17 +53,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dma.jsonl");
         let mut r = Recorder::create(&path, Instant::now()).unwrap();
-        let a = Access {
-            kind: AccessKind::Data,
-            dir: Direction::FromDevice,
-            bus_addr: 0x1_0000_1000,
-            decoded_addr: 0x1000,
-            len: 16,
-            outcome: AccessOutcome::Ok,
-            checksum: 5,
+        let cfg = EngineConfig {
+            addr_bits: 36,
+            decode_bits: 32,
+            mutant: None,
         };
-        assert_eq!(r.write(&a, 3, 1, vec![], vec![]).unwrap(), 1);
-        assert_eq!(r.write(&a, 3, 2, vec![], vec![]).unwrap(), 2);
+        let a = DmaRecord {
+            tag: 3,
+            ..cfg.record(
+                AccessKind::Data,
+                Direction::FromDevice,
+                0x1_0000_1000,
+                16,
+                AccessOutcome::Ok,
+                5,
+            )
+        };
+        assert_eq!(r.write(DmaRecord { op_seq: 1, ..a.clone() }).unwrap(), 1);
+        assert_eq!(r.write(DmaRecord { op_seq: 2, ..a }).unwrap(), 2);
         let text = std::fs::read_to_string(&path).unwrap();
         let recs: Vec<DmaRecord> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(recs.len(), 2);

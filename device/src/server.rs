@@ -8,7 +8,7 @@
 //! would deadlock with a guest polling STATUS.
 
 use crate::device::{region_info, Device, Doorbell, Job, NUM_REGIONS};
-use crate::engine::{self, Access, DmaPort, EngineConfig, Fault};
+use crate::engine::{self, DmaPort, EngineConfig, Fault};
 use crate::irq::{self, NUM_IRQS};
 use crate::log::Log;
 use crate::maps::{MapEntry, MapError};
@@ -17,7 +17,7 @@ use crate::proto::{
     parse_dma_read_reply, parse_dma_write_reply, read_frame_from_socket, replies, Command, DmaMap, DmaUnmap, Frame,
     IrqSet, ReadError, RegionAccess, Request, Version, DMA_UNMAP_ALL,
 };
-use crate::record::DmaMessage;
+use crate::record::{DmaMessage, DmaRecord};
 use crate::recorder::Recorder;
 use anyhow::{bail, Context, Result};
 use pvhdma_contract::device_cli::Mutant;
@@ -476,7 +476,7 @@ impl DmaPort for MessagePort<'_> {
         Ok(())
     }
 
-    fn access(&mut self, access: &Access) {
+    fn access(&mut self, access: DmaRecord) {
         let sent = std::mem::take(&mut self.sent);
         self.sh.dev().record(access, self.job.tag, self.job.op_seq, sent);
     }

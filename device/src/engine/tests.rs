@@ -8,7 +8,7 @@ struct FakeBus {
     mem: BTreeMap<u64, u8>,
     holes: Vec<(u64, u64)>,
     calls: Vec<(Direction, u64, usize)>,
-    accesses: Vec<Access>,
+    accesses: Vec<DmaRecord>,
 }
 
 impl FakeBus {
@@ -44,8 +44,8 @@ impl DmaPort for FakeBus {
         self.put(addr, data);
         Ok(())
     }
-    fn access(&mut self, a: &Access) {
-        self.accesses.push(a.clone());
+    fn access(&mut self, a: DmaRecord) {
+        self.accesses.push(a);
     }
 }
 
