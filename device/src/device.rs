@@ -7,9 +7,9 @@ use crate::irq::{Delivered, Irqs};
 use crate::log::Log;
 use crate::maps::DmaMaps;
 use crate::pci::{ConfigSpace, CONFIG_SIZE};
-use crate::record::{AccessKind, AccessOutcome, Direction, DmaMessage, DmaRecord};
+use crate::record::{AccessKind, AccessOutcome, DmaMessage, DmaRecord};
 use crate::recorder::Recorder;
-use crate::regs::{control, Regs, WriteEffect, BAR0_SIZE};
+use crate::regs::{Regs, WriteEffect, BAR0_SIZE};
 use pvhdma_contract::device_cli::Mutant;
 use std::sync::Arc;
 
@@ -120,13 +120,8 @@ impl Device {
             tag: self.regs.tag(),
             op_seq: self.op_seq,
         };
-        let dir = if job.req.control & control::FROM_DEVICE != 0 {
-            Direction::FromDevice
-        } else {
-            Direction::ToDevice
-        };
-        let cfg = self.cfg;
-        let immediate = |outcome| cfg.record(AccessKind::Data, dir, job.req.addr, job.req.length.into(), outcome, 0);
+        let (cfg, req) = (self.cfg, job.req);
+        let immediate = |outcome| cfg.record(AccessKind::Data, req.dir(), req.addr, req.length.into(), outcome, 0);
         if self.regs.busy() {
             self.log
                 .line(format_args!("op {}: doorbell while busy, refused", job.op_seq));
@@ -214,6 +209,7 @@ pub fn signals_per_completion(mutant: Option<Mutant>) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Direction;
 
     fn data_access() -> DmaRecord {
         let cfg = EngineConfig {

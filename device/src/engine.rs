@@ -110,6 +110,16 @@ pub struct OpRequest {
     pub seed: u32,
 }
 
+impl OpRequest {
+    pub fn dir(&self) -> Direction {
+        if self.control & control::FROM_DEVICE != 0 {
+            Direction::FromDevice
+        } else {
+            Direction::ToDevice
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Completion {
     pub error: ErrorCode,
@@ -288,11 +298,7 @@ impl Run<'_> {
     }
 
     fn execute(&mut self, req: &OpRequest) -> Result<(), ErrorCode> {
-        let dir = if req.control & control::FROM_DEVICE != 0 {
-            Direction::FromDevice
-        } else {
-            Direction::ToDevice
-        };
+        let dir = req.dir();
         if dir == Direction::FromDevice && self.pattern.is_none() {
             return Err(self.bad(req.addr, u64::from(req.length), dir));
         }
