@@ -48,6 +48,8 @@ pub mod guest {
     pub const CHECK_PREFIX: &str = "PVHDMA-GUEST-CHECK ";
     /// A guest's account of its network send (a JSON [`crate::wire::NetLine`]).
     pub const NET_PREFIX: &str = "PVHDMA-GUEST-NET ";
+    /// A guest's account of its disk write and read-back (a JSON [`crate::wire::DiskLine`]).
+    pub const DISK_PREFIX: &str = "PVHDMA-GUEST-DISK ";
     /// Where the harness puts a guest's work in the guest's initramfs (no leading `/`).
     pub const WORK_PATH: &str = "pvhdma/guest.json";
     /// Where the harness puts the guests' kernel, configurations and

@@ -102,6 +102,29 @@ guests_net_up() {
 	echo "pvhdma-guests: bridge xenbr0 up with eth0"
 }
 
+# A guest with a disk: dom0's IDE controller (ata_piix, 32-bit DMA) and
+# its disk come up as /dev/sda, which the guest's vbd names; blkback serves
+# it once the hotplug script (block-pvhdma) has published the device.
+guests_disk_up() {
+	for m in scsi_common scsi_mod libata ata_piix sd_mod xen-blkback; do
+		if ! out=$(insmod "/lib/modules/$m.ko" 2>&1); then
+			guests_fail_all "insmod $m.ko: $out"
+			return 1
+		fi
+	done
+	i=0
+	until [ -b /dev/sda ] || [ $i -ge 300 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if [ ! -b /dev/sda ]; then
+		guests_fail_all "no /dev/sda 30 s after insmod ata_piix"
+		return 1
+	fi
+	# The controller's PCI address, for the harness's view of its IOMMU trace.
+	echo "pvhdma-guests: disk /dev/sda up ($(cat /sys/class/block/sda/size) sectors) at $(readlink -f /sys/class/block/sda)"
+}
+
 guests_start() {
 	guests_memory "before the toolstack"
 	mkdir -p /run/pvhdma/guests /var/lock
@@ -132,6 +155,9 @@ guests_start() {
 	guests_memory "after xen-init-dom0"
 	if grep -q '^vif' /pvhdma/guests/*.cfg; then
 		guests_net_up || return 1
+	fi
+	if grep -q '^disk' /pvhdma/guests/*.cfg; then
+		guests_disk_up || return 1
 	fi
 	guest_daemon xenconsoled -i --log=guest --log-dir=/var/log/xen/console &
 

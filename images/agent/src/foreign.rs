@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pvhdma_contract::markers::guest::{CHECK_PREFIX, CONSOLE_LOG_DIR, DOMID_DIR, NET_PREFIX};
+use pvhdma_contract::markers::guest::{CHECK_PREFIX, CONSOLE_LOG_DIR, DISK_PREFIX, DOMID_DIR, NET_PREFIX};
 use pvhdma_contract::uapi::RawSeg;
 use pvhdma_contract::wire::{CheckLine, Direction, Foreign, Op, OpResult, Workload};
 
@@ -106,9 +106,9 @@ pub fn run(slot: Slot, op: &Op, file: &File, tracer: Option<&Tracer>) -> OpResul
 /// get to pass its last lines on before dom0 powers off.
 const CHECK_WAIT: Duration = Duration::from_secs(10);
 const RELAY_DRAIN: Duration = Duration::from_secs(3);
-/// How long a guest with a vif gets to boot, connect and send. The guest
-/// gives up on its own well before this (and says so); the harness's run
-/// timeout bounds it too.
+/// How long a guest with a vif or a disk gets to boot, connect and send or
+/// write. The guest gives up on its own well before this (and says so); the
+/// harness's run timeout bounds it too.
 const NET_WAIT: Duration = Duration::from_secs(240);
 
 /// Before dom0 powers off: give each guest the time to report from-device
@@ -136,22 +136,27 @@ pub fn settle(workload: &Workload) -> Vec<String> {
         });
         std::thread::sleep(Duration::from_millis(200));
     }
-    // A guest's send runs beside any ops: dom0 must stay up until the guest
-    // said how it ended, or the payload file is cut short by the poweroff.
-    let mut senders: Vec<&str> = workload
+    // A guest's send or disk write runs beside any ops: dom0 must stay up
+    // until the guest said how it ended, or the poweroff cuts the payload
+    // file or the disk's I/O short.
+    let mut senders: Vec<(&str, &str)> = workload
         .guests
         .iter()
-        .filter(|g| g.net.is_some())
-        .map(|g| g.name.as_str())
+        .flat_map(|g| {
+            let net = g.net.as_ref().map(|_| (g.name.as_str(), "net"));
+            let disk = g.disk.as_ref().map(|_| (g.name.as_str(), "disk"));
+            net.into_iter().chain(disk)
+        })
         .collect();
     while !senders.is_empty() && start.elapsed() < NET_WAIT {
-        senders.retain(|guest| {
+        senders.retain(|(guest, what)| {
             let text = std::fs::read_to_string(console_log(guest)).unwrap_or_default();
-            !text.contains(NET_PREFIX)
+            let prefix = if *what == "net" { NET_PREFIX } else { DISK_PREFIX };
+            !text.contains(prefix)
         });
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(RELAY_DRAIN);
-    missing.extend(senders.into_iter().map(|g| (g, "net")));
+    missing.extend(senders);
     missing.into_iter().map(|(g, op)| format!("{g}/{op}")).collect()
 }
