@@ -61,6 +61,11 @@ pub mod guest {
     pub const TOOLSTACK_DIR: &str = "/pvhdma/toolstack";
     /// Where dom0's init leaves a started guest's domain id (`<name>.domid`).
     pub const DOMID_DIR: &str = "/run/pvhdma/guests";
+    /// Beside a guest's `<name>.domid` in [`DOMID_DIR`]: dom0's relay copies
+    /// each report line of the guest (`PVHDMA-GUEST-...`) into
+    /// `<name>.relayed` once it has put it on dom0's console, so the agent
+    /// can keep dom0 up until the harness has seen it.
+    pub const RELAYED_SUFFIX: &str = ".relayed";
     /// Where dom0's xenconsoled logs each guest's console (`guest-<name>.log`).
     pub const CONSOLE_LOG_DIR: &str = "/var/log/xen/console";
 }

@@ -269,6 +269,11 @@ fn guest_scripts_use_the_contracts_markers_and_paths() {
     ] {
         assert!(dom0.contains(s), "images/initramfs/guests.sh does not use {s:?}");
     }
+    let relayed = format!("{}/$1{}", guest::DOMID_DIR, guest::RELAYED_SUFFIX);
+    assert!(
+        dom0.contains(&relayed),
+        "images/initramfs/guests.sh does not write {relayed:?}"
+    );
     let init = repo_file("images/initramfs/init");
     for s in [
         format!("/{}", guest::DIR),

@@ -6,6 +6,8 @@
 #   PVHDMA-GUEST <name> <one line of the guest's console>
 #   PVHDMA-GUEST-FAILED <name> <why>    the guest never ran
 #   PVHDMA-GUEST-CRASHED <name> <why>   it ran and died
+# Each report line of a guest (PVHDMA-GUEST-...) it has relayed also goes to
+# /run/pvhdma/guests/<name>.relayed.
 # The agent finds each guest's domain id in /run/pvhdma/guests/<name>.domid
 # and its console in /var/log/xen/console/guest-<name>.log.
 
@@ -25,6 +27,11 @@ guest_relay() {
 	tail -n +1 -F "/var/log/xen/console/guest-$1.log" 2>/dev/null |
 		while IFS= read -r line; do
 			echo "PVHDMA-GUEST $1 $line"
+			# The relay lags the guest when it prints fast; the agent keeps
+			# dom0 up until a report line has made it onto dom0's console.
+			case "$line" in
+			*PVHDMA-GUEST-*) echo "$line" >>"/run/pvhdma/guests/$1.relayed" ;;
+			esac
 		done
 }
 

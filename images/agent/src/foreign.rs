@@ -5,7 +5,9 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pvhdma_contract::markers::guest::{CHECK_PREFIX, CONSOLE_LOG_DIR, DISK_PREFIX, DOMID_DIR, NET_PREFIX};
+use pvhdma_contract::markers::guest::{
+    CHECK_PREFIX, CONSOLE_LOG_DIR, DISK_PREFIX, DOMID_DIR, NET_PREFIX, RELAYED_SUFFIX,
+};
 use pvhdma_contract::uapi::RawSeg;
 use pvhdma_contract::wire::{CheckLine, Direction, Foreign, Op, OpResult, Workload};
 
@@ -47,6 +49,11 @@ fn domid(guest: &str) -> Result<u32, String> {
             .map(Some)
             .map_err(|e| format!("{}: bad domain id {t:?}: {e}", path.display()))
     })
+}
+
+/// A guest's report lines that dom0's relay has put on dom0's console.
+fn relayed_log(guest: &str) -> std::path::PathBuf {
+    Path::new(DOMID_DIR).join(format!("{guest}{RELAYED_SUFFIX}"))
 }
 
 fn console_log(guest: &str) -> std::path::PathBuf {
@@ -138,7 +145,9 @@ pub fn settle(workload: &Workload) -> Vec<String> {
     }
     // A guest's send or disk write runs beside any ops: dom0 must stay up
     // until the guest said how it ended, or the poweroff cuts the payload
-    // file or the disk's I/O short.
+    // file or the disk's I/O short, and until the relay has put that line
+    // on dom0's console: a guest that boots and writes quickly is far ahead
+    // of its relay.
     let mut senders: Vec<(&str, &str)> = workload
         .guests
         .iter()
@@ -150,7 +159,7 @@ pub fn settle(workload: &Workload) -> Vec<String> {
         .collect();
     while !senders.is_empty() && start.elapsed() < NET_WAIT {
         senders.retain(|(guest, what)| {
-            let text = std::fs::read_to_string(console_log(guest)).unwrap_or_default();
+            let text = std::fs::read_to_string(relayed_log(guest)).unwrap_or_default();
             let prefix = if *what == "net" { NET_PREFIX } else { DISK_PREFIX };
             !text.contains(prefix)
         });
