@@ -52,6 +52,8 @@ pub mod guest {
     pub const UNMAPPED_KEY: &str = "data/pvhdma-unmapped";
     /// A guest's account of its network send (a JSON [`crate::wire::NetLine`]).
     pub const NET_PREFIX: &str = "PVHDMA-GUEST-NET ";
+    /// A guest's account of its disk write and read-back (a JSON [`crate::wire::DiskLine`]).
+    pub const DISK_PREFIX: &str = "PVHDMA-GUEST-DISK ";
     /// Where the harness puts a guest's work in the guest's initramfs (no leading `/`).
     pub const WORK_PATH: &str = "pvhdma/guest.json";
     /// Where the harness puts the guests' kernel, configurations and
@@ -65,7 +67,8 @@ pub mod guest {
     pub const DOMID_DIR: &str = "/run/pvhdma/guests";
     /// Where dom0's xenconsoled logs each guest's console (`guest-<name>.log`).
     pub const CONSOLE_LOG_DIR: &str = "/var/log/xen/console";
-    /// Where dom0's console relay copies each guest line once it has passed
-    /// it on (`guest-<name>.log`): what the harness can have seen of a guest.
+    /// Where dom0's console relay copies each report line of a guest
+    /// (`PVHDMA-GUEST-...`) once it has passed it on (`guest-<name>.log`):
+    /// what the harness can have seen of a guest's reports.
     pub const RELAYED_LOG_DIR: &str = "/run/pvhdma/relayed";
 }

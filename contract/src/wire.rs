@@ -152,6 +152,33 @@ pub struct GuestSpec {
     /// A network interface bridged to dom0's NIC, and what the guest sends through it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<GuestNet>,
+    /// A virtual disk (blkfront) backed by dom0's disk, and what the guest writes to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<GuestDisk>,
+}
+
+/// A guest's vbd: the guest writes `size` bytes of the pattern from `seed`
+/// to the start of its disk with O_DIRECT, reads them back the same way and
+/// compares. blkback hands the guest's granted pages to the driver of
+/// dom0's disk controller, so the controller's DMA reads and writes them
+/// directly; the host side reads the disk's image file after the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestDisk {
+    pub size: u32,
+    pub pattern: DataPattern,
+    pub seed: u32,
+}
+
+/// What a guest printed about its disk, after
+/// [`crate::markers::guest::DISK_PREFIX`]: bytes written and read back with
+/// O_DIRECT, whether what it read equals the pattern, and the first error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskLine {
+    pub wrote: u64,
+    pub read: u64,
+    pub intact: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A guest's vif: the guest sends `size` bytes of the pattern from `seed`
@@ -211,6 +238,8 @@ pub struct GuestWork {
     pub grants: Vec<GuestGrant>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<GuestNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<GuestDisk>,
 }
 
 /// The pages of one op: `pages` pages, each holding `size` bytes of the

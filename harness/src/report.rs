@@ -364,6 +364,7 @@ mod tests {
             timings: Timings::default(),
             ram_layout: None,
             guest_payloads: vec![],
+            guest_disks: vec![],
         };
         (s, o)
     }

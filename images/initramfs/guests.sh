@@ -6,6 +6,8 @@
 #   PVHDMA-GUEST <name> <one line of the guest's console>
 #   PVHDMA-GUEST-FAILED <name> <why>    the guest never ran
 #   PVHDMA-GUEST-CRASHED <name> <why>   it ran and died
+# Each report line of a guest (PVHDMA-GUEST-...) it has relayed also goes to
+# /run/pvhdma/relayed/guest-<name>.log.
 # The agent finds each guest's domain id in /run/pvhdma/guests/<name>.domid
 # and its console in /var/log/xen/console/guest-<name>.log.
 
@@ -22,13 +24,15 @@ guests_fail_all() {
 # One guest's console, line by line, with its name in front. xenconsoled
 # creates the log when the guest's console connects; tail -F waits for it.
 # A guest's boot log can run far ahead of dom0's serial console, so each
-# line is also copied once passed on: the agent waits on that copy, not on
-# xenconsoled's log, before it powers dom0 off.
+# report line is also copied once passed on: the agent waits on that copy,
+# not on xenconsoled's log, before it powers dom0 off.
 guest_relay() {
 	tail -n +1 -F "/var/log/xen/console/guest-$1.log" 2>/dev/null |
 		while IFS= read -r line; do
 			echo "PVHDMA-GUEST $1 $line"
-			echo "$line" >>"/run/pvhdma/relayed/guest-$1.log"
+			case "$line" in
+			*PVHDMA-GUEST-*) echo "$line" >>"/run/pvhdma/relayed/guest-$1.log" ;;
+			esac
 		done
 }
 
@@ -106,6 +110,29 @@ guests_net_up() {
 	echo "pvhdma-guests: bridge xenbr0 up with eth0"
 }
 
+# A guest with a disk: dom0's IDE controller (ata_piix, 32-bit DMA) and
+# its disk come up as /dev/sda, which the guest's vbd names; blkback serves
+# it once the hotplug script (block-pvhdma) has published the device.
+guests_disk_up() {
+	for m in scsi_common scsi_mod libata ata_piix sd_mod xen-blkback; do
+		if ! out=$(insmod "/lib/modules/$m.ko" 2>&1); then
+			guests_fail_all "insmod $m.ko: $out"
+			return 1
+		fi
+	done
+	i=0
+	until [ -b /dev/sda ] || [ $i -ge 300 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if [ ! -b /dev/sda ]; then
+		guests_fail_all "no /dev/sda 30 s after insmod ata_piix"
+		return 1
+	fi
+	# The controller's PCI address, for the harness's view of its IOMMU trace.
+	echo "pvhdma-guests: disk /dev/sda up ($(cat /sys/class/block/sda/size) sectors) at $(readlink -f /sys/class/block/sda)"
+}
+
 guests_start() {
 	guests_memory "before the toolstack"
 	mkdir -p /run/pvhdma/guests /run/pvhdma/relayed /var/lock
@@ -136,6 +163,9 @@ guests_start() {
 	guests_memory "after xen-init-dom0"
 	if grep -q '^vif' /pvhdma/guests/*.cfg; then
 		guests_net_up || return 1
+	fi
+	if grep -q '^disk' /pvhdma/guests/*.cfg; then
+		guests_disk_up || return 1
 	fi
 	guest_daemon xenconsoled -i --log=guest --log-dir=/var/log/xen/console &
 

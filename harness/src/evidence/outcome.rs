@@ -21,8 +21,9 @@ pub struct TraceEntry {
     pub fault: bool,
 }
 
-/// What one guest sent through its vif, as QEMU's user network wrote it
-/// into the run's directory.
+/// What of one guest's data reached the host side: what it sent through
+/// its vif, as QEMU's user network wrote it into the run's directory, or
+/// what it wrote to its disk, as the disk's image file holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestPayload {
     pub guest: String,
@@ -88,4 +89,8 @@ pub struct RunOutcome {
     /// One per guest with `net`, read after QEMU exited.
     #[serde(default)]
     pub guest_payloads: Vec<GuestPayload>,
+    /// One per guest with `disk`: the image file's first bytes against the
+    /// guest's pattern, read after QEMU exited.
+    #[serde(default)]
+    pub guest_disks: Vec<GuestPayload>,
 }

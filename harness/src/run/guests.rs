@@ -111,6 +111,11 @@ pub fn work_for(workload: &Workload, name: &str) -> GuestWork {
             .iter()
             .find(|g| g.name == name)
             .and_then(|g| g.net.clone()),
+        disk: workload
+            .guests
+            .iter()
+            .find(|g| g.name == name)
+            .and_then(|g| g.disk.clone()),
     }
 }
 
@@ -120,9 +125,16 @@ pub const VIF_SCRIPT: &str = "/pvhdma/toolstack/vif-pvhdma";
 /// The bridge dom0's init makes of its NIC when a guest has a vif.
 pub const BRIDGE: &str = "xenbr0";
 
+/// dom0's hotplug script for a vbd (from the toolstack archive): it tells
+/// blkback which of dom0's block devices to serve.
+pub const BLOCK_SCRIPT: &str = "/pvhdma/toolstack/block-pvhdma";
+/// dom0's disk on the run's controller, as dom0's init waits for it.
+pub const DOM0_DISK: &str = "/dev/sda";
+
 /// A guest's xl configuration: PVH with no device model; devices only a vif
-/// when the guest has `net`, whose hotplug script is the archive's own;
-/// `extra` goes on the kernel's command line.
+/// when the guest has `net` and a vbd of dom0's disk when it has `disk`,
+/// each with the archive's own hotplug script; `extra` goes on the
+/// kernel's command line.
 pub fn xl_config(g: &GuestSpec, kernel: &str, ramdisk: &str, extra: &[String]) -> String {
     let cmdline = ["console=hvc0", "panic=-1"]
         .into_iter()
@@ -133,8 +145,17 @@ pub fn xl_config(g: &GuestSpec, kernel: &str, ramdisk: &str, extra: &[String]) -
         Some(_) => format!("vif = [ \"bridge={BRIDGE},script={VIF_SCRIPT}\" ]\n"),
         None => String::new(),
     };
-    vif + &format!(
-        "# Written by the pvhdma harness for guest {name}.\n\
+    // A raw phy backend: blkback submits the guest's granted pages as bios
+    // on dom0's disk itself, with no qdisk or loop device in between.
+    let disk = match &g.disk {
+        Some(_) => format!(
+            "disk = [ \"format=raw,vdev=xvda,access=rw,backendtype=phy,script={BLOCK_SCRIPT},target={DOM0_DISK}\" ]\n"
+        ),
+        None => String::new(),
+    };
+    vif + &disk
+        + &format!(
+            "# Written by the pvhdma harness for guest {name}.\n\
          name = \"{name}\"\n\
          type = \"pvh\"\n\
          kernel = \"{kernel}\"\n\
@@ -146,10 +167,10 @@ pub fn xl_config(g: &GuestSpec, kernel: &str, ramdisk: &str, extra: &[String]) -
          on_reboot = \"destroy\"\n\
          # Kept, so dom0 sees the crashed state and names it before it destroys it.\n\
          on_crash = \"preserve\"\n",
-        name = g.name,
-        mem = g.memory_mib,
-        vcpus = g.vcpus,
-    )
+            name = g.name,
+            mem = g.memory_mib,
+            vcpus = g.vcpus,
+        )
 }
 
 /// What a dom0 console line says about a guest.
@@ -301,7 +322,33 @@ mod tests {
             memory_mib: 256,
             vcpus: 1,
             net: None,
+            disk: None,
         }
+    }
+
+    #[test]
+    fn a_guest_with_a_disk_gets_a_vbd_of_dom0s_disk_and_its_write() {
+        let mut g = spec("g1");
+        assert!(!xl_config(&g, "/k", "/r", &[]).contains("disk = ["));
+        g.disk = Some(pvhdma_contract::wire::GuestDisk {
+            size: 1 << 20,
+            pattern: DataPattern::Xorshift,
+            seed: 7,
+        });
+        let cfg = xl_config(&g, "/k", "/r", &[]);
+        assert!(
+            cfg.starts_with(
+                "disk = [ \"format=raw,vdev=xvda,access=rw,backendtype=phy,\
+                 script=/pvhdma/toolstack/block-pvhdma,target=/dev/sda\" ]\n"
+            ),
+            "{cfg}"
+        );
+        let w = Workload {
+            guests: vec![g.clone()],
+            ..Workload::default()
+        };
+        assert_eq!(work_for(&w, "g1").disk, g.disk);
+        assert!(work_for(&w, "g2").disk.is_none());
     }
 
     #[test]

@@ -39,7 +39,28 @@ pub struct MachineSpec {
     pub extra_devices: Vec<String>,
     /// A NIC on QEMU's user network, with a TFTP root in the run directory.
     pub net: NetDevice,
+    /// A disk on a block controller, backed by an image in the run directory.
+    pub disk: Option<DiskSpec>,
 }
+
+/// dom0's disk: the controller and the size of its raw image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskSpec {
+    pub controller: DiskController,
+    pub size: u64,
+}
+
+/// A block controller whose Linux driver sets a 32-bit DMA mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DiskController {
+    /// Intel PIIX4 IDE, driven by ata_piix (libata BMDMA, 32-bit mask).
+    /// Always at [`DISK_BDF`].
+    Piix4Ide,
+}
+
+/// Where the harness puts the disk controller (`addr=0x11`), as QEMU's
+/// IOMMU trace names it.
+pub const DISK_BDF: &str = "00:11.0";
 
 /// A real NIC beside the recorder (for the `net_tftp` op).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -64,6 +85,7 @@ impl Default for MachineSpec {
             accel: Accel::Tcg,
             extra_devices: vec![],
             net: NetDevice::None,
+            disk: None,
         }
     }
 }

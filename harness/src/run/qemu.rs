@@ -4,7 +4,9 @@
 //! comment says why its flag is there.
 
 use crate::images::Manifest;
-use crate::machine::{Accel, Dom0Mode, IommuKind, MachineSpec, NetDevice, RunSpec, E1000_BDF};
+use crate::machine::{
+    Accel, DiskController, Dom0Mode, IommuKind, MachineSpec, NetDevice, RunSpec, DISK_BDF, E1000_BDF,
+};
 use pvhdma_contract::wire::{GuestSpec, GUEST_NET_SINK};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +22,8 @@ pub struct RunPaths {
     pub tftp: PathBuf,
     /// The run's directory, where guests' network payloads land.
     pub dir: PathBuf,
+    /// The raw image behind `machine.disk` (created by `vm`, read after the run).
+    pub disk: PathBuf,
 }
 
 impl RunPaths {
@@ -34,6 +38,7 @@ impl RunPaths {
                 .collect(),
             tftp: dir.join("tftp"),
             dir: dir.to_path_buf(),
+            disk: dir.join("disk.img"),
         }
     }
 
@@ -236,9 +241,24 @@ fn device_args(a: &mut Args, mc: &MachineSpec, paths: &RunPaths, guests: &[Guest
         a.flag("-netdev", netdev);
         a.flag("-device", format!("e1000,netdev=n0,addr=0x{}", &E1000_BDF[3..5]));
     }
+    if let Some(d) = &mc.disk {
+        disk_args(a, d.controller, &paths.disk);
+    }
     for d in &mc.extra_devices {
         a.flag("-device", d.clone());
     }
+}
+
+/// dom0's disk: the run's own image on the controller's first channel,
+/// so it is dom0's first disk (/dev/sda).
+fn disk_args(a: &mut Args, controller: DiskController, image: &Path) {
+    let file = arg_path(image).replace(',', ",,");
+    a.flag("-drive", format!("if=none,id=disk0,format=raw,file={file}"));
+    let model = match controller {
+        DiskController::Piix4Ide => "piix4-ide",
+    };
+    a.flag("-device", format!("{model},id=pvhdma-disk,addr=0x{}", &DISK_BDF[3..5]));
+    a.flag("-device", "ide-hd,drive=disk0,bus=pvhdma-disk.0");
 }
 
 /// What boots: Xen with dom0 as a multiboot module, or Linux alone.
@@ -387,6 +407,24 @@ mod tests {
         let a = args(&manifest(), &s, &paths).join(" ");
         assert!(a.contains("-netdev user,id=n0,restrict=on,tftp=/r/tftp"), "{a}");
         assert!(a.contains("-device e1000,netdev=n0,addr=0x10"), "{a}");
+    }
+
+    #[test]
+    fn a_disk_is_the_runs_own_image_on_the_controller_at_its_fixed_slot() {
+        let mut s = spec();
+        let paths = RunPaths::in_dir(Path::new("/r,x"), 1);
+        assert!(!args(&manifest(), &s, &paths).iter().any(|a| a == "-drive"));
+        s.machine.disk = Some(crate::machine::DiskSpec {
+            controller: DiskController::Piix4Ide,
+            size: 64 << 20,
+        });
+        let a = args(&manifest(), &s, &paths).join(" ");
+        assert!(
+            a.contains("-drive if=none,id=disk0,format=raw,file=/r,,x/disk.img"),
+            "{a}"
+        );
+        assert!(a.contains("-device piix4-ide,id=pvhdma-disk,addr=0x11"), "{a}");
+        assert!(a.contains("-device ide-hd,drive=disk0,bus=pvhdma-disk.0"), "{a}");
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub async fn run(m: &Manifest, spec: &RunSpec) -> anyhow::Result<Run> {
             // The layout of the RAM `qemu::args` gives QEMU.
             ram_layout: Some(RamLayout::q35(spec.machine.memory_mib << 20)),
             guest_payloads: vec![],
+            guest_disks: vec![],
         },
         dir: Some(dir),
     };
@@ -140,6 +141,9 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
     let paths = RunPaths::in_dir(dir, spec.devices.len());
     log_line(dir, &crate::fastboot::describe(spec));
     write_initrd(m, spec, &paths.initrd)?;
+    if let Some(d) = &spec.machine.disk {
+        crate::disk::create_image(&paths.disk, d.size)?;
+    }
     for (name, sum) in crate::net::write_tftp_root(spec.workload.as_ref(), &paths.tftp)? {
         log_line(dir, &format!("tftp/{name}: FNV-1a {sum:#010x}"));
     }
@@ -217,6 +221,7 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
     out.iommu_trace = crate::trace::parse(&std::fs::read_to_string(&paths.trace_log).unwrap_or_default());
     out.console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
     out.guest_payloads = crate::net::guest_payloads(spec.workload.as_ref(), dir);
+    out.guest_disks = crate::disk::guest_disks(spec.workload.as_ref(), &paths.disk);
     std::fs::write(dir.join("outcome.json"), serde_json::to_string_pretty(&*out)?)?;
     Ok(())
 }

@@ -58,6 +58,9 @@ pub struct Expect {
     /// What guests sent through their vifs (`guests[].net`), as it arrived
     /// on the host side.
     pub guest_net: Option<GuestNetExpect>,
+    /// What guests wrote to their vbds (`guests[].disk`), as the disk's
+    /// image file holds it and as the guest read it back.
+    pub guest_disk: Option<GuestDiskExpect>,
     /// Regular expressions on the whole console log.
     pub log: Option<LogExpect>,
     /// Per-operation expectations, by op name; they hold for every run of the op.
@@ -285,6 +288,17 @@ pub struct GuestNetExpect {
     pub payload_intact: Option<bool>,
 }
 
+/// What became of the guests' disk writes.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuestDiskExpect {
+    /// true: the disk's image file holds every guest's pattern byte for byte
+    /// and each guest read the same back. false: at least one guest's data
+    /// is missing or wrong, in the file and in the guest's own read-back.
+    /// The two witnesses must agree, or neither claim holds.
+    pub payload_intact: Option<bool>,
+}
+
 /// `bus:dev.fn` (hex) as numbers; QEMU's VT-d trace prints the function
 /// with two digits (`00:10.00`), AMD-Vi's with one.
 pub fn parse_bdf(s: &str) -> Option<(u8, u8, u8)> {
@@ -422,6 +436,7 @@ pub enum Check<'a> {
     TraceIovaBelow(&'a str, u64),
     TraceSomeTargetAtOrAbove(&'a str, u64),
     GuestNetPayloadIntact(bool),
+    GuestDiskPayloadIntact(bool),
     LogContains(&'a [Pattern]),
     /// dom0 printed no kernel warning that the allow-list does not name.
     KernelWarnings(&'a [Pattern]),
@@ -485,6 +500,7 @@ impl Check<'_> {
             Check::TraceIovaBelow(..) => "trace.iova_below".into(),
             Check::TraceSomeTargetAtOrAbove(..) => "trace.some_target_at_or_above".into(),
             Check::GuestNetPayloadIntact(_) => "guest_net.payload_intact".into(),
+            Check::GuestDiskPayloadIntact(_) => "guest_disk.payload_intact".into(),
             Check::LogContains(_) => "log.contains".into(),
             Check::KernelWarnings(_) => "kernel_warnings".into(),
             Check::LogLacks(_) => "log.lacks".into(),
@@ -564,6 +580,9 @@ impl Expect {
         }
         if let Some(b) = self.guest_net.as_ref().and_then(|g| g.payload_intact) {
             v.push(Check::GuestNetPayloadIntact(b));
+        }
+        if let Some(b) = self.guest_disk.as_ref().and_then(|g| g.payload_intact) {
+            v.push(Check::GuestDiskPayloadIntact(b));
         }
         if let Some(l) = &self.log {
             if !l.contains.is_empty() {

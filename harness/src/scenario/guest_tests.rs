@@ -134,3 +134,49 @@ fn a_guest_net_needs_the_e1000_and_maps_to_the_wire() {
         assert!(e.path.starts_with("guests[0]"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn a_guest_disk_needs_the_machines_disk_and_maps_to_the_wire() {
+    let disk = "machine: {disk: {controller: piix4-ide, size: 64M}}\n";
+    let guest = "guests:\n  - {name: g1, disk: {write: 1M, seed: 3}}\n";
+    let s = parse(&format!("description: d\n{disk}{guest}")).unwrap();
+    let spec = s.to_run_spec();
+    let d = spec.machine.disk.unwrap();
+    assert_eq!(
+        (d.controller, d.size),
+        (crate::machine::DiskController::Piix4Ide, 64 << 20)
+    );
+    let g = &spec.workload.unwrap().guests[0];
+    let w = g.disk.as_ref().unwrap();
+    assert_eq!((w.size, w.seed), (1 << 20, 3));
+
+    let e = parse(&format!("description: d\n{guest}")).unwrap_err();
+    assert_eq!(e.path, "guests[0].disk", "{e}");
+    assert!(e.message.contains("machine.disk"), "{e}");
+    let e = parse(&format!(
+        "description: d\n{disk}guests:\n  - {{name: g1, disk: {{write: 4K}}}}\n  - {{name: g2, disk: {{write: 4K}}}}\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.path, "guests[1].disk", "{e}");
+    let e = parse(
+        "description: d\nmachine: {disk: {controller: piix4-ide, size: 1M}}\nguests:\n  - {name: g1, disk: {write: 2M}}\n",
+    )
+    .unwrap_err();
+    assert!(e.message.contains("more than the disk"), "{e}");
+    for bad in ["{write: 0}", "{write: 6000}", "{write: 32M}", "{write: 4K, offset: 1}"] {
+        let e = parse(&format!(
+            "description: d\n{disk}guests:\n  - {{name: g1, disk: {bad}}}\n"
+        ))
+        .unwrap_err();
+        assert!(e.path.starts_with("guests[0].disk"), "{bad}: {e}");
+    }
+    for bad in [
+        "{controller: piix4-ide, size: 100K}",
+        "{controller: lsi53c895a, size: 64M}",
+        "{controller: piix4-ide}",
+    ] {
+        let e = parse(&format!("description: d\nmachine: {{disk: {bad}}}\n")).unwrap_err();
+        assert!(e.path.starts_with("machine.disk"), "{bad}: {e}");
+        assert!(e.to_string().starts_with("scenarios/x.yaml:2:"), "{bad}: {e}");
+    }
+}

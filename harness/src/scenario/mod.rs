@@ -18,18 +18,21 @@ mod guest_tests;
 mod tests;
 
 pub use expect::{
-    id_matches, parse_bdf, BootExpect, BootExpectMap, Check, Count, DeviceAddrs, Expect, ExpectFailure, GuestNetExpect,
-    LogExpect, OpCheck, OpExpect, PoolState, TraceExpect, TranslatedAddrs,
+    id_matches, parse_bdf, BootExpect, BootExpectMap, Check, Count, DeviceAddrs, Expect, ExpectFailure,
+    GuestDiskExpect, GuestNetExpect, LogExpect, OpCheck, OpExpect, PoolState, TraceExpect, TranslatedAddrs,
 };
 pub use model::{
-    AccelCfg, BufferCfg, Cells, DeviceCfg, DirCfg, Dom0Cfg, Dom0ModeCfg, GrantCfg, GuestCfg, GuestNetCfg, GuestTypeCfg,
-    Inject, IommuCfg, MachineCfg, NetCfg, OpCfg, OpKindCfg, PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
+    AccelCfg, BufferCfg, Cells, DeviceCfg, DirCfg, DiskCfg, DiskControllerCfg, Dom0Cfg, Dom0ModeCfg, GrantCfg,
+    GuestCfg, GuestDiskCfg, GuestNetCfg, GuestTypeCfg, Inject, IommuCfg, MachineCfg, NetCfg, OpCfg, OpKindCfg,
+    PlacementCfg, Scenario, Timeouts, Xen, XenCfg,
 };
 pub use parse::{load, parse_str, scenario_files, ScenarioError};
 pub use size::{parse_bytes, parse_duration, ByteSize, HumanDuration, MemSize, SizeError};
 pub use util::Pattern;
 
-use crate::machine::{Accel, BootSpec, DeviceSpec, Dom0Mode, IommuKind, MachineSpec, NetDevice, RunSpec};
+use crate::machine::{
+    Accel, BootSpec, DeviceSpec, DiskController, DiskSpec, Dom0Mode, IommuKind, MachineSpec, NetDevice, RunSpec,
+};
 use pvhdma_contract::wire;
 use std::path::PathBuf;
 
@@ -73,6 +76,12 @@ impl Scenario {
                 NetCfg::None => NetDevice::None,
                 NetCfg::E1000 => NetDevice::E1000,
             },
+            disk: self.machine.disk.as_ref().map(|d| DiskSpec {
+                controller: match d.controller {
+                    DiskControllerCfg::Piix4Ide => DiskController::Piix4Ide,
+                },
+                size: d.size,
+            }),
         };
         let boot = match &self.xen {
             Xen::Boot(x) => BootSpec {
@@ -116,6 +125,11 @@ impl Scenario {
                     memory_mib: u32::try_from(g.memory.mib).unwrap_or(u32::MAX),
                     vcpus: g.vcpus,
                     net: g.net.as_ref().map(|n| guest_net(i, n)),
+                    disk: g.disk.as_ref().map(|d| wire::GuestDisk {
+                        size: d.write,
+                        pattern: d.pattern,
+                        seed: d.seed,
+                    }),
                 })
                 .collect(),
         });

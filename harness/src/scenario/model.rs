@@ -100,6 +100,43 @@ pub struct MachineCfg {
     /// mask), for `net_tftp` ops. Default none.
     #[serde(default)]
     pub net: NetCfg,
+    /// A disk on a real block controller whose Linux driver has a 32-bit
+    /// DMA mask, backed by a raw image in the run's directory; a guest's
+    /// `disk` is served from it by blkback. Default none.
+    pub disk: Option<DiskCfg>,
+}
+
+/// dom0's disk: which controller, and how big its image is.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskCfg {
+    pub controller: DiskControllerCfg,
+    /// 1M to 1G; the image starts zeroed.
+    #[serde(deserialize_with = "disk_size")]
+    #[schemars(with = "ByteSize")]
+    pub size: u64,
+}
+
+/// The emulated block controllers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DiskControllerCfg {
+    /// Intel PIIX4 IDE (at 00:11.0, the disk on its primary channel):
+    /// Linux's ata_piix does bus-master DMA through libata's 32-bit mask.
+    #[serde(rename = "piix4-ide")]
+    Piix4Ide,
+}
+
+/// Room for a guest's writes, small enough to read back after every run.
+pub const MAX_DISK: u64 = 1 << 30;
+
+fn disk_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = ByteSize::deserialize(d)?.bytes();
+    if !(1 << 20..=MAX_DISK).contains(&v) || v % 512 != 0 {
+        return Err(serde::de::Error::custom(format!(
+            "size {v} bytes: expected 1M to 1G, whole 512-byte sectors"
+        )));
+    }
+    Ok(v)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -125,6 +162,7 @@ impl Default for MachineCfg {
             iommu: IommuCfg::default(),
             accel: AccelCfg::default(),
             net: NetCfg::default(),
+            disk: None,
         }
     }
 }
@@ -309,6 +347,37 @@ pub struct GuestCfg {
     /// A vif bridged to dom0's e1000 (needs `machine.net: e1000`), through
     /// which the guest sends a payload out of the machine.
     pub net: Option<GuestNetCfg>,
+    /// A vbd served by blkback from dom0's disk (needs `machine.disk`; one
+    /// guest at most), which the guest writes and reads back.
+    pub disk: Option<GuestDiskCfg>,
+}
+
+/// What a guest writes to its vbd: `write` bytes of the pattern from `seed`
+/// at offset 0, with O_DIRECT, then read back the same way. The host side
+/// reads the disk's image file after the run (`expect.guest_disk`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuestDiskCfg {
+    /// 4K to 16M, whole pages (O_DIRECT).
+    #[serde(deserialize_with = "disk_write_size")]
+    #[schemars(with = "ByteSize")]
+    pub write: u32,
+    /// Default xorshift.
+    #[serde(default)]
+    pub pattern: DataPattern,
+    /// Default 0.
+    #[serde(default)]
+    pub seed: u32,
+}
+
+fn disk_write_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = ByteSize::deserialize(d)?.bytes();
+    if !(4096..=MAX_GUEST_SEND).contains(&v) || v % 4096 != 0 {
+        return Err(serde::de::Error::custom(format!(
+            "write {v} bytes: expected 4K to 16M, whole pages"
+        )));
+    }
+    Ok(v as u32)
 }
 
 /// What a guest sends through its vif: `send` bytes of the pattern from

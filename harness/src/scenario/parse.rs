@@ -174,6 +174,7 @@ fn validate_guests(s: &Scenario) -> Result<BTreeSet<&str>, Invalid> {
                 "net_tftp configures dom0's NIC itself; a guest's vif puts it in a bridge".into(),
             ));
         }
+        validate_guest_disk(s, i)?;
     }
     if s.guests.is_empty() {
         return Ok(names);
@@ -194,6 +195,34 @@ fn validate_guests(s: &Scenario) -> Result<BTreeSet<&str>, Invalid> {
         )),
         Xen::Boot(_) => Ok(names),
     }
+}
+
+/// A guest's vbd is dom0's one disk, whole: it needs the machine's disk, room
+/// for the write, and no other guest on it.
+fn validate_guest_disk(s: &Scenario, i: usize) -> Result<(), Invalid> {
+    let g = &s.guests[i];
+    let Some(d) = &g.disk else {
+        return Ok(());
+    };
+    let (loc, path) = (Some(g.name.referenced), format!("guests[{i}].disk"));
+    let Some(m) = &s.machine.disk else {
+        return Err((
+            loc,
+            path,
+            "a guest's vbd is dom0's disk: it needs `machine.disk`".into(),
+        ));
+    };
+    if u64::from(d.write) > m.size {
+        return Err((
+            loc,
+            path,
+            format!("write {} bytes: more than the disk's {}", d.write, m.size),
+        ));
+    }
+    if s.guests[..i].iter().any(|o| o.disk.is_some()) {
+        return Err((loc, path, "dom0 has one disk: only one guest may have `disk`".into()));
+    }
+    Ok(())
 }
 
 /// An op whose buffer is a guest's pages: what a grant can carry.

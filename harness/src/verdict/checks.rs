@@ -229,6 +229,7 @@ impl<'a> Ctx<'a> {
                 }
             }
             Check::GuestNetPayloadIntact(want) => self.guest_net_payload(*want),
+            Check::GuestDiskPayloadIntact(want) => self.guest_disk_payload(*want),
             Check::LogContains(ps) => self.log_contains(ps),
             Check::LogLacks(ps) => self.log_lacks(ps),
             Check::KernelWarnings(allow) => self.kernel_warnings(allow),
@@ -819,6 +820,64 @@ impl<'a> Ctx<'a> {
             return (false, expected, format!("{detail}: the two disagree"));
         }
         (sees == want, expected, detail)
+    }
+
+    /// Two witnesses: the disk's image file, read on the host after the
+    /// run, and the guest's own O_DIRECT read-back. A claim holds only when
+    /// both are there and both say it; a guest that never reported leaves
+    /// the claim without its second witness.
+    fn guest_disk_payload(&self, want: bool) -> Judged {
+        let expected = if want {
+            "every guest's disk write is intact in the image and in the guest's read-back".to_string()
+        } else {
+            "some guest's disk write is missing or wrong, in the image and in the guest's read-back".to_string()
+        };
+        let disks = &self.out.guest_disks;
+        if disks.is_empty() {
+            return (false, expected, "no guest has `disk`: nothing was written".into());
+        }
+        let mut held = true;
+        let detail = disks
+            .iter()
+            .map(|g| {
+                let how = match g.mismatch_offset {
+                    None => "intact".to_string(),
+                    Some(o) if o == g.received => format!("ends at {o}"),
+                    Some(o) => format!("first wrong byte at {o}"),
+                };
+                let line = guest_said(
+                    &self.out.console,
+                    &g.guest,
+                    pvhdma_contract::markers::guest::DISK_PREFIX,
+                )
+                .next();
+                let read_back = line
+                    .and_then(|l| serde_json::from_str::<pvhdma_contract::wire::DiskLine>(l).ok())
+                    .map(|d| d.intact);
+                let mut text = format!(
+                    "{}: image {} of {} bytes, {how} (the guest: {})",
+                    g.guest,
+                    g.received,
+                    g.expected,
+                    line.unwrap_or("no PVHDMA-GUEST-DISK line")
+                );
+                match read_back {
+                    None => {
+                        held = false;
+                        text += ", so the guest's read-back is no witness";
+                    }
+                    Some(r) if r != g.intact() => {
+                        held = false;
+                        text += ", but the image and the guest's read-back disagree";
+                    }
+                    Some(_) => {}
+                }
+                text
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let all = disks.iter().all(|g| g.intact());
+        (held && all == want, expected, detail)
     }
 
     fn log_contains(&self, ps: &[Pattern]) -> Judged {

@@ -36,6 +36,7 @@ fn outcome(end: RunEnd, results: Vec<OpResult>, records: Vec<DmaRecord>, trace: 
         timings: Timings::default(),
         ram_layout: Some(RamLayout::q35(8 << 30)),
         guest_payloads: vec![],
+        guest_disks: vec![],
     }
 }
 
@@ -514,6 +515,54 @@ fn mapping_errors() {
     assert!(msg.contains("first: result #1 (tag 2, op \"hs\")"), "{msg}");
     passes("  mapping_errors: true\n", &o, "mapping_errors");
     passes("  mapping_errors: 1\n", &o, "mapping_errors");
+}
+
+#[test]
+fn guest_disk_payload_intact() {
+    use crate::outcome::GuestPayload;
+    let id = "guest_disk.payload_intact";
+    let (yes, no) = (
+        "  guest_disk: { payload_intact: true }\n",
+        "  guest_disk: { payload_intact: false }\n",
+    );
+    let want = [9u8; 64];
+    let mut o = good_run();
+    // No guest wrote anything: neither claim has evidence.
+    assert!(fails(yes, &o, id).contains("nothing was written"));
+    fails(no, &o, id);
+    // The image holds the pattern, but the guest never reported: one witness.
+    o.guest_disks = vec![GuestPayload::judge("g1", &want, &want)];
+    let msg = fails(yes, &o, id);
+    assert!(
+        msg.contains("no PVHDMA-GUEST-DISK line), so the guest's read-back is no witness"),
+        "{msg}"
+    );
+    o.console += "PVHDMA-GUEST g1 PVHDMA-GUEST-DISK {\"wrote\":64,\"read\":64,\"intact\":true}\n";
+    let msg = passes_with(yes, &o, id);
+    assert!(
+        msg.contains("g1: image 64 of 64 bytes, intact (the guest: {\"wrote\":64"),
+        "{msg}"
+    );
+    fails(no, &o, id);
+    // The guest read its pattern back, but the image does not hold it
+    // (say, a cache in between answered the read): the witnesses disagree.
+    let mut wrong = want;
+    wrong[17] = 0;
+    let mut split = o.clone();
+    split.guest_disks = vec![GuestPayload::judge("g1", &want, &wrong)];
+    for claim in [yes, no] {
+        let msg = fails(claim, &split, id);
+        assert!(msg.contains("first wrong byte at 17"), "{msg}");
+        assert!(msg.contains("the image and the guest's read-back disagree"), "{msg}");
+    }
+    // Both say the write failed: the false claim holds, the true one fails.
+    let mut failed = split.clone();
+    failed.console = failed.console.replace(
+        "{\"wrote\":64,\"read\":64,\"intact\":true}",
+        "{\"wrote\":0,\"read\":0,\"intact\":false,\"error\":\"write /dev/xvda after 0 bytes: Input/output error\"}",
+    );
+    passes(no, &failed, id);
+    fails(yes, &failed, id);
 }
 
 #[test]
@@ -1336,6 +1385,7 @@ const TWINS: &[(&str, Twin)] = &[
     ("mapping_errors", Twin::Unit("mapping_errors")),
     ("devices_bound", Twin::Unit("devices_bound")),
     ("guest_net.payload_intact", Twin::Unit("guest_net_payload_intact")),
+    ("guest_disk.payload_intact", Twin::Unit("guest_disk_payload_intact")),
     (
         "xen_cpuid.iommu_mappings",
         Twin::Unit("xen_iommu_mappings_needs_doms_report"),
@@ -1398,6 +1448,7 @@ fn every_assertion_has_a_twin() {
          \x20 data_intact: true\n  iommu_faults: 0\n  bounces: 0\n  device_addrs_in_swiotlb: true\n  swiotlb_pool: absent\n\
          \x20 mapping_errors: 0\n  devices_bound: 1\n  log: {contains: [a], lacks: [b]}\n\
          \x20 guest_net: {payload_intact: true}\n\
+         \x20 guest_disk: {payload_intact: true}\n\
          \x20 xen_cpuid: {iommu_mappings: true}\n\
          \x20 trace: {device: '00:10.0', translations: 1, iova_below: 4G, some_target_at_or_above: 4G}\n\
          \x20 ops: {hs: {map_error: false, intact: true, device_error: 0, bounced: false, error: false, irq: true,\n\

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pvhdma_contract::markers::guest::{
-    CHECK_PREFIX, CONSOLE_LOG_DIR, DOMID_DIR, NET_PREFIX, RELAYED_LOG_DIR, UNMAPPED_KEY,
+    CHECK_PREFIX, CONSOLE_LOG_DIR, DISK_PREFIX, DOMID_DIR, NET_PREFIX, RELAYED_LOG_DIR, UNMAPPED_KEY,
 };
 use pvhdma_contract::uapi::RawSeg;
 use pvhdma_contract::wire::{CheckLine, Direction, Foreign, Op, OpResult, Workload};
@@ -51,6 +51,7 @@ fn domid(guest: &str) -> Result<u32, String> {
     })
 }
 
+/// A guest's report lines that dom0's relay has put on dom0's console.
 fn console_log(guest: &str) -> std::path::PathBuf {
     Path::new(CONSOLE_LOG_DIR).join(format!("guest-{guest}.log"))
 }
@@ -124,9 +125,9 @@ fn tell_unmapped(domid: u32, op: &str) -> Result<(), String> {
 /// last relayed lines get to leave dom0's console before it powers off.
 const CHECK_WAIT: Duration = Duration::from_secs(90);
 const RELAY_DRAIN: Duration = Duration::from_secs(3);
-/// How long a guest with a vif gets to boot, connect and send. The guest
-/// gives up on its own well before this (and says so); the harness's run
-/// timeout bounds it too.
+/// How long a guest with a vif or a disk gets to boot, connect and send or
+/// write. The guest gives up on its own well before this (and says so); the
+/// harness's run timeout bounds it too.
 const NET_WAIT: Duration = Duration::from_secs(240);
 
 /// Before dom0 powers off: wait until dom0's console has passed on each
@@ -155,22 +156,29 @@ pub fn settle(workload: &Workload) -> Vec<String> {
         });
         std::thread::sleep(Duration::from_millis(200));
     }
-    // A guest's send runs beside any ops: dom0 must stay up until the guest
-    // said how it ended, or the payload file is cut short by the poweroff.
-    let mut senders: Vec<&str> = workload
+    // A guest's send or disk write runs beside any ops: dom0 must stay up
+    // until the guest said how it ended, or the poweroff cuts the payload
+    // file or the disk's I/O short, and until the relay has put that line
+    // on dom0's console: a guest that boots and writes quickly is far ahead
+    // of its relay.
+    let mut senders: Vec<(&str, &str)> = workload
         .guests
         .iter()
-        .filter(|g| g.net.is_some())
-        .map(|g| g.name.as_str())
+        .flat_map(|g| {
+            let net = g.net.as_ref().map(|_| (g.name.as_str(), "net"));
+            let disk = g.disk.as_ref().map(|_| (g.name.as_str(), "disk"));
+            net.into_iter().chain(disk)
+        })
         .collect();
     while !senders.is_empty() && start.elapsed() < NET_WAIT {
-        senders.retain(|guest| {
+        senders.retain(|(guest, what)| {
             let text = std::fs::read_to_string(relayed_log(guest)).unwrap_or_default();
-            !text.contains(NET_PREFIX)
+            let prefix = if *what == "net" { NET_PREFIX } else { DISK_PREFIX };
+            !text.contains(prefix)
         });
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(RELAY_DRAIN);
-    missing.extend(senders.into_iter().map(|g| (g, "net")));
+    missing.extend(senders);
     missing.into_iter().map(|(g, op)| format!("{g}/{op}")).collect()
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use pvhdma_contract::markers::guest::{CHECK_PREFIX, GRANT_PREFIX, NET_PREFIX, UNMAPPED_KEY};
+use pvhdma_contract::markers::guest::{CHECK_PREFIX, DISK_PREFIX, GRANT_PREFIX, NET_PREFIX, UNMAPPED_KEY};
 use pvhdma_contract::wire::{CheckLine, Direction, GrantLine, GuestSees, GuestWork};
 
 use crate::gntalloc::Grant;
@@ -32,6 +32,12 @@ pub fn run(work_path: &str) -> Result<std::convert::Infallible, String> {
         std::thread::spawn(move || {
             let line = crate::guest_net::run(&net);
             emit(NET_PREFIX, &serde_json::to_string(&line).unwrap_or_default());
+        });
+    }
+    if let Some(disk) = work.disk.clone() {
+        std::thread::spawn(move || {
+            let line = crate::guest_disk::run(&disk);
+            emit(DISK_PREFIX, &serde_json::to_string(&line).unwrap_or_default());
         });
     }
     let mut held = Vec::new();

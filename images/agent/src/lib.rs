@@ -5,6 +5,7 @@
 pub mod foreign;
 pub mod gntalloc;
 pub mod guest;
+pub mod guest_disk;
 pub mod guest_net;
 pub mod guest_role;
 pub mod ioctl;

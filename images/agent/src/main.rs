@@ -120,9 +120,10 @@ fn run(o: &Opts) -> Result<(), String> {
     }
 
     let unchecked = foreign::settle(&workload);
-    // A guest's send through netback ends in dom0's NIC driver, whose DMA
-    // goes through the same DMA API: what bounced since the last op is its.
-    if workload.guests.iter().any(|g| g.net.is_some()) {
+    // A guest's send through netback ends in dom0's NIC driver, and its disk
+    // I/O through blkback in dom0's disk controller driver, whose DMA goes
+    // through the same DMA API: what bounced since the last op is theirs.
+    if workload.guests.iter().any(|g| g.net.is_some() || g.disk.is_some()) {
         if let Some(t) = &tracer {
             summary.bounces += t.take_bounces();
         }

@@ -18,10 +18,10 @@ use std::process::Command;
 /// The tools copied from the recipe's `bin` directory.
 pub const TOOLS: &[&str] = &["xl", "xenstored", "xenconsoled", "xen-init-dom0"];
 
-/// Tools outside `bin`, by their path in the tool root. A vif's hotplug
-/// script reports to netback through xenstore-write (a hard link of the
-/// multi-call `xenstore`, which acts by the name it is run as).
-pub const ROOT_TOOLS: &[&str] = &["usr/bin/xenstore-write"];
+/// Tools outside `bin`, by their path in the tool root. The hotplug scripts
+/// talk to their backends through xenstore-write and xenstore-read (hard
+/// links of the multi-call `xenstore`, which acts by the name it is run as).
+pub const ROOT_TOOLS: &[&str] = &["usr/bin/xenstore-write", "usr/bin/xenstore-read"];
 
 /// dom0 modules the toolstack needs, in load order (xenfs needs privcmd;
 /// modules.dep lists no other dependency among them), with their directory
@@ -42,6 +42,22 @@ pub const NET_MODULES: &[(&str, &str)] = &[
     ("kernel/net/bridge", "bridge"),
     ("kernel/drivers/net/xen-netback", "xen-netback"),
 ];
+
+/// dom0 modules for guests' disks, in load order (by modules.dep): the
+/// 32-bit IDE controller's driver (ata_piix, libata's BMDMA with its 32-bit
+/// mask), the SCSI disk on top and blkback; dom0's init loads them only
+/// when a guest has a disk.
+pub const DISK_MODULES: &[(&str, &str)] = &[
+    ("kernel/drivers/scsi", "scsi_common"),
+    ("kernel/drivers/scsi", "scsi_mod"),
+    ("kernel/drivers/ata", "libata"),
+    ("kernel/drivers/ata", "ata_piix"),
+    ("kernel/drivers/scsi", "sd_mod"),
+    ("kernel/drivers/block/xen-blkback", "xen-blkback"),
+];
+
+/// The hotplug scripts and dom0's guest script, from images/initramfs.
+pub const SCRIPTS: &[&str] = &["guests.sh", "vif-pvhdma", "block-pvhdma"];
 
 /// Directories the tools expect to exist (runtime state, logs, sockets).
 const STATE_DIRS: &[&str] = &[
@@ -127,7 +143,7 @@ pub fn write(dst: &Path, tool_root: &Path, bin: &str, dom0_root: &Path) -> anyho
             target: &target,
         })?;
     }
-    for (dir, name) in DOM0_MODULES.iter().chain(NET_MODULES) {
+    for (dir, name) in DOM0_MODULES.iter().chain(NET_MODULES).chain(DISK_MODULES) {
         let data = module(dom0_root, dir, name)?;
         w.add(&Entry::File {
             path: &format!("lib/modules/{name}.ko"),
@@ -135,7 +151,7 @@ pub fn write(dst: &Path, tool_root: &Path, bin: &str, dom0_root: &Path) -> anyho
             data: &data,
         })?;
     }
-    for script in ["guests.sh", "vif-pvhdma"] {
+    for script in SCRIPTS {
         let data = std::fs::read(workspace_root().join("images/initramfs").join(script))
             .with_context(|| format!("images/initramfs/{script} is missing"))?;
         w.add(&Entry::File {
@@ -149,14 +165,15 @@ pub fn write(dst: &Path, tool_root: &Path, bin: &str, dom0_root: &Path) -> anyho
 }
 
 /// A guest's base initramfs: busybox, its init, the agent (in its guest
-/// role), and the grant-alloc and netfront modules of the kernel it boots
-/// (dom0's).
+/// role), and the grant-alloc, netfront and blkfront modules of the kernel
+/// it boots (dom0's).
 pub fn write_guest(dst: &Path, dom0_root: &Path, agent: &Path) -> anyhow::Result<()> {
     let init = std::fs::read(workspace_root().join("images/initramfs/guest-init"))
         .context("images/initramfs/guest-init is missing")?;
     let agent = std::fs::read(agent)?;
     let gntalloc = module(dom0_root, "kernel/drivers/xen", "xen-gntalloc")?;
     let netfront = module(dom0_root, "kernel/drivers/net", "xen-netfront")?;
+    let blkfront = module(dom0_root, "kernel/drivers/block", "xen-blkfront")?;
     with_busybox(
         dst,
         dom0_root,
@@ -165,6 +182,7 @@ pub fn write_guest(dst: &Path, dom0_root: &Path, agent: &Path) -> anyhow::Result
             ("bin/pvhdma-agent", 0o755, &agent),
             ("lib/modules/xen-gntalloc.ko", 0o644, &gntalloc),
             ("lib/modules/xen-netfront.ko", 0o644, &netfront),
+            ("lib/modules/xen-blkfront.ko", 0o644, &blkfront),
         ],
     )
 }
