@@ -4,7 +4,7 @@
 use super::corroborate::Scope;
 use super::join::{of_outcome, Access, TracedPiece, PAGE};
 use super::{hex, AssertionResult, Status};
-use crate::outcome::{RunOutcome, TraceEntry};
+use crate::outcome::{GuestPayload, RunOutcome, TraceEntry};
 use crate::scenario::{parse_bdf, BootExpect, Check, Count, Expect, OpCheck, Pattern, PoolState};
 use pvhdma_contract::markers::BOUNCE_TRACEPOINT as BOUNCE_EVENT;
 use pvhdma_contract::record::{AccessKind, AccessOutcome};
@@ -32,18 +32,53 @@ fn went_to(a: &Access<'_>, first: u64, last: u64) -> String {
     )
 }
 
-/// A guest's own account of its send (its `PVHDMA-GUEST-NET` line), for the
-/// message: the file says what arrived, this says why.
-fn guest_net_line<'c>(console: &'c str, guest: &str) -> Option<&'c str> {
-    guest_said(console, guest, pvhdma_contract::markers::guest::NET_PREFIX).next()
-}
-
 /// What a guest found in op `op`'s pages after dom0 unmapped them.
 pub(crate) fn guest_check(console: &str, guest: &str, op: &str) -> Option<GuestSees> {
     guest_said(console, guest, pvhdma_contract::markers::guest::CHECK_PREFIX)
         .filter_map(|l| serde_json::from_str::<CheckLine>(l).ok())
         .find(|c| c.op == op)
         .map(|c| c.sees)
+}
+
+/// How a guest's data is judged: which host-side file, which report line
+/// and which of its fields is the guest's own word, and the words used.
+struct GuestData {
+    prefix: &'static str,
+    field: &'static str,
+    /// The guest's word must be there (a disk's read-back); a sender's
+    /// acknowledgement may be missing when the guest gave up.
+    guest_required: bool,
+    file: &'static str,
+    all_intact: &'static str,
+    some_lost: &'static str,
+    nothing: &'static str,
+    no_line: &'static str,
+    disagree: &'static str,
+}
+
+impl GuestData {
+    const NET: GuestData = GuestData {
+        prefix: pvhdma_contract::markers::guest::NET_PREFIX,
+        field: "acked",
+        guest_required: false,
+        file: "",
+        all_intact: "every guest's payload arrived intact",
+        some_lost: "some guest's payload is missing, short or wrong",
+        nothing: "no guest has `net`: nothing was sent",
+        no_line: "no PVHDMA-GUEST-NET line",
+        disagree: ", but the file and the guest's acknowledgement disagree",
+    };
+    const DISK: GuestData = GuestData {
+        prefix: pvhdma_contract::markers::guest::DISK_PREFIX,
+        field: "intact",
+        guest_required: true,
+        file: "image ",
+        all_intact: "every guest's disk write is intact in the image and in the guest's read-back",
+        some_lost: "some guest's disk write is missing or wrong, in the image and in the guest's read-back",
+        nothing: "no guest has `disk`: nothing was written",
+        no_line: "no PVHDMA-GUEST-DISK line",
+        disagree: ", but the image and the guest's read-back disagree",
+    };
 }
 
 struct Ctx<'a> {
@@ -700,19 +735,24 @@ impl<'a> Ctx<'a> {
     }
 
     fn guest_net_payload(&self, want: bool) -> Judged {
-        let expected = if want {
-            "every guest's payload arrived intact".to_string()
-        } else {
-            "some guest's payload is missing, short or wrong".to_string()
-        };
-        let p = &self.out.guest_payloads;
-        if p.is_empty() {
-            return (false, expected, "no guest has `net`: nothing was sent".into());
+        self.guest_data(&GuestData::NET, &self.out.guest_payloads, want)
+    }
+
+    fn guest_disk_payload(&self, want: bool) -> Judged {
+        self.guest_data(&GuestData::DISK, &self.out.guest_disks, want)
+    }
+
+    /// Two witnesses of one guest's data: the host-side file (what QEMU's
+    /// network forward wrote, or the disk image after the run) and the
+    /// guest's own word in its report line. A claim holds only when they
+    /// agree; where the guest's word is required, a missing one fails it.
+    fn guest_data(&self, what: &GuestData, files: &[GuestPayload], want: bool) -> Judged {
+        let expected = if want { what.all_intact } else { what.some_lost }.to_string();
+        if files.is_empty() {
+            return (false, expected, what.nothing.into());
         }
-        // Two witnesses: the file QEMU wrote on the host side, and the
-        // guest's own word that TCP acknowledged every byte. They must agree.
-        let mut disagree = false;
-        let detail = p
+        let mut held = true;
+        let detail = files
             .iter()
             .map(|g| {
                 let how = match g.mismatch_offset {
@@ -720,25 +760,35 @@ impl<'a> Ctx<'a> {
                     Some(o) if o == g.received => format!("ends at {o}"),
                     Some(o) => format!("first wrong byte at {o}"),
                 };
-                let line = guest_net_line(&self.out.console, &g.guest);
-                let acked = line
+                let line = guest_said(&self.out.console, &g.guest, what.prefix).next();
+                let guest_says = line
                     .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                    .and_then(|v| v["acked"].as_bool());
-                let said = line.unwrap_or("no PVHDMA-GUEST-NET line");
+                    .and_then(|v| v[what.field].as_bool());
                 let mut text = format!(
-                    "{}: {} of {} bytes, {how} (the guest: {said})",
-                    g.guest, g.received, g.expected
+                    "{}: {}{} of {} bytes, {how} (the guest: {})",
+                    g.guest,
+                    what.file,
+                    g.received,
+                    g.expected,
+                    line.unwrap_or(what.no_line)
                 );
-                if acked.is_some_and(|a| a != g.intact()) {
-                    disagree = true;
-                    text += ", but the file and the guest's acknowledgement disagree";
+                match guest_says {
+                    None if what.guest_required => {
+                        held = false;
+                        text += ", so the guest's own word is missing";
+                    }
+                    Some(w) if w != g.intact() => {
+                        held = false;
+                        text += what.disagree;
+                    }
+                    _ => {}
                 }
                 text
             })
             .collect::<Vec<_>>()
             .join("; ");
-        let all = p.iter().all(|g| g.intact());
-        (all == want && !disagree, expected, detail)
+        let all = files.iter().all(|g| g.intact());
+        (held && all == want, expected, detail)
     }
 
     /// Xen's promise as dom0 read it, held to what the IOMMU did: when the
@@ -820,64 +870,6 @@ impl<'a> Ctx<'a> {
             return (false, expected, format!("{detail}: the two disagree"));
         }
         (sees == want, expected, detail)
-    }
-
-    /// Two witnesses: the disk's image file, read on the host after the
-    /// run, and the guest's own O_DIRECT read-back. A claim holds only when
-    /// both are there and both say it; a guest that never reported leaves
-    /// the claim without its second witness.
-    fn guest_disk_payload(&self, want: bool) -> Judged {
-        let expected = if want {
-            "every guest's disk write is intact in the image and in the guest's read-back".to_string()
-        } else {
-            "some guest's disk write is missing or wrong, in the image and in the guest's read-back".to_string()
-        };
-        let disks = &self.out.guest_disks;
-        if disks.is_empty() {
-            return (false, expected, "no guest has `disk`: nothing was written".into());
-        }
-        let mut held = true;
-        let detail = disks
-            .iter()
-            .map(|g| {
-                let how = match g.mismatch_offset {
-                    None => "intact".to_string(),
-                    Some(o) if o == g.received => format!("ends at {o}"),
-                    Some(o) => format!("first wrong byte at {o}"),
-                };
-                let line = guest_said(
-                    &self.out.console,
-                    &g.guest,
-                    pvhdma_contract::markers::guest::DISK_PREFIX,
-                )
-                .next();
-                let read_back = line
-                    .and_then(|l| serde_json::from_str::<pvhdma_contract::wire::DiskLine>(l).ok())
-                    .map(|d| d.intact);
-                let mut text = format!(
-                    "{}: image {} of {} bytes, {how} (the guest: {})",
-                    g.guest,
-                    g.received,
-                    g.expected,
-                    line.unwrap_or("no PVHDMA-GUEST-DISK line")
-                );
-                match read_back {
-                    None => {
-                        held = false;
-                        text += ", so the guest's read-back is no witness";
-                    }
-                    Some(r) if r != g.intact() => {
-                        held = false;
-                        text += ", but the image and the guest's read-back disagree";
-                    }
-                    Some(_) => {}
-                }
-                text
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        let all = disks.iter().all(|g| g.intact());
-        (held && all == want, expected, detail)
     }
 
     fn log_contains(&self, ps: &[Pattern]) -> Judged {

@@ -534,7 +534,7 @@ fn guest_disk_payload_intact() {
     o.guest_disks = vec![GuestPayload::judge("g1", &want, &want)];
     let msg = fails(yes, &o, id);
     assert!(
-        msg.contains("no PVHDMA-GUEST-DISK line), so the guest's read-back is no witness"),
+        msg.contains("no PVHDMA-GUEST-DISK line), so the guest's own word is missing"),
         "{msg}"
     );
     o.console += "PVHDMA-GUEST g1 PVHDMA-GUEST-DISK {\"wrote\":64,\"read\":64,\"intact\":true}\n";
