@@ -77,12 +77,30 @@ pub enum Event {
     Guest(crate::guests::GuestEvent),
 }
 
-/// Line-by-line classifier, with the little state a Xen panic message needs.
+/// Line-by-line classifier, with the little state a Xen panic message and
+/// the emulation's dom0 exception-entry faults need.
 #[derive(Debug, Default)]
 pub struct Scanner {
     /// Inside Xen's panic box: the reason is on the lines between the stars.
     in_panic: Option<Vec<String>>,
+    /// Xen dumped a dom0 vCPU's state (it does so on a triple fault).
+    dom0_vcpu_dumped: bool,
+    /// dom0's kernel overran its entry-trampoline stack.
+    entry_stack_overrun: bool,
 }
+
+/// What a Linux panic's end says when dom0 first overran its
+/// entry-trampoline stack: a fault taken while entering the kernel kept
+/// faulting, the same emulation trouble as the triple fault (seen under
+/// TCG while a guest was being built, with user code running in dom0).
+pub const ENTRY_STACK_OVERRUN: &str = "after dom0 overran its entry-trampoline stack";
+
+/// What the end says when Xen reset dom0 right after dumping its vCPU state
+/// without its own "Triple fault" line: a triple fault whose line Xen's
+/// rate limit for guest messages dropped (a guest's creation just printed
+/// a few dozen of them).
+pub const DUMPED_THEN_RESET: &str =
+    "after Xen dumped dom0's vCPU state: a triple fault whose own line was rate-limited";
 
 const XEN_PANIC: &str = "Panic on CPU";
 const STARS: &str = "****************";
@@ -149,14 +167,28 @@ impl Scanner {
                 line.trim_start_matches("(XEN) ").to_string(),
             )));
         }
+        if line.contains("(XEN)") && line.contains("*** Dumping Dom0 vcpu#") {
+            self.dom0_vcpu_dumped = true;
+        }
         if let Some(i) = line.find("Hardware Dom0 shutdown") {
-            return Some(Event::Fatal(RunEnd::new(EndKind::Dom0Crash, line[i..].to_string())));
+            let mut detail = line[i..].to_string();
+            if self.dom0_vcpu_dumped {
+                detail = format!("{detail} ({DUMPED_THEN_RESET})");
+            }
+            return Some(Event::Fatal(RunEnd::new(EndKind::Dom0Crash, detail)));
         }
         if let Some(i) = line.find("Hardware Dom0 halted") {
             return Some(Event::Fatal(RunEnd::new(EndKind::Dom0Halted, line[i..].to_string())));
         }
+        if line.contains("BUG: ENTRY_TRAMPOLINE stack guard page was hit") {
+            self.entry_stack_overrun = true;
+        }
         if let Some(i) = line.find("Kernel panic - not syncing") {
-            return Some(Event::Fatal(RunEnd::new(EndKind::LinuxPanic, line[i..].to_string())));
+            let mut detail = line[i..].to_string();
+            if self.entry_stack_overrun {
+                detail = format!("{detail} ({ENTRY_STACK_OVERRUN})");
+            }
+            return Some(Event::Fatal(RunEnd::new(EndKind::LinuxPanic, detail)));
         }
         if line.starts_with("(XEN) Xen version") {
             return Some(Event::XenBanner);
@@ -292,6 +324,37 @@ mod tests {
             "{ev:?}"
         );
         assert!(matches!(&ev[1], Event::Fatal(e) if e.kind == EndKind::Dom0Crash && e.detail.contains("rebooting")));
+    }
+
+    #[test]
+    fn a_reset_right_after_a_vcpu_dump_says_so() {
+        let ev = scan(
+            "(XEN) HVM d1v0 save: CPU
+             (XEN) *** Dumping Dom0 vcpu#0 state: ***
+             (XEN) RIP:    0010:[<ffffffff818d3390>]
+             (XEN) Hardware Dom0 shutdown: rebooting machine
+",
+        );
+        let Some(Event::Fatal(e)) = ev.last() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(e.kind, EndKind::Dom0Crash);
+        assert!(e.detail.ends_with(&format!("({DUMPED_THEN_RESET})")), "{e}");
+        let ev = scan(
+            "[   47.180579] BUG: ENTRY_TRAMPOLINE stack guard page was hit at 00000000d80a418a\n\
+             [   47.282304] Kernel panic - not syncing: Fatal exception in interrupt\n",
+        );
+        let Some(Event::Fatal(e)) = ev.last() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(e.kind, EndKind::LinuxPanic);
+        assert!(e.detail.ends_with(&format!("({ENTRY_STACK_OVERRUN})")), "{e}");
+        // Without the dump, a reset is only a reset.
+        let ev = scan(
+            "(XEN) Hardware Dom0 shutdown: rebooting machine
+",
+        );
+        assert!(matches!(&ev[0], Event::Fatal(e) if e.detail == "Hardware Dom0 shutdown: rebooting machine"));
     }
 
     #[test]

@@ -72,12 +72,19 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// Under TCG a dom0 vCPU now and then triple-faults inside Xen's text, a
-/// fault of the emulation, not of what the run tests. That one end, and no
-/// other, is worth a second try; the first try's end is returned with the
-/// run so the verdict can say it happened.
+/// Under TCG a dom0 vCPU now and then triple-faults inside Xen's text, or
+/// (while a guest is being built) faults in the kernel's entry path until
+/// it triple-faults or overruns the entry stack: faults of the emulation,
+/// not of what the run tests. Those ends, and no other, are worth a second
+/// try; the first try's end is returned with the run so the verdict can say
+/// it happened.
 pub fn is_tcg_triple_fault(end: &RunEnd) -> bool {
-    end.kind == EndKind::Dom0Crash && end.detail.contains("Triple fault")
+    use crate::console::{DUMPED_THEN_RESET, ENTRY_STACK_OVERRUN};
+    match end.kind {
+        EndKind::Dom0Crash => end.detail.contains("Triple fault") || end.detail.contains(DUMPED_THEN_RESET),
+        EndKind::LinuxPanic => end.detail.contains(ENTRY_STACK_OVERRUN),
+        _ => false,
+    }
 }
 
 /// [`run`], once more if the first try ended in [`is_tcg_triple_fault`].
@@ -537,7 +544,25 @@ mod tests {
             EndKind::Dom0Crash,
             "d0v1 Triple fault - invoking HVM shutdown action 1"
         )));
+        assert!(is_tcg_triple_fault(&RunEnd::new(
+            EndKind::Dom0Crash,
+            format!(
+                "Hardware Dom0 shutdown: rebooting machine ({})",
+                crate::console::DUMPED_THEN_RESET
+            )
+        )));
+        assert!(is_tcg_triple_fault(&RunEnd::new(
+            EndKind::LinuxPanic,
+            format!(
+                "Kernel panic - not syncing: Fatal exception in interrupt ({})",
+                crate::console::ENTRY_STACK_OVERRUN
+            )
+        )));
         for end in [
+            RunEnd::new(
+                EndKind::LinuxPanic,
+                "Kernel panic - not syncing: Fatal exception in interrupt",
+            ),
             RunEnd::new(EndKind::Dom0Crash, "Hardware Dom0 crashed: rebooting machine"),
             RunEnd::new(EndKind::XenPanic, "Triple fault"),
             RunEnd::new(EndKind::ConsoleLost, ""),
