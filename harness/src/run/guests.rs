@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 /// The archives to append to dom0's initramfs for `workload`'s guests: the
 /// toolstack, then the kernel, each guest's xl configuration and its
 /// initramfs (the base plus its own work). Empty without guests.
-pub fn archives(m: &Manifest, workload: &Workload, fast_boot: bool) -> anyhow::Result<Vec<u8>> {
+pub fn archives(m: &Manifest, workload: &Workload, fast_boot: bool, cpus: Option<&str>) -> anyhow::Result<Vec<u8>> {
     if workload.guests.is_empty() {
         return Ok(vec![]);
     }
@@ -49,7 +49,10 @@ pub fn archives(m: &Manifest, workload: &Workload, fast_boot: bool) -> anyhow::R
     for g in &workload.guests {
         let initrd_path = format!("{DIR}/{}.initrd", g.name);
         let cmdline = crate::fastboot::guest_linux_args(fast_boot);
-        let cfg = xl_config(g, &format!("/{kernel_path}"), &format!("/{initrd_path}"), &cmdline);
+        let mut cfg = xl_config(g, &format!("/{kernel_path}"), &format!("/{initrd_path}"), &cmdline);
+        if let Some(c) = cpus {
+            cfg += &format!("cpus = \"{c}\"\n");
+        }
         w.add(&Entry::File {
             path: &format!("{DIR}/{}.cfg", g.name),
             mode: 0o644,
@@ -130,6 +133,27 @@ pub const BRIDGE: &str = "xenbr0";
 pub const BLOCK_SCRIPT: &str = "/pvhdma/toolstack/block-pvhdma";
 /// dom0's disk on the run's controller, as dom0's init waits for it.
 pub const DOM0_DISK: &str = "/dev/sda";
+
+/// The machine's CPUs a run's guests are pinned to, apart from dom0's, when
+/// that is possible: dom0 on one vCPU (the fast boot's) pinned to CPU 0
+/// (`dom0_vcpus_pin`), and at least one CPU more. Under TCG, dom0's kernel
+/// has faulted in its entry path while a guest was being built (a triple
+/// fault, an entry-stack overrun; a few in a hundred guest runs), and a
+/// CPU switching between two HVM domains' vCPUs is where the emulation has
+/// failed before (Xen's lazy FPU switching). Where guests run does not
+/// bear on their grants' addresses or on the device's DMA.
+pub fn guest_cpus(spec: &crate::machine::RunSpec) -> Option<String> {
+    let has_guests = spec.workload.as_ref().is_some_and(|w| !w.guests.is_empty());
+    let one_dom0_vcpu = spec.boot.fast_boot && !spec.boot.xen_extra.iter().any(|a| a.starts_with("dom0_max_vcpus"));
+    let n = spec.machine.cpus;
+    (has_guests && one_dom0_vcpu && !spec.boot.no_xen && n >= 2).then(|| {
+        if n == 2 {
+            "1".to_string()
+        } else {
+            format!("1-{}", n - 1)
+        }
+    })
+}
 
 /// A guest's xl configuration: PVH with no device model; devices only a vif
 /// when the guest has `net` and a vbd of dom0's disk when it has `disk`,
@@ -427,7 +451,7 @@ mod tests {
             guests: vec![spec("g1"), spec("g-2")],
             ..Workload::default()
         };
-        let bytes = archives(&m, &w, true).unwrap();
+        let bytes = archives(&m, &w, true, None).unwrap();
         // Two archives back to back, as Linux unpacks them; cpio reads one.
         let toolstack = std::fs::read(m.toolstack.as_ref().unwrap()).unwrap();
         assert!(bytes.starts_with(&toolstack));
@@ -443,12 +467,12 @@ mod tests {
             assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
         }
         assert!(
-            archives(&m, &Workload::default(), true).unwrap().is_empty(),
+            archives(&m, &Workload::default(), true, None).unwrap().is_empty(),
             "no guests, nothing appended"
         );
 
         m.toolstack = None;
-        let err = archives(&m, &w, true).unwrap_err().to_string();
+        let err = archives(&m, &w, true, None).unwrap_err().to_string();
         assert!(err.contains("[toolstack]"), "{err}");
     }
 
@@ -488,6 +512,32 @@ mod tests {
         assert!(work.grants[0].readonly);
         assert_eq!(work_for(&w, "b").grants[0].pages, 1, "single uses one page");
         assert!(work_for(&w, "c").grants.is_empty());
+    }
+
+    #[test]
+    fn guests_get_the_cpus_dom0_is_not_pinned_to() {
+        use crate::machine::{IommuKind, RunSpec};
+        let mut r = RunSpec::boot_only("t", IommuKind::Intel);
+        assert_eq!(guest_cpus(&r), None, "no guests");
+        r.workload = Some(Workload {
+            guests: vec![spec("g1")],
+            ..Workload::default()
+        });
+        assert_eq!(guest_cpus(&r).as_deref(), Some("1"));
+        assert!(crate::qemu::xen_cmdline(&r, &[]).contains(" dom0_vcpus_pin"));
+        r.machine.cpus = 4;
+        assert_eq!(guest_cpus(&r).as_deref(), Some("1-3"));
+        // dom0 with more than one vCPU (the old way, or a scenario's own
+        // option) would share the guests' CPUs: nothing is pinned then.
+        r.boot.xen_extra = vec!["dom0_max_vcpus=2".into()];
+        assert_eq!(guest_cpus(&r), None);
+        r.boot.xen_extra.clear();
+        r.boot.fast_boot = false;
+        assert_eq!(guest_cpus(&r), None);
+        assert!(!crate::qemu::xen_cmdline(&r, &[]).contains("dom0_vcpus_pin"));
+        r.boot.fast_boot = true;
+        r.machine.cpus = 1;
+        assert_eq!(guest_cpus(&r), None);
     }
 
     #[test]

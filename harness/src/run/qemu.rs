@@ -97,6 +97,9 @@ pub fn xen_cmdline(spec: &RunSpec, image_opts: &[String]) -> String {
         .map(String::from),
     );
     args.extend(crate::fastboot::xen_args(spec));
+    if crate::guests::guest_cpus(spec).is_some() {
+        args.push("dom0_vcpus_pin".into());
+    }
     args.extend(image_opts.iter().cloned());
     args.extend(b.xen_extra.iter().cloned());
     args.join(" ")

@@ -241,7 +241,13 @@ fn write_initrd(m: &Manifest, spec: &RunSpec, dst: &Path) -> anyhow::Result<()> 
     let json = serde_json::to_vec_pretty(&workload)?;
     std::fs::write(dst.with_file_name("workload.json"), &json)?;
     bytes.extend(crate::initrd::workload_archive(&json)?);
-    bytes.extend(crate::guests::archives(m, &workload, spec.boot.fast_boot)?);
+    let cpus = crate::guests::guest_cpus(spec);
+    bytes.extend(crate::guests::archives(
+        m,
+        &workload,
+        spec.boot.fast_boot,
+        cpus.as_deref(),
+    )?);
     std::fs::write(dst, bytes)?;
     Ok(())
 }
