@@ -51,11 +51,12 @@ fn domid(guest: &str) -> Result<u32, String> {
     })
 }
 
-/// A guest's report lines that dom0's relay has put on dom0's console.
+/// Everything the guest printed, as xenconsoled logs it (ahead of the relay).
 fn console_log(guest: &str) -> std::path::PathBuf {
     Path::new(CONSOLE_LOG_DIR).join(format!("guest-{guest}.log"))
 }
 
+/// A guest's report lines that dom0's relay has put on dom0's console.
 fn relayed_log(guest: &str) -> std::path::PathBuf {
     Path::new(RELAYED_LOG_DIR).join(format!("guest-{guest}.log"))
 }
@@ -132,7 +133,8 @@ const NET_WAIT: Duration = Duration::from_secs(240);
 
 /// Before dom0 powers off: wait until dom0's console has passed on each
 /// guest's report of what every from-device op left in its pages, and each
-/// sender's account of its send, so the harness sees those lines. The ops
+/// guest's account of its send or disk write, so the harness sees those
+/// lines. The ops
 /// whose guest never reported are returned.
 pub fn settle(workload: &Workload) -> Vec<String> {
     if workload.guests.is_empty() {

@@ -1,7 +1,8 @@
 //! The agent inside a guest: grant and fill the pages of every op dom0 will
 //! run on this guest's memory, publish the refs on the console, and report
-//! what each from-device op left in its pages once dom0 unmapped them. Never returns on success: the
-//! grants must outlive dom0's use of them, and dom0 ends the run.
+//! what each from-device op left in its pages once dom0 unmapped them.
+//! Never returns on success: the grants must outlive dom0's use of them,
+//! and dom0 ends the run.
 
 use std::io::Write;
 use std::path::Path;
@@ -24,21 +25,20 @@ fn emit(prefix: &str, json: &str) {
     let _ = out.flush();
 }
 
+/// Run `job` beside the grants (dom0 may be running ops on them meanwhile)
+/// and print its report after `prefix`.
+fn beside<T: serde::Serialize>(prefix: &'static str, job: impl FnOnce() -> T + Send + 'static) {
+    std::thread::spawn(move || emit(prefix, &serde_json::to_string(&job()).unwrap_or_default()));
+}
+
 pub fn run(work_path: &str) -> Result<std::convert::Infallible, String> {
     let text = std::fs::read_to_string(work_path).map_err(|e| format!("cannot read {work_path}: {e}"))?;
     let work: GuestWork = serde_json::from_str(&text).map_err(|e| format!("bad guest work {work_path}: {e}"))?;
     if let Some(net) = work.net.clone() {
-        // Beside the grants: dom0 may be running ops on them meanwhile.
-        std::thread::spawn(move || {
-            let line = crate::guest_net::run(&net);
-            emit(NET_PREFIX, &serde_json::to_string(&line).unwrap_or_default());
-        });
+        beside(NET_PREFIX, move || crate::guest_net::run(&net));
     }
     if let Some(disk) = work.disk.clone() {
-        std::thread::spawn(move || {
-            let line = crate::guest_disk::run(&disk);
-            emit(DISK_PREFIX, &serde_json::to_string(&line).unwrap_or_default());
-        });
+        beside(DISK_PREFIX, move || crate::guest_disk::run(&disk));
     }
     let mut held = Vec::new();
     for g in &work.grants {
