@@ -167,6 +167,16 @@ pub struct GuestDisk {
     pub size: u32,
     pub pattern: DataPattern,
     pub seed: u32,
+    /// blkfront offers persistent grants (its default). Without them it
+    /// grants the pages of each request (with O_DIRECT, the user buffer's
+    /// own) and blkback maps and unmaps them per request, the way every
+    /// backend meets a guest's data.
+    #[serde(default = "persistent_default")]
+    pub persistent: bool,
+}
+
+fn persistent_default() -> bool {
+    true
 }
 
 /// What a guest printed about its disk, after
@@ -179,6 +189,11 @@ pub struct DiskLine {
     pub intact: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether blkfront runs with persistent grants, in its own words (its
+    /// `persistent grants: enabled;` line when the vbd connects); absent
+    /// when the guest's kernel printed no such line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent: Option<bool>,
 }
 
 /// A guest's vif: the guest sends `size` bytes of the pattern from `seed`
@@ -363,6 +378,26 @@ pub struct Summary {
     /// agent found no Xen leaves (no Xen, or an agent that did not look).
     #[serde(default)]
     pub xen_iommu_mappings: Option<bool>,
+    /// Each guest vbd that blkback served, as dom0 sees it at the end.
+    #[serde(default)]
+    pub vbds: Vec<VbdFacts>,
+}
+
+/// One guest vbd from dom0's side: what blkback negotiated, read from the
+/// same xenstore keys it decides by, and what it moved, from its own
+/// counters in sysfs. Each field is absent when dom0 could not read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VbdFacts {
+    pub guest: String,
+    /// Frontend and backend both offer `feature-persistent`: blkback then
+    /// maps each grant once and keeps it.
+    #[serde(default)]
+    pub persistent: Option<bool>,
+    /// 512-byte sectors blkback read from and wrote to dom0's disk for the guest.
+    #[serde(default)]
+    pub rd_sect: Option<u64>,
+    #[serde(default)]
+    pub wr_sect: Option<u64>,
 }
 
 #[cfg(test)]

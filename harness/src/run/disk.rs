@@ -61,6 +61,7 @@ mod tests {
             size: 8192,
             pattern: DataPattern::Xorshift,
             seed: 5,
+            persistent: true,
         }));
         // No image: nothing arrived.
         let p = &guest_disks(Some(&w), &image)[0];

@@ -358,6 +358,7 @@ mod tests {
             size: 1 << 20,
             pattern: DataPattern::Xorshift,
             seed: 7,
+            persistent: true,
         });
         let cfg = xl_config(&g, "/k", "/r", &[]);
         assert!(

@@ -295,8 +295,15 @@ pub struct GuestDiskExpect {
     /// true: the disk's image file holds every guest's pattern byte for byte
     /// and each guest read the same back. false: at least one guest's data
     /// is missing or wrong, in the file and in the guest's own read-back.
-    /// The two witnesses must agree, or neither claim holds.
+    /// The two witnesses must agree, or neither claim holds; true also needs
+    /// blkback's counters in dom0 to show at least the write's sectors moved
+    /// each way.
     pub payload_intact: Option<bool>,
+    /// blkback used persistent grants for every guest's vbd (true) or
+    /// mapped each request's grants and unmapped them after it (false):
+    /// held to both blkfront's own word in the guest and the xenstore
+    /// features dom0's blkback decided by; they must agree.
+    pub persistent_grants: Option<bool>,
 }
 
 /// `bus:dev.fn` (hex) as numbers; QEMU's VT-d trace prints the function
@@ -437,6 +444,7 @@ pub enum Check<'a> {
     TraceSomeTargetAtOrAbove(&'a str, u64),
     GuestNetPayloadIntact(bool),
     GuestDiskPayloadIntact(bool),
+    GuestDiskPersistent(bool),
     LogContains(&'a [Pattern]),
     /// dom0 printed no kernel warning that the allow-list does not name.
     KernelWarnings(&'a [Pattern]),
@@ -501,6 +509,7 @@ impl Check<'_> {
             Check::TraceSomeTargetAtOrAbove(..) => "trace.some_target_at_or_above".into(),
             Check::GuestNetPayloadIntact(_) => "guest_net.payload_intact".into(),
             Check::GuestDiskPayloadIntact(_) => "guest_disk.payload_intact".into(),
+            Check::GuestDiskPersistent(_) => "guest_disk.persistent_grants".into(),
             Check::LogContains(_) => "log.contains".into(),
             Check::KernelWarnings(_) => "kernel_warnings".into(),
             Check::LogLacks(_) => "log.lacks".into(),
@@ -583,6 +592,9 @@ impl Expect {
         }
         if let Some(b) = self.guest_disk.as_ref().and_then(|g| g.payload_intact) {
             v.push(Check::GuestDiskPayloadIntact(b));
+        }
+        if let Some(b) = self.guest_disk.as_ref().and_then(|g| g.persistent_grants) {
+            v.push(Check::GuestDiskPersistent(b));
         }
         if let Some(l) = &self.log {
             if !l.contains.is_empty() {

@@ -98,6 +98,19 @@ fn guest_mistakes_are_refused_with_their_place() {
     parse(&format!("{GUEST}dom0: {{cmdline: [swiotlb=noforce]}}\n{ro_write}")).unwrap_or_else(|e| panic!("{e}"));
     let e = parse(&format!("{GUEST}dom0: {{cmdline: [swiotlb=force]}}\n{ro_write}")).unwrap_err();
     assert_eq!(e.path, "workload[0].buffer.grant", "{e}");
+    // With a pool, a scenario that states the op's map_error means to test
+    // the driver's refusal of the bounced mapping.
+    for claim in ["true", "false"] {
+        parse(&format!(
+            "{GUEST}{ro_write}expect:\n  ops:\n    a: {{ map_error: {claim} }}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let e = parse(&format!(
+        "{GUEST}{ro_write}expect:\n  ops:\n    a: {{ intact: false }}\n"
+    ))
+    .unwrap_err();
+    assert!(e.message.contains("state the op's `map_error`"), "{e}");
     let e = op("{name: a, kind: single, size: 4K, buffer: {guest: g1, grant: rx}}");
     assert!(e.path.starts_with("workload[0].buffer"), "{e}");
 }
@@ -148,7 +161,18 @@ fn a_guest_disk_needs_the_machines_disk_and_maps_to_the_wire() {
     );
     let g = &spec.workload.unwrap().guests[0];
     let w = g.disk.as_ref().unwrap();
-    assert_eq!((w.size, w.seed), (1 << 20, 3));
+    assert_eq!((w.size, w.seed, w.persistent), (1 << 20, 3, true));
+    let s = parse(&format!(
+        "description: d\n{disk}guests:\n  - {{name: g1, disk: {{write: 1M, persistent: false}}}}\n"
+    ))
+    .unwrap();
+    assert!(
+        !s.to_run_spec().workload.unwrap().guests[0]
+            .disk
+            .as_ref()
+            .unwrap()
+            .persistent
+    );
 
     let e = parse(&format!("description: d\n{guest}")).unwrap_err();
     assert_eq!(e.path, "guests[0].disk", "{e}");

@@ -129,6 +129,7 @@ impl Scenario {
                         size: d.write,
                         pattern: d.pattern,
                         seed: d.seed,
+                        persistent: d.persistent,
                     }),
                 })
                 .collect(),

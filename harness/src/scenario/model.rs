@@ -368,6 +368,15 @@ pub struct GuestDiskCfg {
     /// Default 0.
     #[serde(default)]
     pub seed: u32,
+    /// blkfront offers persistent grants (default true, as Linux does).
+    /// false: it grants each request's own pages (with O_DIRECT, the user
+    /// buffer's) and blkback maps and unmaps them per request.
+    #[serde(default = "yes")]
+    pub persistent: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn disk_write_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {

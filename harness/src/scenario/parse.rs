@@ -226,7 +226,12 @@ fn validate_guest_disk(s: &Scenario, i: usize) -> Result<(), Invalid> {
 }
 
 /// An op whose buffer is a guest's pages: what a grant can carry.
-fn validate_buffer(op: &OpCfg, guests: &BTreeSet<&str>, no_pool: bool) -> Result<(), (&'static str, String)> {
+fn validate_buffer(
+    op: &OpCfg,
+    guests: &BTreeSet<&str>,
+    no_pool: bool,
+    states_map_error: bool,
+) -> Result<(), (&'static str, String)> {
     let Some(b) = &op.buffer else { return Ok(()) };
     if !guests.contains(b.guest.as_str()) {
         let known = guests.iter().copied().collect::<Vec<_>>().join(", ");
@@ -248,12 +253,18 @@ fn validate_buffer(op: &OpCfg, guests: &BTreeSet<&str>, no_pool: bool) -> Result
         ));
     }
     // With a pool, a bounce back into a read-only grant would be dom0's CPU
-    // writing it; without one the device's own write is what the op tests.
-    if b.grant == GrantCfg::Ro && op.dir == DirCfg::FromDevice && !no_pool {
+    // writing it, so the driver gives such a mapping up before the device
+    // runs; without one the device's own write is what the op tests. A
+    // scenario that means to test the driver's refusal says so by stating
+    // the op's `map_error`; one that does not has most likely asked for the
+    // IOMMU's refusal in the wrong machine.
+    if b.grant == GrantCfg::Ro && op.dir == DirCfg::FromDevice && !no_pool && !states_map_error {
         return Err((
             "buffer.grant",
-            "a read-only grant takes from_device data only when dom0 has no swiotlb pool \
-             (`dom0.cmdline: [swiotlb=noforce]`): a bounce would make dom0's CPU write it"
+            "a read-only grant takes from_device data through the IOMMU only when dom0 has no \
+             swiotlb pool (`dom0.cmdline: [swiotlb=noforce]`); with a pool the driver refuses a \
+             bounced mapping (a bounce would make dom0's CPU write the page): state the op's \
+             `map_error` to test that refusal"
                 .into(),
         ));
     }
@@ -305,7 +316,8 @@ fn validate_workload<'a>(s: &'a Scenario, guests: &BTreeSet<&str>) -> Result<BTr
         if op.segments > 1 && op.kind != OpKindCfg::Sg {
             return bad("segments", "segments is only for kind sg".into());
         }
-        if let Err((field, msg)) = validate_buffer(op, guests, no_pool) {
+        let states_map_error = s.expect.ops.get(name).is_some_and(|e| e.value.map_error.is_some());
+        if let Err((field, msg)) = validate_buffer(op, guests, no_pool, states_map_error) {
             return bad(field, msg);
         }
         if u64::from(op.size) * u64::from(op.segments) > MAX_SG_BYTES {

@@ -265,6 +265,7 @@ impl<'a> Ctx<'a> {
             }
             Check::GuestNetPayloadIntact(want) => self.guest_net_payload(*want),
             Check::GuestDiskPayloadIntact(want) => self.guest_disk_payload(*want),
+            Check::GuestDiskPersistent(want) => self.guest_disk_persistent(*want),
             Check::LogContains(ps) => self.log_contains(ps),
             Check::LogLacks(ps) => self.log_lacks(ps),
             Check::KernelWarnings(allow) => self.kernel_warnings(allow),
@@ -738,8 +739,81 @@ impl<'a> Ctx<'a> {
         self.guest_data(&GuestData::NET, &self.out.guest_payloads, want)
     }
 
+    /// The image and the guest's read-back, and for an intact write a third
+    /// witness: blkback's own counters in dom0 show it moved at least the
+    /// write's sectors each way, so the data went through blkback and not
+    /// around it.
     fn guest_disk_payload(&self, want: bool) -> Judged {
-        self.guest_data(&GuestData::DISK, &self.out.guest_disks, want)
+        let (held, expected, detail) = self.guest_data(&GuestData::DISK, &self.out.guest_disks, want);
+        if !(held && want) {
+            return (held, expected, detail);
+        }
+        let mut ok = true;
+        let counts = self
+            .out
+            .guest_disks
+            .iter()
+            .map(|g| {
+                let need = g.expected.div_ceil(512);
+                match self.vbd(&g.guest).map(|v| (v.wr_sect, v.rd_sect)) {
+                    Some((Some(w), Some(r))) => {
+                        ok &= w >= need && r >= need;
+                        let short = if w >= need && r >= need {
+                            ""
+                        } else {
+                            ", short of the write's"
+                        };
+                        format!(
+                            "{}: blkback wrote {w} and read {r} sectors ({need} needed each way){short}",
+                            g.guest
+                        )
+                    }
+                    _ => {
+                        ok = false;
+                        format!("{}: dom0 reported no blkback counters", g.guest)
+                    }
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        (ok, expected, format!("{detail}; {counts}"))
+    }
+
+    fn vbd(&self, guest: &str) -> Option<&pvhdma_contract::wire::VbdFacts> {
+        self.out.summary.as_ref()?.vbds.iter().find(|v| v.guest == guest)
+    }
+
+    /// blkfront's own line in the guest against the xenstore features that
+    /// dom0's blkback decided by: both must be there and agree with `want`.
+    fn guest_disk_persistent(&self, want: bool) -> Judged {
+        let used = |b: bool| if b { "used" } else { "did not use" };
+        let expected = format!("blkback {} persistent grants for every guest's vbd", used(want));
+        if self.out.guest_disks.is_empty() {
+            return (false, expected, GuestData::DISK.nothing.into());
+        }
+        let mut held = true;
+        let detail = self
+            .out
+            .guest_disks
+            .iter()
+            .map(|g| {
+                let guest_word = guest_said(&self.out.console, &g.guest, GuestData::DISK.prefix)
+                    .next()
+                    .and_then(|l| serde_json::from_str::<pvhdma_contract::wire::DiskLine>(l).ok())
+                    .and_then(|d| d.persistent);
+                let dom0_word = self.vbd(&g.guest).and_then(|v| v.persistent);
+                let say = |w: Option<bool>| w.map_or("missing", used);
+                held &= guest_word == Some(want) && dom0_word == Some(want);
+                format!(
+                    "{}: blkfront's own line: {}; dom0's xenstore: {}",
+                    g.guest,
+                    say(guest_word),
+                    say(dom0_word)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        (held, expected, detail)
     }
 
     /// Two witnesses of one guest's data: the host-side file (what QEMU's

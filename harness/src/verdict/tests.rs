@@ -7,7 +7,7 @@ use crate::outcome::{EndKind, RunEnd, RunOutcome, Timings, TraceEntry};
 use crate::scenario::parse_str;
 use pvhdma_contract::markers::BOUNCE_TRACEPOINT;
 use pvhdma_contract::record::{AccessOutcome, DmaRecord, Translation};
-use pvhdma_contract::wire::{DeviceInfo, OpKind, OpResult, Range, Summary};
+use pvhdma_contract::wire::{DeviceInfo, OpKind, OpResult, Range, Summary, VbdFacts};
 use std::path::{Path, PathBuf};
 
 const G4: u64 = 1 << 32;
@@ -538,6 +538,17 @@ fn guest_disk_payload_intact() {
         "{msg}"
     );
     o.console += "PVHDMA-GUEST g1 PVHDMA-GUEST-DISK {\"wrote\":64,\"read\":64,\"intact\":true}\n";
+    // The image and the guest agree, but dom0 never said blkback moved it.
+    let msg = fails(yes, &o, id);
+    assert!(msg.contains("g1: dom0 reported no blkback counters"), "{msg}");
+    // blkback moved less than the write: the data went some other way.
+    o.summary.as_mut().unwrap().vbds = vec![vbd("g1", None, Some(1), Some(0))];
+    let msg = fails(yes, &o, id);
+    assert!(
+        msg.contains("blkback wrote 0 and read 1 sectors (1 needed each way), short"),
+        "{msg}"
+    );
+    o.summary.as_mut().unwrap().vbds = vec![vbd("g1", None, Some(8), Some(1))];
     let msg = passes_with(yes, &o, id);
     assert!(
         msg.contains("g1: image 64 of 64 bytes, intact (the guest: {\"wrote\":64"),
@@ -563,6 +574,58 @@ fn guest_disk_payload_intact() {
     );
     passes(no, &failed, id);
     fails(yes, &failed, id);
+}
+
+fn vbd(guest: &str, persistent: Option<bool>, rd_sect: Option<u64>, wr_sect: Option<u64>) -> VbdFacts {
+    VbdFacts {
+        guest: guest.into(),
+        persistent,
+        rd_sect,
+        wr_sect,
+    }
+}
+
+#[test]
+fn guest_disk_persistent_grants() {
+    use crate::outcome::GuestPayload;
+    let id = "guest_disk.persistent_grants";
+    let (yes, no) = (
+        "  guest_disk: { persistent_grants: true }\n",
+        "  guest_disk: { persistent_grants: false }\n",
+    );
+    let mut o = good_run();
+    assert!(fails(no, &o, id).contains("nothing was written"));
+    o.guest_disks = vec![GuestPayload::judge("g1", &[1; 8], &[1; 8])];
+    // Neither side said anything: no claim holds.
+    for claim in [yes, no] {
+        let msg = fails(claim, &o, id);
+        assert!(
+            msg.contains("blkfront's own line: missing; dom0's xenstore: missing"),
+            "{msg}"
+        );
+    }
+    let line = |p: bool| {
+        format!("PVHDMA-GUEST g1 PVHDMA-GUEST-DISK {{\"wrote\":8,\"read\":8,\"intact\":true,\"persistent\":{p}}}\n")
+    };
+    let mut both_off = o.clone();
+    both_off.console += &line(false);
+    // The guest's word alone is one witness.
+    fails(no, &both_off, id);
+    both_off.summary.as_mut().unwrap().vbds = vec![vbd("g1", Some(false), None, None)];
+    let msg = passes_with(no, &both_off, id);
+    assert!(
+        msg.contains("blkfront's own line: did not use; dom0's xenstore: did not use"),
+        "{msg}"
+    );
+    fails(yes, &both_off, id);
+    // blkfront negotiated them but dom0's keys say one end does not offer them.
+    let mut split = both_off.clone();
+    split.console = split.console.replace("\"persistent\":false", "\"persistent\":true");
+    for claim in [yes, no] {
+        fails(claim, &split, id);
+    }
+    split.summary.as_mut().unwrap().vbds[0].persistent = Some(true);
+    passes(yes, &split, id);
 }
 
 #[test]

@@ -35,7 +35,7 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Result<Option<T>, String>) -> 
 }
 
 /// The domain id dom0's init wrote for `guest` when `xl create` succeeded.
-fn domid(guest: &str) -> Result<u32, String> {
+pub(crate) fn domid(guest: &str) -> Result<u32, String> {
     let path = Path::new(DOMID_DIR).join(format!("{guest}.domid"));
     wait_for(&format!("guest {guest}'s domain id"), || {
         let Ok(text) = std::fs::read_to_string(&path) else {

@@ -29,15 +29,19 @@ pub fn run(disk: &GuestDisk) -> DiskLine {
         read: 0,
         intact: false,
         error: None,
+        persistent: None,
     };
     if let Err(e) = write_and_read(disk, &mut line) {
         line.error = Some(e);
     }
+    line.persistent = crate::kmsg::read_all("/dev/kmsg")
+        .ok()
+        .and_then(|f| f.blkfront_persistent);
     line
 }
 
 fn write_and_read(disk: &GuestDisk, line: &mut DiskLine) -> Result<(), String> {
-    sh("insmod", &[BLKFRONT_KO])?;
+    sh("insmod", &insmod_args(disk))?;
     wait_for(&format!("{VBD} after insmod xen-blkfront"), VBD_WAIT, || {
         Path::new(VBD).exists()
     })?;
@@ -51,6 +55,16 @@ fn write_and_read(disk: &GuestDisk, line: &mut DiskLine) -> Result<(), String> {
     line.read = transfer(&file, back.get(), Dir::Read)?;
     line.intact = back.get()[..] == want[..];
     Ok(())
+}
+
+/// blkfront offers persistent grants unless told not to; blkback uses them
+/// only when both ends offer them.
+fn insmod_args(disk: &GuestDisk) -> Vec<&'static str> {
+    let mut args = vec![BLKFRONT_KO];
+    if !disk.persistent {
+        args.push("feature_persistent=0");
+    }
+    args
 }
 
 fn open_direct() -> Result<File, String> {
@@ -113,6 +127,19 @@ impl Aligned {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blkfront_is_told_not_to_offer_persistent_grants_only_when_asked() {
+        let mut d = GuestDisk {
+            size: 4096,
+            pattern: Default::default(),
+            seed: 0,
+            persistent: true,
+        };
+        assert_eq!(insmod_args(&d), [BLKFRONT_KO]);
+        d.persistent = false;
+        assert_eq!(insmod_args(&d), [BLKFRONT_KO, "feature_persistent=0"]);
+    }
 
     #[test]
     fn aligned_buffers_start_on_a_page() {

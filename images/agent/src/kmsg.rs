@@ -34,6 +34,20 @@ pub fn is_overflow(text: &str) -> bool {
     text.contains("overflow") && text.contains("mask")
 }
 
+/// blkfront's line when a vbd connects ("blkfront: xvda: flush diskcache:
+/// enabled; persistent grants: enabled; indirect descriptors: ..."): what
+/// it negotiated, not what it was asked for.
+pub fn blkfront_persistent(text: &str) -> Option<bool> {
+    let rest = text.strip_prefix("blkfront: ")?.split("persistent grants: ").nth(1)?;
+    if rest.starts_with("enabled") {
+        Some(true)
+    } else if rest.starts_with("disabled") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// The first line of a kernel WARN, BUG or oops report.
 pub fn is_kernel_warning(text: &str) -> bool {
     let t = text.trim_start();
@@ -64,6 +78,8 @@ pub struct LogFacts {
     pub swiotlb: Option<Range>,
     pub overflow_warnings: u32,
     pub kernel_warnings: Vec<String>,
+    /// blkfront's last word on persistent grants (a guest's log).
+    pub blkfront_persistent: Option<bool>,
 }
 
 impl LogFacts {
@@ -73,6 +89,9 @@ impl LogFacts {
         }
         if is_overflow(text) {
             self.overflow_warnings += 1;
+        }
+        if let Some(p) = blkfront_persistent(text) {
+            self.blkfront_persistent = Some(p);
         }
         if is_kernel_warning(text) && self.kernel_warnings.len() < MAX_WARNINGS {
             let mut t: String = text.trim().chars().take(MAX_WARNING_LEN).collect();
@@ -158,6 +177,22 @@ mod tests {
             "pvhdma 0000:00:03.0: DMA addr 0x0000000123456000+4096 overflow (mask ffffffff, bus limit 0)."
         ));
         assert!(!is_overflow("buffer overflow detected"));
+    }
+
+    #[test]
+    fn blkfront_says_whether_it_uses_persistent_grants() {
+        let on = "blkfront: xvda: flush diskcache: enabled; persistent grants: enabled; \
+                  indirect descriptors: enabled; bounce buffer: enabled";
+        let off = "blkfront: xvda: flush diskcache: enabled; persistent grants: disabled; \
+                   indirect descriptors: enabled; bounce buffer: disabled;";
+        assert_eq!(blkfront_persistent(on), Some(true));
+        assert_eq!(blkfront_persistent(off), Some(false));
+        assert_eq!(blkfront_persistent("blkfront: xvda: barrier or flush: disabled;"), None);
+        assert_eq!(blkfront_persistent("xen-blkback: persistent grants: enabled"), None);
+        let mut f = LogFacts::default();
+        f.add(on);
+        f.add("unrelated");
+        assert_eq!(f.blkfront_persistent, Some(true));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod pool;
 pub mod report;
 pub mod trace;
 pub mod uapi;
+pub mod vbd;
 pub mod xen_cpuid;
 pub mod xenstore;
 
