@@ -45,9 +45,7 @@ pub(crate) fn guest_check(console: &str, guest: &str, op: &str) -> Option<GuestS
 struct GuestData {
     prefix: &'static str,
     field: &'static str,
-    /// The guest's word must be there (a disk's read-back); a sender's
-    /// acknowledgement may be missing when the guest gave up.
-    guest_required: bool,
+
     file: &'static str,
     all_intact: &'static str,
     some_lost: &'static str,
@@ -60,7 +58,6 @@ impl GuestData {
     const NET: GuestData = GuestData {
         prefix: pvhdma_contract::markers::guest::NET_PREFIX,
         field: "acked",
-        guest_required: false,
         file: "",
         all_intact: "every guest's payload arrived intact",
         some_lost: "some guest's payload is missing, short or wrong",
@@ -71,7 +68,6 @@ impl GuestData {
     const DISK: GuestData = GuestData {
         prefix: pvhdma_contract::markers::guest::DISK_PREFIX,
         field: "intact",
-        guest_required: true,
         file: "image ",
         all_intact: "every guest's disk write is intact in the image and in the guest's read-back",
         some_lost: "some guest's disk write is missing or wrong, in the image and in the guest's read-back",
@@ -819,7 +815,7 @@ impl<'a> Ctx<'a> {
     /// Two witnesses of one guest's data: the host-side file (what QEMU's
     /// network forward wrote, or the disk image after the run) and the
     /// guest's own word in its report line. A claim holds only when they
-    /// agree; where the guest's word is required, a missing one fails it.
+    /// agree, and a missing word fails it: a file alone is one witness.
     fn guest_data(&self, what: &GuestData, files: &[GuestPayload], want: bool) -> Judged {
         let expected = if want { what.all_intact } else { what.some_lost }.to_string();
         if files.is_empty() {
@@ -847,7 +843,7 @@ impl<'a> Ctx<'a> {
                     line.unwrap_or(what.no_line)
                 );
                 match guest_says {
-                    None if what.guest_required => {
+                    None => {
                         held = false;
                         text += ", so the guest's own word is missing";
                     }

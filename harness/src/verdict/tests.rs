@@ -682,6 +682,15 @@ fn guest_net_payload_intact() {
         msg.contains("g2: 0 of 64 bytes, ends at 0 (the guest: no PVHDMA-GUEST-NET line)"),
         "{msg}"
     );
+    // An empty file alone is one witness: the guest may have died before
+    // sending, which is not the loss the claim is about.
+    let msg = fails(
+        "  guest_net: { payload_intact: false }\n",
+        &o,
+        "guest_net.payload_intact",
+    );
+    assert!(msg.contains("so the guest's own word is missing"), "{msg}");
+    o.console += "PVHDMA-GUEST g2 PVHDMA-GUEST-NET {\"sent\":0,\"acked\":false,\"error\":\"timed out\"}\n";
     passes(
         "  guest_net: { payload_intact: false }\n",
         &o,
