@@ -22,6 +22,23 @@ pub const DRIVER_PATH: &str = "/lib/modules/pvhdma.ko";
 /// `Summary::tracepoints`: a bounce count is evidence only if it is there.
 pub const BOUNCE_TRACEPOINT: &str = "swiotlb/swiotlb_bounced";
 
+/// The first line of a Linux WARN, BUG or oops report, as the message text
+/// (no timestamp): the agent counts them in `/dev/kmsg` and the harness on
+/// dom0's console, by the same rule.
+pub fn is_kernel_warning(text: &str) -> bool {
+    let t = text.trim_start();
+    [
+        "WARNING:",
+        "BUG:",
+        "kernel BUG at",
+        "Oops:",
+        "general protection fault",
+        "Kernel panic",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
+}
+
 /// Guests: what dom0's init (images/initramfs/guests.sh), a guest's init
 /// (images/initramfs/guest-init) and the agent in both roles print, and the
 /// places where dom0 keeps a guest's files. Every line dom0 prints about a

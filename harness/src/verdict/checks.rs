@@ -21,6 +21,21 @@ fn guest_said<'c>(console: &'c str, guest: &str, prefix: &'c str) -> impl Iterat
         .filter_map(move |l| l.find(prefix).map(|i| l[i + prefix.len()..].trim_end()))
 }
 
+/// dom0's kernel WARN/BUG/oops lines on the console, as message text:
+/// Xen's own lines and those relayed from guests are left out, and the
+/// printk timestamp is cut, so they read as the agent reports them.
+fn console_warnings(console: &str) -> impl Iterator<Item = &str> {
+    console
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("(XEN)") && !l.contains(pvhdma_contract::markers::guest::MARK))
+        .map(|l| match l.strip_prefix('[').and_then(|r| r.split_once(']')) {
+            Some((stamp, text)) if stamp.trim().parse::<f64>().is_ok() => text.trim_start(),
+            _ => l,
+        })
+        .filter(|t| pvhdma_contract::markers::is_kernel_warning(t))
+}
+
 /// `record seq 3 (...) at bus 0x30_0000 went to [first, last]`.
 fn went_to(a: &Access<'_>, first: u64, last: u64) -> String {
     format!(
@@ -676,19 +691,49 @@ impl<'a> Ctx<'a> {
         let Some(s) = &self.out.summary else {
             return (false, expected, "the agent printed no PVHDMA-SUMMARY".into());
         };
-        let unallowed: Vec<&String> = s
+        let allowed = |w: &str| allow.iter().any(|p| p.is_match(w));
+        let agent: Vec<&str> = s
             .kernel_warnings
             .iter()
-            .filter(|w| !allow.iter().any(|p| p.is_match(w)))
+            .map(String::as_str)
+            .filter(|w| !allowed(w))
             .collect();
-        match unallowed.first() {
-            None => (
-                true,
+        let console: Vec<&str> = console_warnings(&self.out.console).filter(|w| !allowed(w)).collect();
+        if let Some(w) = agent.first() {
+            return (
+                false,
                 expected,
-                format!("{} warnings, all allowed", s.kernel_warnings.len()),
-            ),
-            Some(w) => (false, expected, format!("{} unallowed, first: {w}", unallowed.len())),
+                format!("{} unallowed in dom0's log, first: {w}", agent.len()),
+            );
         }
+        if let Some(w) = console.first() {
+            return (
+                false,
+                expected,
+                format!(
+                    "{} unallowed on dom0's console that the agent did not report, first: {w}",
+                    console.len()
+                ),
+            );
+        }
+        // The agent's "none" covers the whole run only if it read the log
+        // from its first record; otherwise the console speaks alone.
+        if !s.kmsg_from_start {
+            return (
+                false,
+                expected,
+                "none on the console, but the agent's read of dom0's log did not start at its first record".into(),
+            );
+        }
+        (
+            true,
+            expected,
+            format!(
+                "{} in dom0's log and {} on the console, all allowed",
+                s.kernel_warnings.len(),
+                console_warnings(&self.out.console).count()
+            ),
+        )
     }
 
     fn is_streaming(&self, a: &Access<'_>) -> bool {

@@ -27,6 +27,7 @@ fn outcome(end: RunEnd, results: Vec<OpResult>, records: Vec<DmaRecord>, trace: 
                 bdf: "0000:00:03.0".into(),
                 ..DeviceInfo::default()
             }],
+            kmsg_from_start: true,
             ..Summary::default()
         }),
         device_records: vec![records],
@@ -1087,8 +1088,26 @@ fn kernel_warnings_fail_unless_allowed() {
     let mut o = good_run();
     o.summary.as_mut().unwrap().kernel_warnings = vec!["WARNING: CPU: 0 PID: 85 at kernel/dma/direct.h:105".into()];
     let why = fails("  data_intact: true\n", &o, "kernel_warnings");
-    assert!(why.contains("1 unallowed"), "{why}");
+    assert!(why.contains("1 unallowed in dom0's log"), "{why}");
     passes("  kernel_warnings: {allow: ['dma/direct']}\n", &o, "kernel_warnings");
+    // The console is the second witness: a warning there that the agent
+    // did not report (printed after its read, say) fails "none", timestamp
+    // or not; Xen's lines and a guest's relayed ones are not dom0's.
+    let mut c = good_run();
+    c.console += "(XEN) WARNING: not dom0's\nPVHDMA-GUEST g1 BUG: the guest's\n";
+    passes("  data_intact: true\n", &c, "kernel_warnings");
+    c.console += "[   51.026207] WARNING: CPU: 0 PID: 163 at kernel/dma/direct.h:103 dma_map_page_attrs\n";
+    let why = fails("  data_intact: true\n", &c, "kernel_warnings");
+    assert!(
+        why.contains("1 unallowed on dom0's console that the agent did not report, first: WARNING: CPU: 0"),
+        "{why}"
+    );
+    passes("  kernel_warnings: {allow: ['dma/direct']}\n", &c, "kernel_warnings");
+    // An agent that did not read the log from its start saw only part of it.
+    let mut partial = good_run();
+    partial.summary.as_mut().unwrap().kmsg_from_start = false;
+    let why = fails("  data_intact: true\n", &partial, "kernel_warnings");
+    assert!(why.contains("did not start at its first record"), "{why}");
     // A run that is meant to end otherwise has no dom0 warnings to read.
     o.end = RunEnd::new(EndKind::XenPanic, "x");
     let v = evaluate(&scenario("  boot: xen_panic\n"), &o);

@@ -48,20 +48,7 @@ pub fn blkfront_persistent(text: &str) -> Option<bool> {
     }
 }
 
-/// The first line of a kernel WARN, BUG or oops report.
-pub fn is_kernel_warning(text: &str) -> bool {
-    let t = text.trim_start();
-    [
-        "WARNING:",
-        "BUG:",
-        "kernel BUG at",
-        "Oops:",
-        "general protection fault",
-        "Kernel panic",
-    ]
-    .iter()
-    .any(|p| t.starts_with(p))
-}
+pub use pvhdma_contract::markers::is_kernel_warning;
 
 /// The sequence number of one `/dev/kmsg` record ("prio,seq,usec,flags;...").
 pub fn record_seq(record: &str) -> Option<u64> {
