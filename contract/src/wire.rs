@@ -381,6 +381,19 @@ pub struct Summary {
     /// Each guest vbd that blkback served, as dom0 sees it at the end.
     #[serde(default)]
     pub vbds: Vec<VbdFacts>,
+    /// Each guest vif that netback served, as dom0 sees it at the end.
+    #[serde(default)]
+    pub vifs: Vec<VifFacts>,
+}
+
+/// One guest vif from dom0's side: the bytes netback took from the guest
+/// (the vif's `rx_bytes`, frames with their headers); absent when dom0
+/// could not read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VifFacts {
+    pub guest: String,
+    #[serde(default)]
+    pub rx_bytes: Option<u64>,
 }
 
 /// One guest vbd from dom0's side: what blkback negotiated, read from the

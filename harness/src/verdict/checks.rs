@@ -67,6 +67,8 @@ struct GuestData {
     nothing: &'static str,
     no_line: &'static str,
     disagree: &'static str,
+    /// The dom0 backend whose counters are the third witness.
+    backend: &'static str,
 }
 
 impl GuestData {
@@ -79,6 +81,7 @@ impl GuestData {
         nothing: "no guest has `net`: nothing was sent",
         no_line: "no PVHDMA-GUEST-NET line",
         disagree: ", but the file and the guest's acknowledgement disagree",
+        backend: "netback",
     };
     const DISK: GuestData = GuestData {
         prefix: pvhdma_contract::markers::guest::DISK_PREFIX,
@@ -89,6 +92,7 @@ impl GuestData {
         nothing: "no guest has `disk`: nothing was written",
         no_line: "no PVHDMA-GUEST-DISK line",
         disagree: ", but the image and the guest's read-back disagree",
+        backend: "blkback",
     };
 }
 
@@ -777,47 +781,26 @@ impl<'a> Ctx<'a> {
     }
 
     fn guest_net_payload(&self, want: bool) -> Judged {
-        self.guest_data(&GuestData::NET, &self.out.guest_payloads, want)
+        self.guest_data(&GuestData::NET, &self.out.guest_payloads, want, &|g| {
+            let v = self.out.summary.as_ref()?.vifs.iter().find(|v| v.guest == g.guest)?;
+            let rx = v.rx_bytes?;
+            Some((
+                rx >= g.expected,
+                format!("netback took {rx} bytes from the guest ({} of payload)", g.expected),
+            ))
+        })
     }
 
-    /// The image and the guest's read-back, and for an intact write a third
-    /// witness: blkback's own counters in dom0 show it moved at least the
-    /// write's sectors each way, so the data went through blkback and not
-    /// around it.
     fn guest_disk_payload(&self, want: bool) -> Judged {
-        let (held, expected, detail) = self.guest_data(&GuestData::DISK, &self.out.guest_disks, want);
-        if !(held && want) {
-            return (held, expected, detail);
-        }
-        let mut ok = true;
-        let counts = self
-            .out
-            .guest_disks
-            .iter()
-            .map(|g| {
-                let need = g.expected.div_ceil(512);
-                match self.vbd(&g.guest).map(|v| (v.wr_sect, v.rd_sect)) {
-                    Some((Some(w), Some(r))) => {
-                        ok &= w >= need && r >= need;
-                        let short = if w >= need && r >= need {
-                            ""
-                        } else {
-                            ", short of the write's"
-                        };
-                        format!(
-                            "{}: blkback wrote {w} and read {r} sectors ({need} needed each way){short}",
-                            g.guest
-                        )
-                    }
-                    _ => {
-                        ok = false;
-                        format!("{}: dom0 reported no blkback counters", g.guest)
-                    }
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        (ok, expected, format!("{detail}; {counts}"))
+        self.guest_data(&GuestData::DISK, &self.out.guest_disks, want, &|g| {
+            let v = self.vbd(&g.guest)?;
+            let (w, r) = (v.wr_sect?, v.rd_sect?);
+            let need = g.expected.div_ceil(512);
+            Some((
+                w >= need && r >= need,
+                format!("blkback wrote {w} and read {r} sectors ({need} each way needed)"),
+            ))
+        })
     }
 
     fn vbd(&self, guest: &str) -> Option<&pvhdma_contract::wire::VbdFacts> {
@@ -861,7 +844,18 @@ impl<'a> Ctx<'a> {
     /// network forward wrote, or the disk image after the run) and the
     /// guest's own word in its report line. A claim holds only when they
     /// agree, and a missing word fails it: a file alone is one witness.
-    fn guest_data(&self, what: &GuestData, files: &[GuestPayload], want: bool) -> Judged {
+    ///
+    /// An intact claim has a third witness on dom0's side, `backend`: the
+    /// backend's own counters must show at least the payload went through
+    /// it (so the data took the path under test, not another), as
+    /// `(enough, what they say)`; `None` when dom0 reported none.
+    fn guest_data(
+        &self,
+        what: &GuestData,
+        files: &[GuestPayload],
+        want: bool,
+        backend: &dyn Fn(&GuestPayload) -> Option<(bool, String)>,
+    ) -> Judged {
         let expected = if want { what.all_intact } else { what.some_lost }.to_string();
         if files.is_empty() {
             return (false, expected, what.nothing.into());
@@ -897,6 +891,18 @@ impl<'a> Ctx<'a> {
                         text += what.disagree;
                     }
                     _ => {}
+                }
+                if want {
+                    match backend(g) {
+                        Some((enough, counts)) => {
+                            held &= enough;
+                            text += &format!("; {counts}{}", if enough { "" } else { ", short of it" });
+                        }
+                        None => {
+                            held = false;
+                            text += &format!("; dom0 reported no {} counters", what.backend);
+                        }
+                    }
                 }
                 text
             })

@@ -7,7 +7,7 @@ use crate::outcome::{EndKind, RunEnd, RunOutcome, Timings, TraceEntry};
 use crate::scenario::parse_str;
 use pvhdma_contract::markers::BOUNCE_TRACEPOINT;
 use pvhdma_contract::record::{AccessOutcome, DmaRecord, Translation};
-use pvhdma_contract::wire::{DeviceInfo, OpKind, OpResult, Range, Summary, VbdFacts};
+use pvhdma_contract::wire::{DeviceInfo, OpKind, OpResult, Range, Summary, VbdFacts, VifFacts};
 use std::path::{Path, PathBuf};
 
 const G4: u64 = 1 << 32;
@@ -541,12 +541,12 @@ fn guest_disk_payload_intact() {
     o.console += "PVHDMA-GUEST g1 PVHDMA-GUEST-DISK {\"wrote\":64,\"read\":64,\"intact\":true}\n";
     // The image and the guest agree, but dom0 never said blkback moved it.
     let msg = fails(yes, &o, id);
-    assert!(msg.contains("g1: dom0 reported no blkback counters"), "{msg}");
+    assert!(msg.contains("; dom0 reported no blkback counters"), "{msg}");
     // blkback moved less than the write: the data went some other way.
     o.summary.as_mut().unwrap().vbds = vec![vbd("g1", None, Some(1), Some(0))];
     let msg = fails(yes, &o, id);
     assert!(
-        msg.contains("blkback wrote 0 and read 1 sectors (1 needed each way), short"),
+        msg.contains("; blkback wrote 0 and read 1 sectors (1 each way needed), short of it"),
         "{msg}"
     );
     o.summary.as_mut().unwrap().vbds = vec![vbd("g1", None, Some(8), Some(1))];
@@ -648,6 +648,22 @@ fn guest_net_payload_intact() {
     );
     o.guest_payloads = vec![GuestPayload::judge("g1", &want, &want)];
     o.console += "PVHDMA-GUEST g1 PVHDMA-GUEST-NET {\"sent\":64,\"acked\":true}\n";
+    // The file and the guest agree, but netback's own count is the third
+    // witness that the bytes went through it: missing, or short, fails.
+    let vif = |rx| VifFacts {
+        guest: "g1".into(),
+        rx_bytes: rx,
+    };
+    for (rx, why) in [(None, "dom0 reported no netback counters"), (Some(63), "short of it")] {
+        o.summary.as_mut().unwrap().vifs = vec![vif(rx)];
+        let msg = fails(
+            "  guest_net: { payload_intact: true }\n",
+            &o,
+            "guest_net.payload_intact",
+        );
+        assert!(msg.contains(why), "{msg}");
+    }
+    o.summary.as_mut().unwrap().vifs = vec![vif(Some(130))];
     let msg = passes_with(
         "  guest_net: { payload_intact: true }\n",
         &o,

@@ -2,6 +2,7 @@
 //! host. What it exchanges with the harness and the driver is defined in
 //! `pvhdma-contract`.
 
+pub mod backends;
 pub mod foreign;
 pub mod gntalloc;
 pub mod guest;
@@ -15,7 +16,6 @@ pub mod pool;
 pub mod report;
 pub mod trace;
 pub mod uapi;
-pub mod vbd;
 pub mod xen_cpuid;
 pub mod xenstore;
 

@@ -12,7 +12,7 @@ use pvhdma_agent::markers::{DONE_MARKER, RESULT_PREFIX, SUMMARY_PREFIX, WORKLOAD
 use pvhdma_agent::report::{self, Slot};
 use pvhdma_agent::trace::{Tracer, TRACEFS};
 use pvhdma_agent::wire::{Op, OpKind, OpResult, Summary, Workload};
-use pvhdma_agent::{foreign, guest_role, ioctl, kmsg, net, pool, uapi, vbd, xen_cpuid};
+use pvhdma_agent::{backends, foreign, guest_role, ioctl, kmsg, net, pool, uapi, xen_cpuid};
 use pvhdma_contract::markers::guest::WORK_PATH as GUEST_WORK_PATH;
 use pvhdma_contract::uapi::RawSeg;
 
@@ -143,7 +143,8 @@ fn run(o: &Opts) -> Result<(), String> {
     }
     summary.swiotlb_nslabs = pool::nslabs(Path::new(pool::DEBUGFS));
     summary.xen_iommu_mappings = xen_cpuid::iommu_mappings();
-    summary.vbds = vbd::facts(&workload);
+    summary.vbds = backends::vbds(&workload);
+    summary.vifs = backends::vifs(&workload);
     emit(
         SUMMARY_PREFIX,
         &serde_json::to_string(&summary).map_err(|e| e.to_string())?,

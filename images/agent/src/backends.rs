@@ -1,11 +1,12 @@
-//! dom0's view of each guest vbd that blkback serves: whether blkback maps
-//! the guest's grants once and keeps them (persistent grants) or per
-//! request, and how much it moved. Read at the end of the run, beside the
-//! guest's own word, so neither stands alone.
+//! dom0's view of the backends that serve its guests: for each vbd,
+//! whether blkback maps the guest's grants once and keeps them (persistent
+//! grants) or per request, and how much it moved; for each vif, how much
+//! netback took from the guest. Read at the end of the run, beside the
+//! guest's own word and the host-side file, so neither stands alone.
 
 use std::path::Path;
 
-use crate::wire::{VbdFacts, Workload};
+use crate::wire::{VbdFacts, VifFacts, Workload};
 use crate::xenstore;
 
 /// The vbd's device id: `xvda` is Xen's disk 0 on major 202 (202 << 8).
@@ -13,8 +14,27 @@ pub const XVDA_DEVID: u32 = 51712;
 /// Where blkback's per-vbd counters are.
 const BACKEND_DEVICES: &str = "/sys/bus/xen-backend/devices";
 
+/// Where the kernel counts each network device's traffic.
+const NET_DEVICES: &str = "/sys/class/net";
+
+/// One entry per guest with a vif; `rx_bytes` of dom0's `vif<domid>.0`, the
+/// netback device the guest's frames arrive on, absent if unreadable.
+pub fn vifs(workload: &Workload) -> Vec<VifFacts> {
+    workload
+        .guests
+        .iter()
+        .filter(|g| g.net.is_some())
+        .map(|g| VifFacts {
+            guest: g.name.clone(),
+            rx_bytes: crate::foreign::domid(&g.name)
+                .ok()
+                .and_then(|domid| counter(&Path::new(NET_DEVICES).join(format!("vif{domid}.0/statistics/rx_bytes")))),
+        })
+        .collect()
+}
+
 /// One entry per guest with a disk; a field dom0 could not read stays absent.
-pub fn facts(workload: &Workload) -> Vec<VbdFacts> {
+pub fn vbds(workload: &Workload) -> Vec<VbdFacts> {
     let mut xs = xenstore::open().ok();
     workload
         .guests
