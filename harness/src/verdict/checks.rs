@@ -1035,10 +1035,11 @@ impl<'a> Ctx<'a> {
         match c {
             OpCheck::MapError(b) => per_result(format!("map_error: {b}"), &|r| r.map_error == b, &|r| {
                 format!(
-                    "map_error: {} (error: {:?}, dma_addrs {})",
+                    "map_error: {} (error: {:?}, dma_addrs {}, bounced: {})",
                     r.map_error,
                     r.error,
-                    hexes(&r.dma_addrs)
+                    hexes(&r.dma_addrs),
+                    r.bounced
                 )
             }),
             OpCheck::Intact(b) => per_result(format!("intact: {b}"), &|r| r.intact == b, &|r| {
