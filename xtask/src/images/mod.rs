@@ -181,6 +181,32 @@ pub fn kernel_only(opts: &Options) -> anyhow::Result<kernel::Built> {
     Ok(built)
 }
 
+/// `cargo xtask qemu`: build (or find) the recipe's QEMU alone, or with
+/// `source_only` only its build root (tools and the source package).
+pub fn qemu_only(opts: &Options, source_only: bool) -> anyhow::Result<()> {
+    preflight()?;
+    let recipe_path = opts.recipe.clone().unwrap_or_else(default_recipe);
+    let recipe = recipe::Recipe::load(&recipe_path)?;
+    if !recipe.qemu.builds_from_source() {
+        println!(
+            "{}: [qemu] has no patches or source_version; the set uses the root's QEMU",
+            recipe.name
+        );
+        return Ok(());
+    }
+    let qemu_root = roots::ensure("qemu", &recipe.mirror, &recipe.qemu.root)?;
+    let plan = qemu::Plan::new(&recipe.qemu, &qemu_root)?;
+    if source_only {
+        let root = qemu::ensure_root(&recipe.mirror, &plan)?;
+        println!("qemu {}: source in {}", plan.version, root.display());
+        return Ok(());
+    }
+    let built = qemu::ensure(&recipe.mirror, &plan)?;
+    println!("qemu {}: {}", plan.version, built.describe());
+    println!("  binary: {}", built.binary().display());
+    Ok(())
+}
+
 fn preflight() -> anyhow::Result<()> {
     if !rustix::process::geteuid().is_root() {
         anyhow::bail!(

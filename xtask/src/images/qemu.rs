@@ -249,17 +249,22 @@ impl Built {
     }
 }
 
-/// Build the QEMU of `plan`, or find it in the cache.
-pub fn ensure(mirror: &str, plan: &Plan) -> anyhow::Result<Built> {
-    let started = Instant::now();
+/// The build root of `plan`, with the source package in it.
+pub fn ensure_root(mirror: &str, plan: &Plan) -> anyhow::Result<PathBuf> {
     let (spec, extra) = plan.root();
-    let root = roots::ensure_with("qemu-build", mirror, &spec, &extra).with_context(|| {
+    roots::ensure_with("qemu-build", mirror, &spec, &extra).with_context(|| {
         format!(
             "The QEMU build root (with `apt-get source qemu={}` from {}) failed: is that source version in the archive?",
             plan.version,
             plan.source_suites.join(", ")
         )
-    })?;
+    })
+}
+
+/// Build the QEMU of `plan`, or find it in the cache.
+pub fn ensure(mirror: &str, plan: &Plan) -> anyhow::Result<Built> {
+    let started = Instant::now();
+    let root = ensure_root(mirror, plan)?;
     let dsc = find_dsc(&root.join(SOURCE_DIR))?;
     let key = plan.key(&root)?;
     let dir = cache::root().join("qemu");
