@@ -85,8 +85,19 @@ fn build(label: &str, mirror: &str, spec: &RootSpec, extra: &Extra, out: &Path) 
     if !spec.backports.is_empty() {
         cmd.arg(format!("deb {mirror} {}-backports main", spec.suite));
     }
+    // A suite that is only a source index is read to fetch one pinned
+    // version, whose files apt still checks against the signed index; its
+    // Release may be past its Valid-Until on a mirror that is not kept
+    // current (sid's is on this project's). apt refuses the option on a
+    // suite that also has a `deb` line, and those are current anyway.
+    let binary_suites = [spec.suite.clone(), format!("{}-backports", spec.suite)];
     for s in &extra.deb_src {
-        cmd.arg(format!("deb-src {mirror} {s} main"));
+        let opts = if binary_suites.contains(s) {
+            ""
+        } else {
+            "[check-valid-until=no] "
+        };
+        cmd.arg(format!("deb-src {opts}{mirror} {s} main"));
     }
     let log_path = out.with_extension("log");
     run_logged(cmd, &log_path, label)
