@@ -60,11 +60,12 @@ const TOOLS: [&str; 16] = [
 /// runner offers nested virtualization), user networking for `-netdev user`
 /// with guestfwd, the default device set (e1000, piix4-ide, both vIOMMUs,
 /// the vfio-user client), the `log` trace backend for `-trace file=`. No
-/// modules, tools, docs or downloads. The binary reports
+/// modules, tools, docs or downloads; no firmware blobs (Debian's `+ds`
+/// source has none; the root's are used). The binary reports
 /// `--with-pkgversion`, which names neither the patches (that would
 /// recompile every file whenever the series changes; the manifest names
 /// them) nor the root, only that this is not Debian's own build.
-pub const CONFIGURE: [&str; 16] = [
+pub const CONFIGURE: [&str; 17] = [
     "--target-list=x86_64-softmmu",
     "--prefix=/usr",
     "--without-default-features",
@@ -76,6 +77,7 @@ pub const CONFIGURE: [&str; 16] = [
     "--disable-modules",
     "--disable-download",
     "--disable-werror",
+    "--disable-install-blobs",
     "--enable-tcg",
     "--enable-kvm",
     "--enable-slirp",
