@@ -303,6 +303,8 @@ fn assemble(
         Some(q) => {
             versions.insert("qemu".into(), qemu_version_with_patches(&qemu_version, q.patches()));
             versions.insert("qemu_build".into(), q.describe());
+            // What scenarios' `cells.qemu` is matched against.
+            versions.insert(pvhdma_harness::matrix::QEMU_PATCHES_KEY.into(), q.patches().join(", "));
         }
         None => {
             versions.insert("qemu".into(), qemu_version);
