@@ -80,7 +80,8 @@ pub fn entries(root: &Path, partitions: u32) -> anyhow::Result<Vec<Entry>> {
 
 /// The JSON `cargo xtask matrix` prints: `include` is a GitHub Actions
 /// matrix (one job per cell x partition), `recipes` the distinct recipes
-/// (one image job each, `builds_kernel` when it builds Linux from source),
+/// (one image job each, `builds_kernel` / `builds_qemu` when it builds
+/// Linux / QEMU from source),
 /// `cells` the count of cells.
 pub fn json(root: &Path, partitions: u32) -> anyhow::Result<serde_json::Value> {
     let e = entries(root, partitions)?;
@@ -89,11 +90,13 @@ pub fn json(root: &Path, partitions: u32) -> anyhow::Result<serde_json::Value> {
         if !recipes.iter().any(|r| r["recipe"] == x.recipe) {
             // A recipe with [kernel] builds Linux from source first (its own
             // workflow step, the longest part of that image job).
-            let builds_kernel = Recipe::load(&root.join(&x.recipe))?.kernel.is_some();
+            let r = Recipe::load(&root.join(&x.recipe))?;
+            // Likewise a recipe whose [qemu] builds QEMU from source.
             recipes.push(serde_json::json!({
                 "recipe": x.recipe,
                 "recipe_name": x.recipe_name,
-                "builds_kernel": builds_kernel,
+                "builds_kernel": r.kernel.is_some(),
+                "builds_qemu": r.qemu.builds_from_source(),
             }));
         }
     }
@@ -186,6 +189,7 @@ mod tests {
             "xen4.17-linux-backports-amd",
             "xen4.20-linux6.12-src-intel",
             "xen4.20-linux6.12-rfc-noswiotlb-amd",
+            "xen4.20-linux6.12-qemu-amdvi-fix-amd",
         ] {
             assert!(cells.contains(c), "{c} missing from {cells:?}");
         }
@@ -223,6 +227,10 @@ mod tests {
         let builds = |name: &str| recipes.iter().find(|r| r["recipe_name"] == name).unwrap()["builds_kernel"].clone();
         assert_eq!(builds("xen4.20-linux6.12-rfc-noswiotlb"), true);
         assert_eq!(builds("xen4.20-linux6.12"), false);
+        let qemu = |name: &str| recipes.iter().find(|r| r["recipe_name"] == name).unwrap()["builds_qemu"].clone();
+        assert_eq!(qemu("xen4.20-linux6.12-qemu-amdvi-fix"), true);
+        assert_eq!(qemu("xen4.20-linux6.12"), false);
+        assert_eq!(qemu("xen4.20-linux6.12-rfc-noswiotlb"), false);
     }
 
     #[test]
