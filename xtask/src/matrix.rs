@@ -189,7 +189,6 @@ mod tests {
             "xen4.17-linux-backports-amd",
             "xen4.20-linux6.12-src-intel",
             "xen4.20-linux6.12-rfc-noswiotlb-amd",
-            "xen4.20-linux6.12-qemu-amdvi-fix-amd",
         ] {
             assert!(cells.contains(c), "{c} missing from {cells:?}");
         }
@@ -227,10 +226,19 @@ mod tests {
         let builds = |name: &str| recipes.iter().find(|r| r["recipe_name"] == name).unwrap()["builds_kernel"].clone();
         assert_eq!(builds("xen4.20-linux6.12-rfc-noswiotlb"), true);
         assert_eq!(builds("xen4.20-linux6.12"), false);
-        let qemu = |name: &str| recipes.iter().find(|r| r["recipe_name"] == name).unwrap()["builds_qemu"].clone();
-        assert_eq!(qemu("xen4.20-linux6.12-qemu-amdvi-fix"), true);
-        assert_eq!(qemu("xen4.20-linux6.12"), false);
-        assert_eq!(qemu("xen4.20-linux6.12-rfc-noswiotlb"), false);
+        // The QEMU-building recipe is skipped today (it is not in the
+        // matrix until its AMD-Vi guest runs have passed).
+        assert!(recipes.iter().all(|r| r["builds_qemu"] == false), "{recipes:?}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("images/recipes")).unwrap();
+        let fix =
+            std::fs::read_to_string(workspace_root().join("images/recipes/xen4.20-linux6.12-qemu-amdvi-fix.toml"))
+                .unwrap()
+                .replace("skip = true\n", "");
+        std::fs::write(dir.path().join("images/recipes/fix.toml"), fix).unwrap();
+        let v = json(dir.path(), 1).unwrap();
+        assert_eq!(v["recipes"][0]["builds_qemu"], true);
+        assert_eq!(v["recipes"][0]["builds_kernel"], false);
     }
 
     #[test]
