@@ -35,6 +35,26 @@ pub struct Cell {
     /// Whether the image set carries Xen's toolstack (None: unknown, no
     /// filtering). Guests need it; a cell without it cannot create them.
     pub toolstack: Option<bool>,
+    /// The set's QEMU as `cells.qemu` names it: `stock`, or the patches it
+    /// was built with (None: unknown, no filtering).
+    pub qemu: Option<Vec<String>>,
+}
+
+/// The manifest's `versions` key listing the patches of a QEMU built from
+/// source (comma-separated file names); absent for the root's own QEMU.
+pub const QEMU_PATCHES_KEY: &str = "qemu_patches";
+
+/// `cells.qemu`'s name for the QEMU root's own binary.
+pub const STOCK_QEMU: &str = "stock";
+
+/// The set's QEMU labels from its manifest (see [`Cell::qemu`]).
+pub fn qemu_labels(m: &Manifest) -> Vec<String> {
+    match m.versions.get(QEMU_PATCHES_KEY) {
+        Some(list) if !list.trim().is_empty() => list.split(',').map(|p| p.trim().to_string()).collect(),
+        // Built from source without patches: neither stock nor patched.
+        Some(_) => vec![],
+        None => vec![STOCK_QEMU.to_string()],
+    }
 }
 
 /// What to do with one scenario in a cell.
@@ -82,6 +102,7 @@ impl Cell {
             xen: m.and_then(xen_version),
             kernel: m.map(|m| m.kernel_version.clone()).filter(|v| !v.is_empty()),
             toolstack: m.map(|m| m.toolstack.is_some()),
+            qemu: m.map(qemu_labels),
         })
     }
 
@@ -105,6 +126,16 @@ impl Cell {
                 if !wanted.iter().any(|w| version_matches(w, v)) {
                     return Decision::Skip(format!("cells.{what} {wanted:?} excludes {v}"));
                 }
+            }
+        }
+        if let (false, Some(have)) = (cells.qemu.is_empty(), &self.qemu) {
+            if !cells.qemu.iter().any(|w| have.contains(w)) {
+                let have = if have.is_empty() {
+                    "built without patches".to_string()
+                } else {
+                    have.join(", ")
+                };
+                return Decision::Skip(format!("cells.qemu {:?} excludes this set's QEMU ({have})", cells.qemu));
             }
         }
         if !s.guests.is_empty() && self.toolstack == Some(false) {
@@ -242,7 +273,66 @@ mod tests {
             xen: Some("4.20".into()),
             kernel: Some("6.12.117+deb13-amd64".into()),
             toolstack: Some(true),
+            qemu: Some(vec![STOCK_QEMU.into()]),
         }
+    }
+
+    const FIX: &str = "0001-amd_iommu-unmap-every-record-a-wider-UNMAP-overlaps.patch";
+
+    fn fixed(iommu: Option<IommuCfg>) -> Cell {
+        Cell {
+            qemu: Some(vec![FIX.into()]),
+            ..cell(iommu)
+        }
+    }
+
+    #[test]
+    fn cells_qemu_picks_the_stock_or_a_patched_qemu() {
+        let stock = scenario("cells: {qemu: [stock]}\n");
+        let patched = scenario(&format!("cells: {{qemu: [{FIX}]}}\n"));
+        let any = scenario("");
+        assert_eq!(cell(None).decide(&stock), Decision::Run(None));
+        assert_eq!(fixed(None).decide(&patched), Decision::Run(None));
+        let Decision::Skip(why) = fixed(None).decide(&stock) else {
+            panic!()
+        };
+        assert!(why.contains(&format!("excludes this set's QEMU ({FIX})")), "{why}");
+        let Decision::Skip(why) = cell(None).decide(&patched) else {
+            panic!()
+        };
+        assert!(why.contains("(stock)"), "{why}");
+        for c in [cell(None), fixed(None)] {
+            assert_eq!(c.decide(&any), Decision::Run(None));
+        }
+        // A QEMU built without patches is neither.
+        let plain = Cell {
+            qemu: Some(vec![]),
+            ..cell(None)
+        };
+        let Decision::Skip(why) = plain.decide(&stock) else {
+            panic!()
+        };
+        assert!(why.contains("built without patches"), "{why}");
+        // No manifest: no filtering.
+        let unknown = Cell {
+            qemu: None,
+            ..cell(None)
+        };
+        assert_eq!(unknown.decide(&patched), Decision::Run(None));
+    }
+
+    #[test]
+    fn qemu_labels_come_from_the_manifest() {
+        let mut m: Manifest = serde_json::from_value(serde_json::json!({
+            "qemu": "/q", "xen": "/x", "kernel": "/k", "kernel_version": "6.12", "initrd": "/i", "versions": {}
+        }))
+        .unwrap();
+        assert_eq!(qemu_labels(&m), [STOCK_QEMU]);
+        m.versions
+            .insert(QEMU_PATCHES_KEY.into(), format!("{FIX}, 0002-b.patch"));
+        assert_eq!(qemu_labels(&m), [FIX, "0002-b.patch"]);
+        m.versions.insert(QEMU_PATCHES_KEY.into(), String::new());
+        assert!(qemu_labels(&m).is_empty());
     }
 
     #[test]

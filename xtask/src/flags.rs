@@ -12,6 +12,10 @@ Commands:
   kernel              Build (or find in the cache) a dom0 kernel from source: the
                       recipe's [kernel] table (default: Debian trixie's linux-source-6.12),
                       images/kernel/pvhdma.config on tinyconfig, and any patch series.
+  qemu [--source-only]
+                      Build (or find in the cache) the recipe's QEMU from Debian's source
+                      with its [qemu] patches (a recipe without them: nothing to do);
+                      --source-only stops after the build root and the source download.
   test [-- ARGS]      Run the scenario catalog (one nextest test per YAML file),
                       then print a summary table and write the suite page
                       target/pvhdma/report/index.html (+ results.json). ARGS go to nextest
@@ -60,6 +64,10 @@ pub enum Cmd {
     Help,
     Images(ImageOptions),
     Kernel(ImageOptions),
+    Qemu {
+        images: ImageOptions,
+        source_only: bool,
+    },
     Check(ImageOptions, CellFlags, Vec<String>),
     Test(ImageOptions, CellFlags, Vec<String>),
     Run {
@@ -119,6 +127,14 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Cmd> {
         "help" | "-h" | "--help" => Ok(Cmd::Help),
         "images" => Ok(Cmd::Images(only_images(&ours)?)),
         "kernel" => Ok(Cmd::Kernel(only_images(&ours)?)),
+        "qemu" => {
+            let source_only = ours.iter().any(|a| a == "--source-only");
+            let rest: Vec<String> = ours.iter().filter(|a| *a != "--source-only").cloned().collect();
+            Ok(Cmd::Qemu {
+                images: only_images(&rest)?,
+                source_only,
+            })
+        }
         "check" => {
             let (cell, ours) = cell_flags(&ours)?;
             Ok(Cmd::Check(only_images(&ours)?, cell, theirs))
@@ -309,6 +325,14 @@ mod tests {
 
     #[test]
     fn kernel_takes_a_tree_and_a_series() {
+        let Ok(Cmd::Qemu { images, source_only }) = p("qemu --recipe r.toml --source-only") else {
+            panic!()
+        };
+        assert!(source_only && images.recipe.unwrap().ends_with("r.toml"));
+        let Ok(Cmd::Qemu { source_only: false, .. }) = p("qemu") else {
+            panic!()
+        };
+        assert!(p("qemu --nope").is_err());
         let Ok(Cmd::Kernel(o)) = p("kernel --kernel-tree /src/linux --kernel-patches /p") else {
             panic!()
         };

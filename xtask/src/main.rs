@@ -38,6 +38,11 @@ fn run(cmd: flags::Cmd) -> anyhow::Result<ExitCode> {
             images::kernel_only(&opts)?;
             Ok(ExitCode::SUCCESS)
         }
+        flags::Cmd::Qemu { images, source_only } => {
+            hostdeps::ensure()?;
+            images::qemu_only(&images, source_only)?;
+            Ok(ExitCode::SUCCESS)
+        }
         flags::Cmd::Check(opts, cell, extra) => tasks::check(&opts, &cell, &extra),
         flags::Cmd::Test(opts, cell, extra) => tasks::test(&opts, &cell, &extra),
         flags::Cmd::Run { images, file, shell } => tasks::run(&images, &file, shell),

@@ -529,6 +529,7 @@ pub fn cell_of(m: &Manifest, iommu: Option<pvhdma_harness::scenario::IommuCfg>) 
         xen: matrix::xen_version(m),
         kernel: Some(m.kernel_version.clone()),
         toolstack: Some(m.toolstack.is_some()),
+        qemu: Some(matrix::qemu_labels(m)),
     })
 }
 

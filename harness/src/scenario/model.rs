@@ -598,4 +598,9 @@ pub struct Cells {
     pub kernels: Vec<String>,
     #[serde(default)]
     pub iommu: Vec<IommuCfg>,
+    /// Which QEMU the image set must have: `stock` (the QEMU root's own
+    /// binary) or the file name of a patch the set's QEMU was built with
+    /// (images/qemu/patches/). The scenario runs when one entry matches.
+    #[serde(default)]
+    pub qemu: Vec<String>,
 }

@@ -565,9 +565,23 @@ fn build(root: &Path, plan: &Plan, out: &Path, seed: Option<&Path>, log: &Path) 
 /// a progress line with the elapsed time and the last output line is
 /// printed every 20 s.
 fn in_root(root: &Path, entry: &Path, script: &str, log: &Path, phase: &str) -> anyhow::Result<()> {
-    std::fs::create_dir_all(root.join(MOUNT))?;
+    in_root_at(root, entry, MOUNT, script, log, phase, "kernel")
+}
+
+/// [`in_root`] with the entry at `/<mount>` and progress lines tagged
+/// `[<tag>]`, for other builds in a Debian build root (QEMU's).
+pub(super) fn in_root_at(
+    root: &Path,
+    entry: &Path,
+    mount: &str,
+    script: &str,
+    log: &Path,
+    phase: &str,
+    tag: &str,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(root.join(mount))?;
     let wrapper = format!(
-        r#"mount --bind "$2" "$1/{MOUNT}" && mount -t proc proc "$1/proc" && exec chroot "$1" sh -c "$3 2>&1""#
+        r#"mount --bind "$2" "$1/{mount}" && mount -t proc proc "$1/proc" && exec chroot "$1" sh -c "$3 2>&1""#
     );
     let mut child = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", &wrapper, "sh"])
@@ -587,7 +601,7 @@ fn in_root(root: &Path, entry: &Path, script: &str, log: &Path, phase: &str) -> 
         let line = line?;
         writeln!(file, "{line}")?;
         if last_report.elapsed() >= Duration::from_secs(20) {
-            eprintln!("[kernel]   {phase} {}s: {}", started.elapsed().as_secs(), line.trim());
+            eprintln!("[{tag}]   {phase} {}s: {}", started.elapsed().as_secs(), line.trim());
             last_report = Instant::now();
         }
         tail.push(line);

@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod kernel;
+pub mod qemu;
 pub mod recipe;
 pub mod roots;
 
@@ -75,7 +76,13 @@ pub fn build(opts: &Options) -> anyhow::Result<Manifest> {
     let recipe_path = opts.recipe.clone().unwrap_or_else(default_recipe);
     let recipe = recipe::Recipe::load(&recipe_path)?;
 
-    let qemu_root = roots::ensure("qemu", &recipe.mirror, &recipe.qemu)?;
+    let qemu_root = roots::ensure("qemu", &recipe.mirror, &recipe.qemu.root)?;
+    let built_qemu = if recipe.qemu.builds_from_source() {
+        let plan = qemu::Plan::new(&recipe.qemu, &qemu_root)?;
+        Some(qemu::ensure(&recipe.mirror, &plan)?)
+    } else {
+        None
+    };
     let xen_root = match &opts.xen {
         Some(_) => None,
         None => Some(roots::ensure("xen", &recipe.mirror, &recipe.xen.root)?),
@@ -113,6 +120,10 @@ pub fn build(opts: &Options) -> anyhow::Result<Manifest> {
     if let Some(x) = &opts.xen {
         key.file(x)?;
     }
+    if let Some(q) = &built_qemu {
+        // The entry's name is the hash of its source, flags and patches.
+        key.str("qemu-build").str(&q.entry.display().to_string());
+    }
     if let Some(b) = &built {
         // The entry's name is the hash of its source, fragment and patches.
         key.str(&b.entry.display().to_string());
@@ -132,6 +143,7 @@ pub fn build(opts: &Options) -> anyhow::Result<Manifest> {
             },
             opts,
             built.as_ref(),
+            built_qemu.as_ref(),
         )
     })?;
     let manifest = Manifest::load(&set.join("images.json"))?;
@@ -169,6 +181,32 @@ pub fn kernel_only(opts: &Options) -> anyhow::Result<kernel::Built> {
     Ok(built)
 }
 
+/// `cargo xtask qemu`: build (or find) the recipe's QEMU alone, or with
+/// `source_only` only its build root (tools and the source package).
+pub fn qemu_only(opts: &Options, source_only: bool) -> anyhow::Result<()> {
+    preflight()?;
+    let recipe_path = opts.recipe.clone().unwrap_or_else(default_recipe);
+    let recipe = recipe::Recipe::load(&recipe_path)?;
+    if !recipe.qemu.builds_from_source() {
+        println!(
+            "{}: [qemu] has no patches or source_version; the set uses the root's QEMU",
+            recipe.name
+        );
+        return Ok(());
+    }
+    let qemu_root = roots::ensure("qemu", &recipe.mirror, &recipe.qemu.root)?;
+    let plan = qemu::Plan::new(&recipe.qemu, &qemu_root)?;
+    if source_only {
+        let root = qemu::ensure_root(&recipe.mirror, &plan)?;
+        println!("qemu {}: source in {}", plan.version, root.display());
+        return Ok(());
+    }
+    let built = qemu::ensure(&recipe.mirror, &plan)?;
+    println!("qemu {}: {}", plan.version, built.describe());
+    println!("  binary: {}", built.binary().display());
+    Ok(())
+}
+
 fn preflight() -> anyhow::Result<()> {
     if !rustix::process::geteuid().is_root() {
         anyhow::bail!(
@@ -198,9 +236,19 @@ fn assemble(
     from: &Roots,
     opts: &Options,
     built: Option<&kernel::Built>,
+    built_qemu: Option<&qemu::Built>,
 ) -> anyhow::Result<()> {
     let (qemu_root, xen_root, dom0_root) = (from.qemu, from.xen, from.dom0);
-    let qemu = write_qemu_wrapper(out, qemu_root)?;
+    let binary = match built_qemu {
+        Some(q) => {
+            // Beside the wrapper, which finds it through its own path: the
+            // set is built under a partial name and renamed into place.
+            std::fs::copy(q.binary(), out.join("qemu-system-x86_64"))?;
+            r#""$(dirname "$0")/qemu-system-x86_64""#.to_string()
+        }
+        None => qemu_root.join("usr/bin/qemu-system-x86_64").display().to_string(),
+    };
+    let qemu = write_qemu_wrapper(out, qemu_root, &binary)?;
     let xen_src = match (&opts.xen, xen_root) {
         (Some(x), _) => x.clone(),
         (None, Some(root)) => roots::find_one(root, &recipe.xen.image)?,
@@ -250,7 +298,18 @@ fn assemble(
     versions.insert("recipe".into(), recipe.name.clone());
     versions.insert("xen".into(), dom0::xen_version(&xen_src));
     versions.insert("kernel".into(), kernel.version.clone());
-    versions.insert("qemu".into(), dom0::qemu_version(&qemu)?);
+    let qemu_version = dom0::qemu_version(&qemu)?;
+    match built_qemu {
+        Some(q) => {
+            versions.insert("qemu".into(), qemu_version_with_patches(&qemu_version, q.patches()));
+            versions.insert("qemu_build".into(), q.describe());
+            // What scenarios' `cells.qemu` is matched against.
+            versions.insert(pvhdma_harness::matrix::QEMU_PATCHES_KEY.into(), q.patches().join(", "));
+        }
+        None => {
+            versions.insert("qemu".into(), qemu_version);
+        }
+    }
     if let Some(b) = built {
         versions.insert("kernel_build".into(), b.describe());
     } else if let Some(t) = &opts.kernel_tree {
@@ -287,17 +346,29 @@ fn assemble(
     Ok(())
 }
 
+/// The manifest's `qemu` version of a built QEMU: what the binary says,
+/// plus the patches, which its own version string does not name.
+pub fn qemu_version_with_patches(version: &str, patches: &[String]) -> String {
+    if patches.is_empty() {
+        return format!("{version} [pvhdma build, no patches]");
+    }
+    format!("{version} [pvhdma patches: {}]", patches.join(", "))
+}
+
 /// QEMU from the tool root runs on this host through the root's own dynamic
 /// loader: no chroot, so paths (sockets, images) are the host's, and no root
-/// is needed to run it.
-fn write_qemu_wrapper(out: &Path, root: &Path) -> anyhow::Result<PathBuf> {
+/// is needed to run it. `binary` (as the shell should see it) is the root's
+/// own or one built from source against the same suite's libraries;
+/// firmware (`-L`) is always the root's.
+fn write_qemu_wrapper(out: &Path, root: &Path, binary: &str) -> anyhow::Result<PathBuf> {
     let r = root.display();
+    let b = binary;
     let script = format!(
         "#!/bin/sh\n\
          # QEMU from the pvhdma tool root at {r}, run through that root's loader.\n\
          export QEMU_MODULE_DIR={r}/usr/lib/x86_64-linux-gnu/qemu\n\
          exec {r}/lib64/ld-linux-x86-64.so.2 --library-path {r}/usr/lib/x86_64-linux-gnu \\\n  \
-         {r}/usr/bin/qemu-system-x86_64 -L {r}/usr/share/qemu -L {r}/usr/share/seabios \"$@\"\n"
+         {b} -L {r}/usr/share/qemu -L {r}/usr/share/seabios \"$@\"\n"
     );
     let path = out.join("qemu");
     std::fs::write(&path, script)?;

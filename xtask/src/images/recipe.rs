@@ -56,6 +56,39 @@ pub struct ToolstackSpec {
     pub bin: String,
 }
 
+/// The QEMU root, and optionally a QEMU built from Debian's source with
+/// the project's patches (xtask/src/images/qemu.rs). Without `patches` and
+/// `source` it is just the root, serialized exactly as a plain root, so
+/// recipes without them keep their cache keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct QemuSpec {
+    #[serde(flatten)]
+    pub root: RootSpec,
+    /// Patches (`git format-patch` files, relative to the workspace) to
+    /// apply, in this order, to Debian's QEMU source before building
+    /// qemu-system-x86_64 from it; the binary then replaces the root's,
+    /// which still provides firmware and libraries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<String>,
+    /// The Debian source version to build (e.g. `1:10.2.2+ds-1`). Default:
+    /// the version of qemu-system-x86 the root installs, so the built
+    /// binary matches the root's firmware and data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_version: Option<String>,
+    /// The suite whose `deb-src` index has `source_version` (default: the
+    /// root's suite and its backports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_suite: Option<String>,
+}
+
+impl QemuSpec {
+    /// Whether the set's QEMU is built from source rather than the root's.
+    pub fn builds_from_source(&self) -> bool {
+        !self.patches.is_empty() || self.source_version.is_some()
+    }
+}
+
 /// A recipe's place in the nightly matrix (docs/matrix.md): labels only,
 /// matched against scenarios' `cells.xen` / `cells.kernels`. Not part of the
 /// image set's cache key: relabelling rebuilds nothing.
@@ -76,7 +109,7 @@ pub struct MatrixLabels {
 pub struct Recipe {
     pub name: String,
     pub mirror: String,
-    pub qemu: RootSpec,
+    pub qemu: QemuSpec,
     pub xen: XenSpec,
     pub dom0: Dom0Spec,
     /// Build the dom0 kernel from source (images/kernel/, `cargo xtask
@@ -130,6 +163,52 @@ mod tests {
             serde_json::to_string(&plain).unwrap(),
             serde_json::to_string(&with).unwrap()
         );
+    }
+
+    #[test]
+    fn qemu_build_fields_are_optional_and_keep_plain_recipes_keys() {
+        let base = "suite = \"trixie\"\nbackports = [\"qemu-system-x86\"]\n";
+        let plain: QemuSpec = toml::from_str(base).unwrap();
+        assert!(!plain.builds_from_source());
+        // A plain [qemu] serializes as the root alone: the set keys of
+        // recipes without a QEMU build stay what they were.
+        assert_eq!(
+            serde_json::to_string(&plain).unwrap(),
+            serde_json::to_string(&plain.root).unwrap()
+        );
+        let patched: QemuSpec =
+            toml::from_str(&format!("{base}patches = [\"images/qemu/patches/0001-x.patch\"]\n")).unwrap();
+        assert!(patched.builds_from_source());
+        assert_eq!(patched.patches, ["images/qemu/patches/0001-x.patch"]);
+        assert_ne!(
+            serde_json::to_string(&plain).unwrap(),
+            serde_json::to_string(&patched).unwrap()
+        );
+        let pinned: QemuSpec = toml::from_str(&format!("{base}source_version = \"1:10.2.2+ds-1\"\n")).unwrap();
+        assert!(pinned.builds_from_source() && pinned.patches.is_empty());
+        let err = toml::from_str::<QemuSpec>(&format!("{base}pacthes = []\n")).unwrap_err();
+        assert!(err.to_string().contains("pacthes"), "{err}");
+    }
+
+    #[test]
+    fn the_qemu_fix_recipe_is_the_default_plus_a_qemu_build() {
+        let dir = pvhdma_harness::images::workspace_root().join("images/recipes");
+        let default = Recipe::load(&dir.join("default.toml")).unwrap();
+        let fix = Recipe::load(&dir.join("xen4.20-linux6.12-qemu-amdvi-fix.toml")).unwrap();
+        assert!(fix.qemu.builds_from_source() && !default.qemu.builds_from_source());
+        assert_eq!(
+            fix.qemu.root, default.qemu.root,
+            "the same QEMU root: firmware, libraries"
+        );
+        assert_eq!(
+            (&fix.xen, &fix.dom0, &fix.toolstack),
+            (&default.xen, &default.dom0, &default.toolstack)
+        );
+        let (f, d) = (fix.matrix.unwrap(), default.matrix.unwrap());
+        assert_eq!((f.xen_version, f.kernel), (d.xen_version, d.kernel));
+        assert!(f.skip, "out of the matrix until its AMD-Vi guest runs have passed");
+        // The root's own version: no other source is pinned.
+        assert_eq!((fix.qemu.source_version, fix.qemu.source_suite), (None, None));
     }
 
     #[test]

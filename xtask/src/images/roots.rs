@@ -13,13 +13,41 @@ use std::time::Instant;
 
 /// The cached root for `spec`, built if missing.
 pub fn ensure(label: &str, mirror: &str, spec: &RootSpec) -> anyhow::Result<PathBuf> {
-    let mut key = cache::Key::new("root");
-    key.str(mirror).str(&serde_json::to_string(spec)?);
-    let dir = cache::root().join("roots");
-    cache::entry(&dir, &key.hex(), |out| build(label, mirror, spec, out))
+    ensure_with(label, mirror, spec, &Extra::default())
 }
 
-fn build(label: &str, mirror: &str, spec: &RootSpec, out: &Path) -> anyhow::Result<()> {
+/// What a build root needs beyond packages: `deb-src` lines (only ever
+/// inside the root) and commands run in it once the packages are in, such
+/// as fetching a source package with `apt-get source`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extra {
+    /// Suites whose `deb-src` index the root's apt gets.
+    pub deb_src: Vec<String>,
+    /// Shell commands run in the root under chroot, in order.
+    pub hooks: Vec<String>,
+}
+
+/// [`ensure`] with extras; without any, the key is exactly [`ensure`]'s,
+/// so existing roots are found again.
+pub fn ensure_with(label: &str, mirror: &str, spec: &RootSpec, extra: &Extra) -> anyhow::Result<PathBuf> {
+    let key = key(mirror, spec, extra)?;
+    let dir = cache::root().join("roots");
+    cache::entry(&dir, &key, |out| build(label, mirror, spec, extra, out))
+}
+
+fn key(mirror: &str, spec: &RootSpec, extra: &Extra) -> anyhow::Result<String> {
+    let mut key = cache::Key::new("root");
+    key.str(mirror).str(&serde_json::to_string(spec)?);
+    for s in &extra.deb_src {
+        key.str("deb-src").str(s);
+    }
+    for h in &extra.hooks {
+        key.str("hook").str(h);
+    }
+    Ok(key.hex())
+}
+
+fn build(label: &str, mirror: &str, spec: &RootSpec, extra: &Extra, out: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     eprintln!(
         "[images] building the {label} root: Debian {} with {}",
@@ -45,11 +73,31 @@ fn build(label: &str, mirror: &str, spec: &RootSpec, out: &Path) -> anyhow::Resu
             spec.backports.join(" ")
         ));
     }
+    for h in &extra.hooks {
+        cmd.arg(format!(
+            "--customize-hook=chroot \"$1\" sh -c '{}'",
+            h.replace('\'', r"'\''")
+        ));
+    }
     cmd.arg(&spec.suite)
         .arg(out)
         .arg(format!("deb {mirror} {} main", spec.suite));
     if !spec.backports.is_empty() {
         cmd.arg(format!("deb {mirror} {}-backports main", spec.suite));
+    }
+    // A suite that is only a source index is read to fetch one pinned
+    // version, whose files apt still checks against the signed index; its
+    // Release may be past its Valid-Until on a mirror that is not kept
+    // current (sid's is on this project's). apt refuses the option on a
+    // suite that also has a `deb` line, and those are current anyway.
+    let binary_suites = [spec.suite.clone(), format!("{}-backports", spec.suite)];
+    for s in &extra.deb_src {
+        let opts = if binary_suites.contains(s) {
+            ""
+        } else {
+            "[check-valid-until=no] "
+        };
+        cmd.arg(format!("deb-src {opts}{mirror} {s} main"));
     }
     let log_path = out.with_extension("log");
     run_logged(cmd, &log_path, label)
@@ -132,6 +180,30 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extras_change_the_key_and_none_keep_it() {
+        let spec = RootSpec {
+            suite: "trixie".into(),
+            packages: vec!["gcc".into()],
+            backports: vec![],
+        };
+        let plain = key("m", &spec, &Extra::default()).unwrap();
+        let mut old = cache::Key::new("root");
+        old.str("m").str(&serde_json::to_string(&spec).unwrap());
+        assert_eq!(plain, old.hex(), "a root without extras keeps its key");
+        let src = Extra {
+            deb_src: vec!["trixie-backports".into()],
+            hooks: vec![],
+        };
+        let with_src = key("m", &spec, &src).unwrap();
+        assert_ne!(with_src, plain);
+        let hook = Extra {
+            hooks: vec!["apt-get source --download-only qemu=1:10.2.2+ds-1".into()],
+            ..src.clone()
+        };
+        assert_ne!(key("m", &spec, &hook).unwrap(), with_src);
+    }
 
     #[test]
     fn globs() {
