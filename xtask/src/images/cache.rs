@@ -94,6 +94,24 @@ fn is_build_product(name: &str) -> bool {
         .any(|s| name.ends_with(s))
 }
 
+/// Where a patched build may start from: the cached entry of the same
+/// build without patches, so the build tool recompiles only what the
+/// patches touched. `None` when there are no patches, when `key` is already
+/// built, or when the unpatched entry is not cached; `unpatched_key` is
+/// computed only when there is something to build, so a warm run keys one
+/// plan, not two.
+pub fn patched_seed(
+    dir: &Path,
+    key: &str,
+    has_patches: bool,
+    unpatched_key: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<Option<PathBuf>> {
+    if !has_patches || dir.join(key).is_dir() {
+        return Ok(None);
+    }
+    Ok(Some(dir.join(unpatched_key()?)).filter(|d| d.is_dir()))
+}
+
 /// Get the entry `dir/key`, building it with `build` into a fresh partial
 /// directory if it is missing. `build` must fill the directory it is given.
 pub fn entry(dir: &Path, key: &str, build: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<PathBuf> {
@@ -150,6 +168,22 @@ mod tests {
         assert!(ok.join("whole").exists());
         // A second call does no work.
         entry(dir.path(), "k1", |_| panic!("rebuilt a complete entry")).unwrap();
+    }
+
+    #[test]
+    fn a_patched_build_starts_from_the_cached_unpatched_one_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let never = || -> anyhow::Result<String> { panic!("keyed the unpatched plan for nothing") };
+        assert_eq!(patched_seed(dir.path(), "p", false, never).unwrap(), None);
+        std::fs::create_dir(dir.path().join("p")).unwrap();
+        assert_eq!(patched_seed(dir.path(), "p", true, never).unwrap(), None);
+        let plain = || Ok("u".to_string());
+        assert_eq!(patched_seed(dir.path(), "q", true, plain).unwrap(), None);
+        std::fs::create_dir(dir.path().join("u")).unwrap();
+        assert_eq!(
+            patched_seed(dir.path(), "q", true, plain).unwrap(),
+            Some(dir.path().join("u"))
+        );
     }
 
     #[test]

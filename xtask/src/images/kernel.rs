@@ -441,14 +441,7 @@ pub fn ensure(mirror: &str, plan: &Plan) -> anyhow::Result<Built> {
     }
     let key = plan.key(&root)?;
     let dir = cache::root().join("kernels");
-    // A patched build starts from the unpatched one when that is cached:
-    // make then recompiles only what the patches touched. Looked up only
-    // when there is something to build, so a warm run keys one plan, not two.
-    let seed = if plan.patches.is_empty() || dir.join(&key).is_dir() {
-        None
-    } else {
-        Some(dir.join(plan.unpatched().key(&root)?)).filter(|d| d.is_dir())
-    };
+    let seed = cache::patched_seed(&dir, &key, !plan.patches.is_empty(), || plan.unpatched().key(&root))?;
     let entry = cache::entry(&dir, &key, |out| {
         build(&root, plan, out, seed.as_deref(), &out.with_extension("log"))
     })?;

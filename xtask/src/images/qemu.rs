@@ -270,13 +270,7 @@ pub fn ensure(mirror: &str, plan: &Plan) -> anyhow::Result<Built> {
     let dsc = find_dsc(&root.join(SOURCE_DIR))?;
     let key = plan.key(&root)?;
     let dir = cache::root().join("qemu");
-    // As for kernels: a patched build starts from the cached unpatched one,
-    // so ninja recompiles only what the patches touch.
-    let seed = if plan.patches.is_empty() || dir.join(&key).is_dir() {
-        None
-    } else {
-        Some(dir.join(plan.unpatched().key(&root)?)).filter(|d| d.is_dir())
-    };
+    let seed = cache::patched_seed(&dir, &key, !plan.patches.is_empty(), || plan.unpatched().key(&root))?;
     let entry = cache::entry(&dir, &key, |out| {
         build(&root, plan, &dsc, out, seed.as_deref(), &out.with_extension("log"))
     })?;
