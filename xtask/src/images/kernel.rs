@@ -491,13 +491,7 @@ fn build(root: &Path, plan: &Plan, out: &Path, seed: Option<&Path>, log: &Path) 
     }
     if !plan.patches.is_empty() {
         phase(&format!("patches: applying {}", plan.patches.len()));
-        apply_series(&src, &plan.patches)?;
-        let names: Vec<String> = plan
-            .patches
-            .iter()
-            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().to_string())
-            .collect();
-        std::fs::write(out.join("patches.txt"), names.join("\n") + "\n")?;
+        apply_series_recorded(&src, &plan.patches, out)?;
     }
     std::fs::create_dir_all(out.join("build"))?;
     if seed.is_none() {
@@ -644,6 +638,18 @@ pub fn series(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         dir.display()
     );
     Ok(out)
+}
+
+/// [`apply_series`], then name the patches in order in the cache entry
+/// `out` (`patches.txt`), so an entry says what it was built with.
+pub fn apply_series_recorded(src: &Path, patches: &[PathBuf], out: &Path) -> anyhow::Result<()> {
+    apply_series(src, patches)?;
+    let names: Vec<String> = patches
+        .iter()
+        .map(|p| p.file_name().unwrap_or_default().to_string_lossy().to_string())
+        .collect();
+    std::fs::write(out.join("patches.txt"), names.join("\n") + "\n")?;
+    Ok(())
 }
 
 /// Apply `patches` to the tree `src` in order with GNU patch (-p1, as git

@@ -348,13 +348,7 @@ fn build(root: &Path, plan: &Plan, dsc: &Path, out: &Path, seed: Option<&Path>, 
     }
     if !plan.patches.is_empty() {
         phase(&format!("patches: applying {}", plan.patches.len()));
-        super::kernel::apply_series(&src, &plan.patches)?;
-        let names: Vec<String> = plan
-            .patches
-            .iter()
-            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().to_string())
-            .collect();
-        std::fs::write(out.join("patches.txt"), names.join("\n") + "\n")?;
+        super::kernel::apply_series_recorded(&src, &plan.patches, out)?;
     }
     if seed.is_none() {
         phase("configure: x86_64-softmmu, minimal");
