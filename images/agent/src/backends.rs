@@ -26,8 +26,7 @@ pub fn vifs(workload: &Workload) -> Vec<VifFacts> {
         .filter(|g| g.net.is_some())
         .map(|g| VifFacts {
             guest: g.name.clone(),
-            rx_bytes: crate::foreign::domid(&g.name)
-                .ok()
+            rx_bytes: domid(&g.name)
                 .and_then(|domid| counter(&Path::new(NET_DEVICES).join(format!("vif{domid}.0/statistics/rx_bytes")))),
         })
         .collect()
@@ -47,7 +46,7 @@ pub fn vbds(workload: &Workload) -> Vec<VbdFacts> {
                 rd_sect: None,
                 wr_sect: None,
             };
-            let Ok(domid) = crate::foreign::domid(&g.name) else {
+            let Some(domid) = domid(&g.name) else {
                 return f;
             };
             if let Some(io) = xs.as_mut() {
@@ -66,6 +65,13 @@ pub fn vbds(workload: &Workload) -> Vec<VbdFacts> {
             f
         })
         .collect()
+}
+
+/// The guest's domain id without waiting: these facts are read at the end
+/// of the run, when a guest that never got one has long been reported, and
+/// the summary must not wait for it.
+fn domid(guest: &str) -> Option<u32> {
+    crate::foreign::domid_now(guest).ok().flatten()
 }
 
 /// A `feature-*` key offers the feature when it reads as a non-zero number,

@@ -34,21 +34,25 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Result<Option<T>, String>) -> 
     }
 }
 
-/// The domain id dom0's init wrote for `guest` when `xl create` succeeded.
-pub(crate) fn domid(guest: &str) -> Result<u32, String> {
+/// The domain id dom0's init wrote for `guest` when `xl create` succeeded,
+/// waited for.
+fn domid(guest: &str) -> Result<u32, String> {
+    wait_for(&format!("guest {guest}'s domain id"), || domid_now(guest))
+}
+
+/// The domain id dom0's init wrote for `guest`, if it has written one yet.
+pub(crate) fn domid_now(guest: &str) -> Result<Option<u32>, String> {
     let path = Path::new(DOMID_DIR).join(format!("{guest}.domid"));
-    wait_for(&format!("guest {guest}'s domain id"), || {
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Ok(None);
-        };
-        let t = text.trim();
-        if t.is_empty() {
-            return Ok(None);
-        }
-        t.parse()
-            .map(Some)
-            .map_err(|e| format!("{}: bad domain id {t:?}: {e}", path.display()))
-    })
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.parse()
+        .map(Some)
+        .map_err(|e| format!("{}: bad domain id {t:?}: {e}", path.display()))
 }
 
 /// Everything the guest printed, as xenconsoled logs it (ahead of the relay).
