@@ -200,6 +200,11 @@ pub struct DiskLine {
 /// over TCP to `port` on [`GUEST_NET_SINK`], which QEMU's user network
 /// forwards into a file of the run. Through netback, the bytes leave dom0
 /// by its NIC's DMA straight from the guest's granted pages.
+///
+/// It then fetches `receive` bytes of the same pattern by TFTP from QEMU's
+/// user network ([`guest_rx_file`]): they come in by the NIC's DMA into
+/// dom0's own buffers, and netback copies them into the guest's pages.
+/// Either size may be 0 (that direction is not used).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestNet {
     /// The guest's address in QEMU's user network (CIDR, e.g. 10.0.2.16/24).
@@ -208,6 +213,14 @@ pub struct GuestNet {
     pub size: u32,
     pub pattern: DataPattern,
     pub seed: u32,
+    #[serde(default)]
+    pub receive: u32,
+}
+
+/// The name, in the run's TFTP root, of the file the guest whose vif sends
+/// to `port` fetches (each guest has its own port).
+pub fn guest_rx_file(port: u16) -> String {
+    format!("guest-rx-{port}")
 }
 
 /// The address in QEMU's user network whose TCP ports lead to the run's
@@ -224,6 +237,20 @@ pub struct NetLine {
     pub acked: bool,
     #[serde(default)]
     pub unacked: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the guest fetched, when it was asked to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<Received>,
+}
+
+/// What a guest got by its fetch: the length and FNV-1a of the bytes it
+/// holds, for the harness to hold against the file it served (the guest
+/// does not judge them itself), and why the fetch failed, if it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Received {
+    pub bytes: u64,
+    pub fnv1a: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -387,13 +414,15 @@ pub struct Summary {
 }
 
 /// One guest vif from dom0's side: the bytes netback took from the guest
-/// (the vif's `rx_bytes`, frames with their headers); absent when dom0
-/// could not read it.
+/// (the vif's `rx_bytes`) and gave to it (`tx_bytes`), frames with their
+/// headers; each absent when dom0 could not read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VifFacts {
     pub guest: String,
     #[serde(default)]
     pub rx_bytes: Option<u64>,
+    #[serde(default)]
+    pub tx_bytes: Option<u64>,
 }
 
 /// One guest vbd from dom0's side: what blkback negotiated, read from the

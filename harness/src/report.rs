@@ -365,6 +365,7 @@ mod tests {
             ram_layout: None,
             guest_payloads: vec![],
             guest_disks: vec![],
+            guest_served: vec![],
         };
         (s, o)
     }

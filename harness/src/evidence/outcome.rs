@@ -93,4 +93,16 @@ pub struct RunOutcome {
     /// guest's pattern, read after QEMU exited.
     #[serde(default)]
     pub guest_disks: Vec<GuestPayload>,
+    /// One per guest with `net.receive`: the file the run's TFTP root served
+    /// it, for its own report of what it got to be held against.
+    #[serde(default)]
+    pub guest_served: Vec<Served>,
+}
+
+/// A file the host side served one guest: its length and FNV-1a.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Served {
+    pub guest: String,
+    pub bytes: u64,
+    pub fnv1a: u32,
 }

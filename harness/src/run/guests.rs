@@ -383,7 +383,8 @@ mod tests {
         g.net = Some(crate::scenario::guest_net(
             0,
             &crate::scenario::GuestNetCfg {
-                send: 256 << 10,
+                send: Some(256 << 10),
+                receive: None,
                 pattern: DataPattern::Xorshift,
                 seed: 3,
             },

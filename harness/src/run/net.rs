@@ -1,11 +1,14 @@
-//! The files QEMU's user-network TFTP server hands out for `net_tftp` ops.
+//! What QEMU's user network exchanges with the run: the files its TFTP
+//! server hands out, and what guests sent through it.
 //!
-//! Each op gets `tftp/<op name>`: `size` bytes of its pattern, the same bytes
-//! the agent checks the download against (`pvhdma_agent::net::judge`).
+//! Each `net_tftp` op gets `tftp/<op name>`: `size` bytes of its pattern,
+//! the same bytes the agent checks the download against
+//! (`pvhdma_agent::net::judge`). Each guest with `net.receive` gets
+//! `tftp/<guest_rx_file>`: that many bytes of its pattern.
 
-use crate::outcome::GuestPayload;
+use crate::outcome::{GuestPayload, Served};
 use pvhdma_contract::pattern::fnv1a;
-use pvhdma_contract::wire::{OpKind, Workload};
+use pvhdma_contract::wire::{guest_rx_file, GuestNet, GuestSpec, OpKind, Workload};
 use std::path::Path;
 
 /// What each guest with `net` got through to the host: its payload file in
@@ -16,7 +19,7 @@ pub fn guest_payloads(workload: Option<&Workload>, dir: &Path) -> Vec<GuestPaylo
         .iter()
         .flat_map(|w| &w.guests)
         .filter_map(|g| {
-            let n = g.net.as_ref()?;
+            let n = g.net.as_ref().filter(|n| n.size > 0)?;
             let want = n.pattern.bytes(n.seed, n.size as usize);
             let got = std::fs::read(crate::qemu::guest_net_file(dir, &g.name)).unwrap_or_default();
             Some(GuestPayload::judge(&g.name, &want, &got))
@@ -24,18 +27,48 @@ pub fn guest_payloads(workload: Option<&Workload>, dir: &Path) -> Vec<GuestPaylo
         .collect()
 }
 
-/// Write one file per `net_tftp` op into `dir`; returns (name, checksum) of each.
+/// Each guest with `net.receive` and what it is served.
+fn fetching(workload: Option<&Workload>) -> impl Iterator<Item = (&GuestSpec, &GuestNet)> {
+    workload
+        .into_iter()
+        .flat_map(|w| &w.guests)
+        .filter_map(|g| Some((g, g.net.as_ref().filter(|n| n.receive > 0)?)))
+}
+
+fn rx_bytes(n: &GuestNet) -> Vec<u8> {
+    n.pattern.bytes(n.seed, n.receive as usize)
+}
+
+/// What each guest with `net.receive` is served, as [`write_tftp_root`]
+/// writes it.
+pub fn guest_served(workload: Option<&Workload>) -> Vec<Served> {
+    fetching(workload)
+        .map(|(g, n)| {
+            let bytes = rx_bytes(n);
+            Served {
+                guest: g.name.clone(),
+                bytes: bytes.len() as u64,
+                fnv1a: fnv1a(&bytes),
+            }
+        })
+        .collect()
+}
+
+/// Write one file per `net_tftp` op and per fetching guest into `dir`;
+/// returns (name, checksum) of each.
 pub fn write_tftp_root(workload: Option<&Workload>, dir: &Path) -> std::io::Result<Vec<(String, u32)>> {
-    let mut written = Vec::new();
-    for op in workload
+    let mut files: Vec<(String, Vec<u8>)> = workload
         .iter()
         .flat_map(|w| &w.ops)
         .filter(|o| o.kind == OpKind::NetTftp)
-    {
+        .map(|op| (op.name.clone(), op.pattern.bytes(op.seed, op.size as usize)))
+        .collect();
+    files.extend(fetching(workload).map(|(_, n)| (guest_rx_file(n.port), rx_bytes(n))));
+    let mut written = Vec::new();
+    for (name, bytes) in files {
         std::fs::create_dir_all(dir)?;
-        let bytes = op.pattern.bytes(op.seed, op.size as usize);
-        std::fs::write(dir.join(&op.name), &bytes)?;
-        written.push((op.name.clone(), fnv1a(&bytes)));
+        std::fs::write(dir.join(&name), &bytes)?;
+        written.push((name, fnv1a(&bytes)));
     }
     Ok(written)
 }
@@ -91,6 +124,7 @@ mod tests {
             size: 8192,
             pattern: DataPattern::Xorshift,
             seed: 4,
+            receive: 0,
         });
         let want = DataPattern::Xorshift.bytes(4, 8192);
         // No file: nothing arrived.
@@ -106,5 +140,39 @@ mod tests {
         std::fs::write(&file, &want[..4096]).unwrap();
         let p = &guest_payloads(Some(&w(&g)), dir.path())[0];
         assert_eq!((p.received, p.mismatch_offset), (4096, Some(4096)));
+    }
+
+    #[test]
+    fn a_fetching_guest_is_served_its_file_and_judged_only_on_what_it_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g: pvhdma_contract::wire::GuestSpec =
+            serde_json::from_str(r#"{"name":"g1","memory_mib":256,"vcpus":1}"#).unwrap();
+        g.net = Some(pvhdma_contract::wire::GuestNet {
+            addr: "10.0.2.17/24".into(),
+            port: 5001,
+            size: 0,
+            pattern: DataPattern::Xorshift,
+            seed: 6,
+            receive: 3000,
+        });
+        let w = Workload {
+            guests: vec![g],
+            ..Workload::default()
+        };
+        let written = write_tftp_root(Some(&w), dir.path()).unwrap();
+        let want = DataPattern::Xorshift.bytes(6, 3000);
+        assert_eq!(std::fs::read(dir.path().join("guest-rx-5001")).unwrap(), want);
+        assert_eq!(written, vec![("guest-rx-5001".to_string(), fnv1a(&want))]);
+        let served = guest_served(Some(&w));
+        assert_eq!(
+            served,
+            vec![Served {
+                guest: "g1".into(),
+                bytes: 3000,
+                fnv1a: fnv1a(&want)
+            }]
+        );
+        // It sends nothing, so there is no payload of its to judge.
+        assert!(guest_payloads(Some(&w), dir.path()).is_empty());
     }
 }

@@ -233,7 +233,7 @@ fn device_args(a: &mut Args, mc: &MachineSpec, paths: &RunPaths, guests: &[Guest
         // empty at start, so a send that never arrives leaves it empty).
         let mut netdev = format!("user,id=n0,restrict=on,tftp={}", arg_path(&paths.tftp));
         for g in guests {
-            if let Some(n) = &g.net {
+            if let Some(n) = g.net.as_ref().filter(|n| n.size > 0) {
                 netdev += &format!(
                     ",guestfwd=tcp:{GUEST_NET_SINK}:{}-file:{}",
                     n.port,

@@ -127,6 +127,7 @@ pub async fn run(m: &Manifest, spec: &RunSpec) -> anyhow::Result<Run> {
             ram_layout: Some(RamLayout::q35(spec.machine.memory_mib << 20)),
             guest_payloads: vec![],
             guest_disks: vec![],
+            guest_served: vec![],
         },
         dir: Some(dir),
     };
@@ -229,6 +230,7 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
     out.console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
     out.guest_payloads = crate::net::guest_payloads(spec.workload.as_ref(), dir);
     out.guest_disks = crate::disk::guest_disks(spec.workload.as_ref(), &paths.disk);
+    out.guest_served = crate::net::guest_served(spec.workload.as_ref());
     std::fs::write(dir.join("outcome.json"), serde_json::to_string_pretty(&*out)?)?;
     Ok(())
 }

@@ -279,13 +279,19 @@ pub struct TraceExpect {
     pub some_target_at_or_above: Option<ByteSize>,
 }
 
-/// What arrived of the guests' sends.
+/// What arrived of the guests' sends and fetches.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuestNetExpect {
-    /// true: every guest with `net` got its whole payload through, byte for
-    /// byte. false: at least one guest's payload is missing, short or wrong.
+    /// true: every guest with `net.send` got its whole payload through, byte
+    /// for byte. false: at least one guest's payload is missing, short or
+    /// wrong.
     pub payload_intact: Option<bool>,
+    /// true: every guest with `net.receive` holds the whole file it fetched,
+    /// byte for byte (its length and checksum against the file served), and
+    /// netback's count of bytes it gave the guest covers it. false: at least
+    /// one guest's fetch is missing, short or wrong.
+    pub received_intact: Option<bool>,
 }
 
 /// What became of the guests' disk writes.
@@ -443,6 +449,7 @@ pub enum Check<'a> {
     TraceIovaBelow(&'a str, u64),
     TraceSomeTargetAtOrAbove(&'a str, u64),
     GuestNetPayloadIntact(bool),
+    GuestNetReceivedIntact(bool),
     GuestDiskPayloadIntact(bool),
     GuestDiskPersistent(bool),
     LogContains(&'a [Pattern]),
@@ -508,6 +515,7 @@ impl Check<'_> {
             Check::TraceIovaBelow(..) => "trace.iova_below".into(),
             Check::TraceSomeTargetAtOrAbove(..) => "trace.some_target_at_or_above".into(),
             Check::GuestNetPayloadIntact(_) => "guest_net.payload_intact".into(),
+            Check::GuestNetReceivedIntact(_) => "guest_net.received_intact".into(),
             Check::GuestDiskPayloadIntact(_) => "guest_disk.payload_intact".into(),
             Check::GuestDiskPersistent(_) => "guest_disk.persistent_grants".into(),
             Check::LogContains(_) => "log.contains".into(),
@@ -589,6 +597,9 @@ impl Expect {
         }
         if let Some(b) = self.guest_net.as_ref().and_then(|g| g.payload_intact) {
             v.push(Check::GuestNetPayloadIntact(b));
+        }
+        if let Some(b) = self.guest_net.as_ref().and_then(|g| g.received_intact) {
+            v.push(Check::GuestNetReceivedIntact(b));
         }
         if let Some(b) = self.guest_disk.as_ref().and_then(|g| g.payload_intact) {
             v.push(Check::GuestDiskPayloadIntact(b));

@@ -139,13 +139,26 @@ fn a_guest_net_needs_the_e1000_and_maps_to_the_wire() {
     ))
     .unwrap_err();
     assert_eq!(e.path, "guests[0].net", "{e}");
-    for bad in ["{send: 0}", "{send: 17M}", "{send: 1K, port: 9}"] {
+    for bad in [
+        "{send: 0}",
+        "{send: 17M}",
+        "{send: 1K, port: 9}",
+        "{receive: 0}",
+        "{seed: 3}",
+    ] {
         let e = parse(&format!(
             "description: d\nmachine: {{net: e1000}}\nguests:\n  - {{name: g1, net: {bad}}}\n"
         ))
         .unwrap_err();
         assert!(e.path.starts_with("guests[0]"), "{bad}: {e}");
     }
+    let e = parse("description: d\nmachine: {net: e1000}\nguests:\n  - {name: g1, net: {seed: 3}}\n").unwrap_err();
+    assert!(e.message.contains("`send`, `receive` or both"), "{e}");
+    // A guest that only fetches sends nothing.
+    let s = parse("description: d\nmachine: {net: e1000}\nguests:\n  - {name: g1, net: {receive: 256K}}\n").unwrap();
+    let w = s.to_run_spec().workload.unwrap();
+    let n = w.guests[0].net.as_ref().unwrap();
+    assert_eq!((n.size, n.receive), (0, 256 << 10));
 }
 
 #[test]

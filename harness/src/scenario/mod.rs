@@ -195,13 +195,15 @@ impl OpCfg {
 }
 
 /// The `i`th guest's place in QEMU's user network: dom0's own address is
-/// 10.0.2.15, so guests take 10.0.2.16 up; each sends to its own port.
+/// 10.0.2.15, so guests take 10.0.2.16 up; each sends to its own port,
+/// which also names the file it fetches.
 pub fn guest_net(i: usize, n: &GuestNetCfg) -> wire::GuestNet {
     wire::GuestNet {
         addr: format!("10.0.2.{}/24", 16 + i),
         port: 5000 + i as u16,
-        size: n.send,
+        size: n.send.unwrap_or(0),
         pattern: n.pattern,
         seed: n.seed,
+        receive: n.receive.unwrap_or(0),
     }
 }

@@ -345,7 +345,8 @@ pub struct GuestCfg {
     #[schemars(range(min = 1))]
     pub vcpus: u32,
     /// A vif bridged to dom0's e1000 (needs `machine.net: e1000`), through
-    /// which the guest sends a payload out of the machine.
+    /// which the guest sends a payload out of the machine, fetches one, or
+    /// both.
     pub net: Option<GuestNetCfg>,
     /// A vbd served by blkback from dom0's disk (needs `machine.disk`; one
     /// guest at most), which the guest writes and reads back.
@@ -389,18 +390,26 @@ fn disk_write_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     Ok(v as u32)
 }
 
-/// What a guest sends through its vif: `send` bytes of the pattern from
-/// `seed`, over TCP to QEMU's user network, which writes them into
-/// `guest-NAME.net.bin` in the run's directory (`expect.guest_net` judges
-/// that file). dom0's netback maps the guest's pages of each segment and
-/// hands them to the e1000 driver.
+/// What a guest moves through its vif, at least one of:
+/// - `send` bytes of the pattern from `seed`, over TCP to QEMU's user
+///   network, which writes them into `guest-NAME.net.bin` in the run's
+///   directory (`expect.guest_net.payload_intact` judges that file). dom0's
+///   netback maps the guest's pages of each segment and hands them to the
+///   e1000 driver.
+/// - `receive` bytes of the same pattern, fetched by TFTP from QEMU's user
+///   network (`expect.guest_net.received_intact`). The e1000 writes them
+///   into dom0's own buffers and netback copies them into the guest's pages.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuestNetCfg {
     /// 1 byte to 16M.
-    #[serde(deserialize_with = "net_size")]
-    #[schemars(with = "ByteSize")]
-    pub send: u32,
+    #[serde(default, deserialize_with = "net_size")]
+    #[schemars(with = "Option<ByteSize>")]
+    pub send: Option<u32>,
+    /// 1 byte to 16M.
+    #[serde(default, deserialize_with = "net_size")]
+    #[schemars(with = "Option<ByteSize>")]
+    pub receive: Option<u32>,
     /// Default xorshift.
     #[serde(default)]
     pub pattern: DataPattern,
@@ -412,14 +421,12 @@ pub struct GuestNetCfg {
 /// More than a socket's buffers hold, small enough for a TCG run.
 pub const MAX_GUEST_SEND: u64 = 16 << 20;
 
-fn net_size<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+fn net_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let v = ByteSize::deserialize(d)?.bytes();
     if v == 0 || v > MAX_GUEST_SEND {
-        return Err(serde::de::Error::custom(format!(
-            "send {v} bytes: expected 1 byte to 16M"
-        )));
+        return Err(serde::de::Error::custom(format!("{v} bytes: expected 1 byte to 16M")));
     }
-    Ok(v as u32)
+    Ok(Some(v as u32))
 }
 
 fn default_guest_memory() -> MemSize {

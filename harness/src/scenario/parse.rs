@@ -167,6 +167,13 @@ fn validate_guests(s: &Scenario) -> Result<BTreeSet<&str>, Invalid> {
                 "a guest's vif is bridged to dom0's NIC: it needs `machine.net: e1000`".into(),
             ));
         }
+        if g.net.as_ref().is_some_and(|n| n.send.is_none() && n.receive.is_none()) {
+            return Err((
+                loc,
+                format!("guests[{i}].net"),
+                "say what the vif moves: `send`, `receive` or both".into(),
+            ));
+        }
         if g.net.is_some() && s.workload.iter().any(|op| op.kind == OpKindCfg::NetTftp) {
             return Err((
                 loc,

@@ -279,6 +279,7 @@ impl<'a> Ctx<'a> {
                 }
             }
             Check::GuestNetPayloadIntact(want) => self.guest_net_payload(*want),
+            Check::GuestNetReceivedIntact(want) => self.guest_net_received(*want),
             Check::GuestDiskPayloadIntact(want) => self.guest_disk_payload(*want),
             Check::GuestDiskPersistent(want) => self.guest_disk_persistent(*want),
             Check::LogContains(ps) => self.log_contains(ps),
@@ -782,13 +783,74 @@ impl<'a> Ctx<'a> {
 
     fn guest_net_payload(&self, want: bool) -> Judged {
         self.guest_data(&GuestData::NET, &self.out.guest_payloads, want, &|g| {
-            let v = self.out.summary.as_ref()?.vifs.iter().find(|v| v.guest == g.guest)?;
-            let rx = v.rx_bytes?;
+            let rx = self.vif(&g.guest)?.rx_bytes?;
             Some((
                 rx >= g.expected,
                 format!("netback took {rx} bytes from the guest ({} of payload)", g.expected),
             ))
         })
+    }
+
+    /// Each fetching guest's own report of what it holds (length and
+    /// FNV-1a) against the file the run served it. true needs every guest
+    /// whole and netback's count of bytes it gave the guest to cover the
+    /// file (so the bytes came in through the vif); false needs some guest
+    /// that reported a fetch that is not whole. A missing report counts for
+    /// neither claim.
+    fn guest_net_received(&self, want: bool) -> Judged {
+        let expected = if want {
+            "every guest holds the whole file it fetched, byte for byte"
+        } else {
+            "some guest's fetch is missing, short or wrong"
+        }
+        .to_string();
+        if self.out.guest_served.is_empty() {
+            return (false, expected, "no guest has `net.receive`: nothing was served".into());
+        }
+        let (mut all_whole, mut some_short) = (true, false);
+        let detail = self
+            .out
+            .guest_served
+            .iter()
+            .map(|s| {
+                let got = guest_said(&self.out.console, &s.guest, GuestData::NET.prefix)
+                    .find_map(|l| serde_json::from_str::<pvhdma_contract::wire::NetLine>(l).ok())
+                    .and_then(|l| l.received);
+                let Some(got) = got else {
+                    all_whole = false;
+                    return format!("{}: no PVHDMA-GUEST-NET line with what it received", s.guest);
+                };
+                let whole = got.bytes == s.bytes && got.fnv1a == s.fnv1a;
+                some_short |= !whole;
+                all_whole &= whole;
+                let mut text = format!(
+                    "{}: got {} of {} bytes, FNV-1a {:#010x} against {:#010x}",
+                    s.guest, got.bytes, s.bytes, got.fnv1a, s.fnv1a
+                );
+                if let Some(e) = &got.error {
+                    text += &format!(" ({e})");
+                }
+                let tx = self.vif(&s.guest).and_then(|v| v.tx_bytes);
+                match tx {
+                    Some(tx) if tx >= s.bytes => text += &format!("; netback gave the guest {tx} bytes"),
+                    Some(tx) => {
+                        all_whole = false;
+                        text += &format!("; netback gave the guest {tx} bytes, short of it");
+                    }
+                    None => {
+                        all_whole = false;
+                        text += "; netback's count of what it gave the guest is missing";
+                    }
+                }
+                text
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        (if want { all_whole } else { some_short }, expected, detail)
+    }
+
+    fn vif(&self, guest: &str) -> Option<&pvhdma_contract::wire::VifFacts> {
+        self.out.summary.as_ref()?.vifs.iter().find(|v| v.guest == guest)
     }
 
     fn guest_disk_payload(&self, want: bool) -> Judged {

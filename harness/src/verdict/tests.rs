@@ -38,6 +38,7 @@ fn outcome(end: RunEnd, results: Vec<OpResult>, records: Vec<DmaRecord>, trace: 
         ram_layout: Some(RamLayout::q35(8 << 30)),
         guest_payloads: vec![],
         guest_disks: vec![],
+        guest_served: vec![],
     }
 }
 
@@ -653,6 +654,7 @@ fn guest_net_payload_intact() {
     let vif = |rx| VifFacts {
         guest: "g1".into(),
         rx_bytes: rx,
+        tx_bytes: None,
     };
     for (rx, why) in [(None, "dom0 reported no netback counters"), (Some(63), "short of it")] {
         o.summary.as_mut().unwrap().vifs = vec![vif(rx)];
@@ -722,6 +724,65 @@ fn guest_net_payload_intact() {
         "guest_net.payload_intact",
     );
     assert!(msg.contains("first wrong byte at 9"), "{msg}");
+}
+
+#[test]
+fn guest_net_received_intact() {
+    use crate::outcome::Served;
+    let (yes, no, id) = (
+        "  guest_net: { received_intact: true }\n",
+        "  guest_net: { received_intact: false }\n",
+        "guest_net.received_intact",
+    );
+    let mut o = good_run();
+    // Nothing served: neither claim has evidence.
+    for claim in [yes, no] {
+        let msg = fails(claim, &o, id);
+        assert!(msg.contains("nothing was served"), "{msg}");
+    }
+    o.guest_served = vec![Served {
+        guest: "g1".into(),
+        bytes: 4096,
+        fnv1a: 0xdead_beef,
+    }];
+    // Served, but the guest never said what it got.
+    for claim in [yes, no] {
+        let msg = fails(claim, &o, id);
+        assert!(msg.contains("no PVHDMA-GUEST-NET line"), "{msg}");
+    }
+    let line = |bytes: u64, sum: u32| {
+        format!(
+            "PVHDMA-GUEST g1 PVHDMA-GUEST-NET {{\"sent\":0,\"acked\":false,\"received\":{{\"bytes\":{bytes},\"fnv1a\":{sum}}}}}\n"
+        )
+    };
+    let base = o.console.clone();
+    o.console = base.clone() + &line(4096, 0xdead_beef);
+    // Whole in the guest, but netback's count is missing or short of it.
+    let vif = |tx| VifFacts {
+        guest: "g1".into(),
+        rx_bytes: Some(100),
+        tx_bytes: tx,
+    };
+    for (tx, why) in [(None, "is missing"), (Some(4000), "short of it")] {
+        o.summary.as_mut().unwrap().vifs = vec![vif(tx)];
+        let msg = fails(yes, &o, id);
+        assert!(msg.contains(why), "{msg}");
+    }
+    o.summary.as_mut().unwrap().vifs = vec![vif(Some(4400))];
+    let msg = passes_with(yes, &o, id);
+    assert!(
+        msg.contains(
+            "g1: got 4096 of 4096 bytes, FNV-1a 0xdeadbeef against 0xdeadbeef; netback gave the guest 4400 bytes"
+        ),
+        "{msg}"
+    );
+    fails(no, &o, id);
+    // A wrong checksum or a short file: the broken case is caught.
+    for (bytes, sum) in [(4096, 0xdead_beee), (1428, 0xdead_beef)] {
+        o.console = base.clone() + &line(bytes, sum);
+        fails(yes, &o, id);
+        passes(no, &o, id);
+    }
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! dom0's view of the backends that serve its guests: for each vbd,
 //! whether blkback maps the guest's grants once and keeps them (persistent
 //! grants) or per request, and how much it moved; for each vif, how much
-//! netback took from the guest. Read at the end of the run, beside the
-//! guest's own word and the host-side file, so neither stands alone.
+//! netback took from the guest and gave to it. Read at the end of the run,
+//! beside the guest's own word and the host-side file, so neither stands
+//! alone.
 
 use std::path::Path;
 
@@ -17,17 +18,24 @@ const BACKEND_DEVICES: &str = "/sys/bus/xen-backend/devices";
 /// Where the kernel counts each network device's traffic.
 const NET_DEVICES: &str = "/sys/class/net";
 
-/// One entry per guest with a vif; `rx_bytes` of dom0's `vif<domid>.0`, the
-/// netback device the guest's frames arrive on, absent if unreadable.
+/// One entry per guest with a vif: the counters of dom0's `vif<domid>.0`,
+/// the netback device the guest's frames arrive on (rx) and leave by (tx),
+/// each absent if unreadable.
 pub fn vifs(workload: &Workload) -> Vec<VifFacts> {
     workload
         .guests
         .iter()
         .filter(|g| g.net.is_some())
-        .map(|g| VifFacts {
-            guest: g.name.clone(),
-            rx_bytes: domid(&g.name)
-                .and_then(|domid| counter(&Path::new(NET_DEVICES).join(format!("vif{domid}.0/statistics/rx_bytes")))),
+        .map(|g| {
+            let count = |what: &str| {
+                domid(&g.name)
+                    .and_then(|domid| counter(&Path::new(NET_DEVICES).join(format!("vif{domid}.0/statistics/{what}"))))
+            };
+            VifFacts {
+                guest: g.name.clone(),
+                rx_bytes: count("rx_bytes"),
+                tx_bytes: count("tx_bytes"),
+            }
         })
         .collect()
 }

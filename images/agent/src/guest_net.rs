@@ -1,16 +1,23 @@
-//! A guest's network send: bring up its netfront interface, send the
-//! pattern over TCP to the user network's sink, and wait until the peer has
-//! acknowledged every byte. Each data segment leaves the guest in granted
-//! pages that dom0's netback maps and hands to dom0's NIC, so whether the
-//! peer acknowledges at all is the question the scenario asks.
+//! A guest's network traffic through its netfront interface, both ways.
+//!
+//! Send: the pattern over TCP to the user network's sink, waiting until the
+//! peer has acknowledged every byte. Each data segment leaves the guest in
+//! granted pages that dom0's netback maps and hands to dom0's NIC, so
+//! whether the peer acknowledges at all is the question the scenario asks.
+//!
+//! Receive: a file by TFTP from the user network's server. The NIC writes
+//! each frame into dom0's own buffers and netback copies it into the
+//! guest's pages; the guest reports what it holds (length and FNV-1a) and
+//! leaves the judging to the harness, which served the file.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::net::{sh, wait_for};
-use crate::wire::{GuestNet, NetLine, GUEST_NET_SINK};
+use crate::net::{sh, wait_for, SERVER};
+use crate::wire::{guest_rx_file, GuestNet, NetLine, Received, GUEST_NET_SINK};
+use pvhdma_contract::pattern::fnv1a;
 
 pub const NETFRONT_KO: &str = "/lib/modules/xen-netfront.ko";
 const IFACE: &str = "eth0";
@@ -19,22 +26,43 @@ const CONNECT_WAIT: Duration = Duration::from_secs(90);
 /// A peer that receives nothing never acknowledges: TCP retransmits for
 /// minutes, so the guest gives up on its own and says what is still queued.
 const ACK_WAIT: Duration = Duration::from_secs(60);
+/// Where the fetched file lands (the guest's tmpfs root).
+const RX_LOCAL: &str = "/tmp/rx";
 
-/// Send and report; never fails, the line carries what went wrong.
+/// Send, then fetch, as `net` asks, and report; never fails, the line
+/// carries what went wrong.
 pub fn run(net: &GuestNet) -> NetLine {
     let mut line = NetLine {
         sent: 0,
         acked: false,
         unacked: 0,
         error: None,
+        received: None,
     };
-    if let Err(e) = send(net, &mut line) {
-        line.error = Some(e);
+    let up = bring_up(net);
+    if net.size > 0 {
+        if let Err(e) = up.clone().and_then(|()| send(net, &mut line)) {
+            line.error = Some(e);
+        }
+    }
+    if net.receive > 0 {
+        line.received = Some(match up.and_then(|()| fetch(net)) {
+            Ok(bytes) => Received {
+                bytes: bytes.len() as u64,
+                fnv1a: fnv1a(&bytes),
+                error: None,
+            },
+            Err(e) => Received {
+                bytes: 0,
+                fnv1a: fnv1a(&[]),
+                error: Some(e),
+            },
+        });
     }
     line
 }
 
-fn send(net: &GuestNet, line: &mut NetLine) -> Result<(), String> {
+fn bring_up(net: &GuestNet) -> Result<(), String> {
     let iface = format!("/sys/class/net/{IFACE}");
     sh("insmod", &[NETFRONT_KO])?;
     wait_for(
@@ -43,7 +71,10 @@ fn send(net: &GuestNet, line: &mut NetLine) -> Result<(), String> {
         || Path::new(&iface).exists(),
     )?;
     sh("ip", &["link", "set", IFACE, "up"])?;
-    sh("ip", &["addr", "add", &net.addr, "dev", IFACE])?;
+    sh("ip", &["addr", "add", &net.addr, "dev", IFACE])
+}
+
+fn send(net: &GuestNet, line: &mut NetLine) -> Result<(), String> {
     let to: SocketAddr = format!("{GUEST_NET_SINK}:{}", net.port)
         .parse()
         .map_err(|e| format!("bad sink address: {e}"))?;
@@ -83,6 +114,23 @@ fn send(net: &GuestNet, line: &mut NetLine) -> Result<(), String> {
         return Err(format!("{} bytes never acknowledged within {ACK_WAIT:?}", line.unacked));
     }
     Ok(())
+}
+
+/// The guest's file from the user network's TFTP server, retried until the
+/// backend has connected and the bridge forwards (busybox's tftp gives up
+/// after a few seconds of silence on its own).
+fn fetch(net: &GuestNet) -> Result<Vec<u8>, String> {
+    let remote = guest_rx_file(net.port);
+    let start = Instant::now();
+    loop {
+        let _ = std::fs::remove_file(RX_LOCAL);
+        // 1428-byte blocks fit a 1500-byte frame, as in dom0's own fetches.
+        match sh("tftp", &["-g", "-b", "1428", "-r", &remote, "-l", RX_LOCAL, SERVER]) {
+            Ok(()) => return std::fs::read(RX_LOCAL).map_err(|e| format!("cannot read {RX_LOCAL}: {e}")),
+            Err(e) if start.elapsed() > CONNECT_WAIT => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
 }
 
 fn write_until(s: &mut TcpStream, mut buf: &[u8], deadline: Instant) -> (u64, Option<String>) {
