@@ -491,19 +491,24 @@ mod tests {
     #[test]
     fn the_shipped_patches_apply_as_a_series() {
         let ws = workspace_root();
-        let r = crate::images::recipe::Recipe::load(&ws.join("images/recipes/xen4.20-linux6.12-qemu-amdvi-fix.toml"))
-            .unwrap();
-        assert!(r.qemu.builds_from_source());
-        let p = Plan::for_version(&r.qemu, "1:11.1.3+ds-1~bpo13+1", &ws).unwrap();
-        assert!(!p.patches.is_empty());
-        for patch in &p.patches {
-            let text = std::fs::read_to_string(patch).unwrap();
-            assert!(
-                text.starts_with("From "),
-                "{}: not git format-patch output",
-                patch.display()
-            );
-            assert!(text.contains("\n--- a/hw/i386/amd_iommu.c\n"), "{}", patch.display());
+        for (recipe, version) in [
+            ("xen4.20-linux6.12-qemu-amdvi-fix.toml", "1:11.1.3+ds-1~bpo13+1"),
+            ("xen4.20-linux6.12-qemu10.2-amdvi-fix.toml", "1:10.2.2+ds-1"),
+        ] {
+            let r = crate::images::recipe::Recipe::load(&ws.join("images/recipes").join(recipe)).unwrap();
+            assert!(r.qemu.builds_from_source());
+            let p = Plan::for_version(&r.qemu, "1:11.1.3+ds-1~bpo13+1", &ws).unwrap();
+            assert_eq!(p.version, version, "{recipe}");
+            assert!(!p.patches.is_empty());
+            for patch in &p.patches {
+                let text = std::fs::read_to_string(patch).unwrap();
+                assert!(
+                    text.starts_with("From "),
+                    "{}: not git format-patch output",
+                    patch.display()
+                );
+                assert!(text.contains("\n--- a/hw/"), "{}", patch.display());
+            }
         }
     }
 }

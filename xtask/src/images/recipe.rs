@@ -212,6 +212,29 @@ mod tests {
     }
 
     #[test]
+    fn the_qemu_10_2_fix_recipe_is_the_fix_recipe_on_10_2_2_with_its_own_defects_fixed() {
+        let dir = pvhdma_harness::images::workspace_root().join("images/recipes");
+        let fix = Recipe::load(&dir.join("xen4.20-linux6.12-qemu-amdvi-fix.toml")).unwrap();
+        let old = Recipe::load(&dir.join("xen4.20-linux6.12-qemu10.2-amdvi-fix.toml")).unwrap();
+        assert_eq!(old.qemu.root, fix.qemu.root, "the same QEMU root: firmware, libraries");
+        assert_eq!(
+            (&old.xen, &old.dom0, &old.toolstack),
+            (&fix.xen, &fix.dom0, &fix.toolstack)
+        );
+        assert_eq!(
+            (old.qemu.source_version.as_deref(), old.qemu.source_suite.as_deref()),
+            (Some("1:10.2.2+ds-1"), Some("sid"))
+        );
+        // The fix comes first and under its own name: the guest twins'
+        // `cells.qemu` is matched against it.
+        assert_eq!(old.qemu.patches[..fix.qemu.patches.len()], fix.qemu.patches[..]);
+        assert_eq!(old.qemu.patches.len(), 3, "{:?}", old.qemu.patches);
+        let (o, f) = (old.matrix.unwrap(), fix.matrix.unwrap());
+        assert_eq!((o.xen_version, o.kernel), (f.xen_version, f.kernel));
+        assert!(o.skip, "out of the matrix until its AMD-Vi guest runs have passed");
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let err = toml::from_str::<RootSpec>("suite = \"trixie\"\npackges = []\n").unwrap_err();
         assert!(err.to_string().contains("packges"), "{err}");
