@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::net::{sh, wait_for};
+use crate::net::{insmod_shipped, sh, wait_for};
 use crate::wire::{GuestNet, NetLine, GUEST_NET_SINK};
 
 pub const NETFRONT_KO: &str = "/lib/modules/xen-netfront.ko";
@@ -36,7 +36,7 @@ pub fn run(net: &GuestNet) -> NetLine {
 
 fn send(net: &GuestNet, line: &mut NetLine) -> Result<(), String> {
     let iface = format!("/sys/class/net/{IFACE}");
-    sh("insmod", &[NETFRONT_KO])?;
+    insmod_shipped(NETFRONT_KO, &[])?;
     wait_for(
         &format!("{IFACE} after insmod xen-netfront"),
         Duration::from_secs(30),

@@ -396,7 +396,13 @@ impl Built {
     }
 
     pub fn e1000(&self) -> PathBuf {
-        self.entry.join("build/drivers/net/ethernet/intel/e1000/e1000.ko")
+        self.build_dir().join("drivers/net/ethernet/intel/e1000/e1000.ko")
+    }
+
+    /// The `O=` directory: modules under their source paths, and
+    /// `modules.builtin`.
+    pub fn build_dir(&self) -> PathBuf {
+        self.entry.join("build")
     }
 
     /// Build the pvhdma driver against this kernel, in its build root, with
