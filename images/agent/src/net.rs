@@ -126,6 +126,7 @@ pub fn run(slot: Slot, op: &Op) -> OpResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{DataPattern, Direction, OpKind, Placement};
 
     #[test]
     fn a_module_not_shipped_counts_as_built_in_unless_it_needs_parameters() {
@@ -134,7 +135,6 @@ mod tests {
         let err = insmod_shipped(ko, &["feature_persistent=0"]).unwrap_err();
         assert!(err.contains("built into this kernel"), "{err}");
     }
-    use crate::wire::{DataPattern, Direction, OpKind, Placement};
 
     fn op() -> Op {
         Op {
