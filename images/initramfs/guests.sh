@@ -15,6 +15,18 @@ T=/pvhdma/toolstack
 # The toolstack's libraries sit where the loader resolved them in its root.
 export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu
 
+# Load each module the image set shipped, in order. It ships every module
+# the kernel does not have built in, so a missing .ko is already there.
+guests_load() {
+	for m in "$@"; do
+		[ -e "/lib/modules/$m.ko" ] || continue
+		if ! out=$(insmod "/lib/modules/$m.ko" 2>&1); then
+			guests_fail_all "insmod $m.ko: $out"
+			return 1
+		fi
+	done
+}
+
 guests_fail_all() {
 	for cfg in /pvhdma/guests/*.cfg; do
 		echo "PVHDMA-GUEST-FAILED $(basename "$cfg" .cfg) toolstack: $1"
@@ -94,12 +106,7 @@ guests_net_up() {
 			i=$((i + 1))
 		done
 	fi
-	for m in llc stp bridge xen-netback; do
-		if ! out=$(insmod "/lib/modules/$m.ko" 2>&1); then
-			guests_fail_all "insmod $m.ko: $out"
-			return 1
-		fi
-	done
+	guests_load llc stp bridge xen-netback || return 1
 	if ! out=$(ip link add xenbr0 type bridge 2>&1 &&
 		ip link set eth0 master xenbr0 2>&1 &&
 		ip link set eth0 up 2>&1 &&
@@ -114,12 +121,7 @@ guests_net_up() {
 # its disk come up as /dev/sda, which the guest's vbd names; blkback serves
 # it once the hotplug script (block-pvhdma) has published the device.
 guests_disk_up() {
-	for m in scsi_common scsi_mod libata ata_piix sd_mod xen-blkback; do
-		if ! out=$(insmod "/lib/modules/$m.ko" 2>&1); then
-			guests_fail_all "insmod $m.ko: $out"
-			return 1
-		fi
-	done
+	guests_load scsi_common scsi_mod libata ata_piix sd_mod xen-blkback || return 1
 	i=0
 	until [ -b /dev/sda ] || [ $i -ge 300 ]; do
 		sleep 0.1
@@ -136,12 +138,7 @@ guests_disk_up() {
 guests_start() {
 	guests_memory "before the toolstack"
 	mkdir -p /run/pvhdma/guests /run/pvhdma/relayed /var/lock
-	for m in xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc; do
-		if ! out=$(insmod "/lib/modules/$m.ko" 2>&1); then
-			guests_fail_all "insmod $m.ko: $out"
-			return 1
-		fi
-	done
+	guests_load xen-evtchn xen-privcmd xenfs xen-gntdev xen-gntalloc || return 1
 	if ! out=$(mount -t xenfs xenfs /proc/xen 2>&1); then
 		guests_fail_all "mount xenfs: $out"
 		return 1

@@ -27,7 +27,7 @@ pub fn archives(m: &Manifest, workload: &Workload, fast_boot: bool, cpus: Option
     }
     let (Some(toolstack), Some(guest_base)) = (&m.toolstack, &m.guest_initrd) else {
         anyhow::bail!(
-            "The scenario has guests, but the image set ({}) has no toolstack: its recipe needs a [toolstack] table and the dom0 root's own kernel",
+            "The scenario has guests, but the image set ({}) has no toolstack: its recipe needs a [toolstack] table, and the kernel must not be a --kernel-tree",
             m.versions.get("recipe").map_or("?", String::as_str)
         );
     };

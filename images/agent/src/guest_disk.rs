@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::net::{sh, wait_for};
+use crate::net::{insmod_shipped, wait_for};
 use crate::wire::{DiskLine, GuestDisk};
 
 pub const BLKFRONT_KO: &str = "/lib/modules/xen-blkfront.ko";
@@ -41,7 +41,7 @@ pub fn run(disk: &GuestDisk) -> DiskLine {
 }
 
 fn write_and_read(disk: &GuestDisk, line: &mut DiskLine) -> Result<(), String> {
-    sh("insmod", &insmod_args(disk))?;
+    insmod_shipped(BLKFRONT_KO, &insmod_params(disk))?;
     wait_for(&format!("{VBD} after insmod xen-blkfront"), VBD_WAIT, || {
         Path::new(VBD).exists()
     })?;
@@ -59,12 +59,12 @@ fn write_and_read(disk: &GuestDisk, line: &mut DiskLine) -> Result<(), String> {
 
 /// blkfront offers persistent grants unless told not to; blkback uses them
 /// only when both ends offer them.
-fn insmod_args(disk: &GuestDisk) -> Vec<&'static str> {
-    let mut args = vec![BLKFRONT_KO];
-    if !disk.persistent {
-        args.push("feature_persistent=0");
+fn insmod_params(disk: &GuestDisk) -> Vec<&'static str> {
+    if disk.persistent {
+        Vec::new()
+    } else {
+        vec!["feature_persistent=0"]
     }
-    args
 }
 
 fn open_direct() -> Result<File, String> {
@@ -136,9 +136,9 @@ mod tests {
             seed: 0,
             persistent: true,
         };
-        assert_eq!(insmod_args(&d), [BLKFRONT_KO]);
+        assert!(insmod_params(&d).is_empty());
         d.persistent = false;
-        assert_eq!(insmod_args(&d), [BLKFRONT_KO, "feature_persistent=0"]);
+        assert_eq!(insmod_params(&d), ["feature_persistent=0"]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::net::{sh, wait_for, SERVER};
+use crate::net::{insmod_shipped, sh, wait_for, SERVER};
 use crate::wire::{guest_rx_file, GuestNet, NetLine, Received, GUEST_NET_SINK};
 use pvhdma_contract::pattern::fnv1a;
 
@@ -64,7 +64,7 @@ pub fn run(net: &GuestNet) -> NetLine {
 
 fn bring_up(net: &GuestNet) -> Result<(), String> {
     let iface = format!("/sys/class/net/{IFACE}");
-    sh("insmod", &[NETFRONT_KO])?;
+    insmod_shipped(NETFRONT_KO, &[])?;
     wait_for(
         &format!("{IFACE} after insmod xen-netfront"),
         Duration::from_secs(30),

@@ -58,6 +58,25 @@ pub(crate) fn sh(prog: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Load the module at `ko` with `params`, unless the image set shipped no
+/// such file: it ships every module the kernel does not have built in, so a
+/// missing one is already there. A built-in driver has taken its parameters
+/// at boot, so asking for any is an error.
+pub(crate) fn insmod_shipped(ko: &str, params: &[&str]) -> Result<(), String> {
+    if Path::new(ko).exists() {
+        let mut args = vec![ko];
+        args.extend_from_slice(params);
+        return sh("insmod", &args);
+    }
+    if params.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{ko} is built into this kernel, so it cannot be loaded with {}",
+        params.join(" ")
+    ))
+}
+
 pub(crate) fn wait_for(what: &str, timeout: Duration, ok: impl Fn() -> bool) -> Result<(), String> {
     let start = Instant::now();
     while !ok() {
@@ -108,6 +127,14 @@ pub fn run(slot: Slot, op: &Op) -> OpResult {
 mod tests {
     use super::*;
     use crate::wire::{DataPattern, Direction, OpKind, Placement};
+
+    #[test]
+    fn a_module_not_shipped_counts_as_built_in_unless_it_needs_parameters() {
+        let ko = "/nonexistent/pvhdma-test.ko";
+        assert_eq!(insmod_shipped(ko, &[]), Ok(()));
+        let err = insmod_shipped(ko, &["feature_persistent=0"]).unwrap_err();
+        assert!(err.contains("built into this kernel"), "{err}");
+    }
 
     fn op() -> Op {
         Op {

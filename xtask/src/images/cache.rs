@@ -112,6 +112,45 @@ pub fn patched_seed(
     Ok(Some(dir.join(unpatched_key()?)).filter(|d| d.is_dir()))
 }
 
+/// The file in an entry that names what it was built from apart from its
+/// configuration (see [`config_seed`]).
+pub const SOURCE_KEY_FILE: &str = "source.key";
+
+/// Where a build whose configuration changed may start from: the newest
+/// complete entry in `dir` built from the same source (its
+/// [`SOURCE_KEY_FILE`] says `source_key`), so the build tool recompiles only
+/// what the changed options touch. `None` when `key` is already built or no
+/// such entry is cached.
+pub fn config_seed(dir: &Path, key: &str, source_key: &str) -> Option<PathBuf> {
+    if dir.join(key).is_dir() {
+        return None;
+    }
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().contains(".partial-"))
+        .filter(|e| std::fs::read_to_string(e.path().join(SOURCE_KEY_FILE)).is_ok_and(|k| k.trim() == source_key))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p)
+}
+
+/// Record in the complete entry `done` the key of its source, for
+/// [`config_seed`]; an entry built before it was recorded learns it on
+/// its next use. Best effort: a cache that cannot take it only loses the
+/// shortcut.
+pub fn record_source_key(done: &Path, source_key: &str) {
+    let file = done.join(SOURCE_KEY_FILE);
+    if std::fs::read_to_string(&file).is_ok_and(|k| k.trim() == source_key) {
+        return;
+    }
+    let tmp = done.join(format!("{SOURCE_KEY_FILE}.tmp-{}", std::process::id()));
+    if std::fs::write(&tmp, source_key).is_ok() {
+        let _ = std::fs::rename(&tmp, &file);
+    }
+}
+
 /// Get the entry `dir/key`, building it with `build` into a fresh partial
 /// directory if it is missing. `build` must fill the directory it is given.
 pub fn entry(dir: &Path, key: &str, build: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<PathBuf> {
@@ -184,6 +223,24 @@ mod tests {
             patched_seed(dir.path(), "q", true, plain).unwrap(),
             Some(dir.path().join("u"))
         );
+    }
+
+    #[test]
+    fn a_reconfigured_build_starts_from_the_newest_entry_of_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(config_seed(d, "new", "src1"), None);
+        for (name, source) in [("old", "src1"), ("other", "src2")] {
+            std::fs::create_dir(d.join(name)).unwrap();
+            record_source_key(&d.join(name), source);
+        }
+        std::fs::create_dir(d.join("unknown")).unwrap();
+        std::fs::create_dir(d.join("new.partial-1")).unwrap();
+        record_source_key(&d.join("new.partial-1"), "src1");
+        assert_eq!(config_seed(d, "new", "src1"), Some(d.join("old")));
+        assert_eq!(config_seed(d, "new", "src3"), None);
+        std::fs::create_dir(d.join("new")).unwrap();
+        assert_eq!(config_seed(d, "new", "src1"), None, "already built");
     }
 
     #[test]

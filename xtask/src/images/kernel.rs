@@ -254,6 +254,24 @@ impl Plan {
         Ok((k.hex(), settled))
     }
 
+    /// The key of what the build compiles apart from its configuration
+    /// (build root, source package, patches), which a build with another
+    /// fragment can start from (`cache::config_seed`). `None` for a tree:
+    /// hashing it again for a shortcut would cost more than it saves.
+    fn source_key(&self, root: &Path) -> anyhow::Result<Option<String>> {
+        let Source::Package(p) = &self.source else {
+            return Ok(None);
+        };
+        let mut k = cache::Key::new("kernel-source");
+        k.str(KERNEL_BUILDER).str(&root.display().to_string());
+        k.str("package").file(&tarball(root, p))?;
+        for p in &self.patches {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            k.str("patch").str(&name).bytes(&std::fs::read(p)?);
+        }
+        Ok(Some(k.hex()))
+    }
+
     fn content_key(&self, root: &Path) -> anyhow::Result<String> {
         let mut k = cache::Key::new("kernel");
         k.str(KERNEL_BUILDER).str(&root.display().to_string());
@@ -396,7 +414,13 @@ impl Built {
     }
 
     pub fn e1000(&self) -> PathBuf {
-        self.entry.join("build/drivers/net/ethernet/intel/e1000/e1000.ko")
+        self.build_dir().join("drivers/net/ethernet/intel/e1000/e1000.ko")
+    }
+
+    /// The `O=` directory: modules under their source paths, and
+    /// `modules.builtin`.
+    pub fn build_dir(&self) -> PathBuf {
+        self.entry.join("build")
     }
 
     /// Build the pvhdma driver against this kernel, in its build root, with
@@ -441,10 +465,20 @@ pub fn ensure(mirror: &str, plan: &Plan) -> anyhow::Result<Built> {
     }
     let key = plan.key(&root)?;
     let dir = cache::root().join("kernels");
-    let seed = cache::patched_seed(&dir, &key, !plan.patches.is_empty(), || plan.unpatched().key(&root))?;
+    let source_key = plan.source_key(&root)?;
+    let seed = match cache::patched_seed(&dir, &key, !plan.patches.is_empty(), || plan.unpatched().key(&root))? {
+        Some(unpatched) => Some(Seed::Unpatched(unpatched)),
+        None => source_key
+            .as_deref()
+            .and_then(|s| cache::config_seed(&dir, &key, s))
+            .map(Seed::OtherConfig),
+    };
     let entry = cache::entry(&dir, &key, |out| {
-        build(&root, plan, out, seed.as_deref(), &out.with_extension("log"))
+        build(&root, plan, out, seed.as_ref(), &out.with_extension("log"))
     })?;
+    if let Some(s) = &source_key {
+        cache::record_source_key(&entry, s);
+    }
     let built = Built {
         entry,
         root,
@@ -459,18 +493,38 @@ pub fn ensure(mirror: &str, plan: &Plan) -> anyhow::Result<Built> {
     Ok(built)
 }
 
-fn build(root: &Path, plan: &Plan, out: &Path, seed: Option<&Path>, log: &Path) -> anyhow::Result<()> {
+/// A cached build that a new one is copied from, so that make recompiles
+/// only what differs (the build runs at the same path in the chroot).
+#[derive(Debug)]
+enum Seed {
+    /// The same source and fragment without the patches: the patches go on
+    /// top, the configuration stays.
+    Unpatched(PathBuf),
+    /// The same source and patches with another fragment: the configuration
+    /// is made again from tinyconfig, the source stays.
+    OtherConfig(PathBuf),
+}
+
+fn build(root: &Path, plan: &Plan, out: &Path, seed: Option<&Seed>, log: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let _ = std::fs::remove_file(log);
     let phase = |what: &str| eprintln!("[kernel] {:>5}s {what}", started.elapsed().as_secs());
     let src = out.join("src");
-    match (seed, &plan.source) {
+    let (copy, what) = match seed {
+        Some(Seed::Unpatched(p)) => (Some(p), "the unpatched build"),
+        Some(Seed::OtherConfig(p)) => (Some(p), "the build of the same source with another fragment"),
+        None => (None, ""),
+    };
+    let fresh_config = !matches!(seed, Some(Seed::Unpatched(_)));
+    match (copy, &plan.source) {
         (Some(seed), _) => {
-            phase(&format!("source: copying the unpatched build {}", seed.display()));
+            phase(&format!("source: copying {what} {}", seed.display()));
             run(Command::new("cp")
                 .arg("-a")
                 .arg(format!("{}/.", seed.display()))
                 .arg(out))?;
+            // Its key is not this entry's.
+            let _ = std::fs::remove_file(out.join(cache::SOURCE_KEY_FILE));
         }
         (None, Source::Package(p)) => {
             phase(&format!("source: unpacking {p}"));
@@ -489,17 +543,22 @@ fn build(root: &Path, plan: &Plan, out: &Path, seed: Option<&Path>, log: &Path) 
             run(Command::new("sh").args(["-c", script, "sh"]).arg(t).arg(&src))?;
         }
     }
-    if !plan.patches.is_empty() {
+    // A build with another fragment has the patches applied already.
+    if !plan.patches.is_empty() && !matches!(seed, Some(Seed::OtherConfig(_))) {
         phase(&format!("patches: applying {}", plan.patches.len()));
         apply_series_recorded(&src, &plan.patches, out)?;
     }
     std::fs::create_dir_all(out.join("build"))?;
-    if seed.is_none() {
+    if copy.is_none() {
         // An in-tree build leaves products an `O=` build refuses to use.
         if src.join(".config").exists() || src.join("include/config").exists() {
             phase("source: make mrproper (the tree was built in place)");
             in_root(root, out, &format!("make -C /{MOUNT}/src mrproper"), log, "mrproper")?;
         }
+    }
+    if fresh_config {
+        // Over a seed's .config too: kconfig then marks only the symbols
+        // whose value changed, and make rebuilds only what uses them.
         phase("config: make tinyconfig");
         in_root(
             root,
@@ -515,7 +574,7 @@ fn build(root: &Path, plan: &Plan, out: &Path, seed: Option<&Path>, log: &Path) 
     ));
     let fragment = std::fs::read_to_string(&plan.fragment)?;
     let config_path = out.join("build/.config");
-    if seed.is_none() {
+    if fresh_config {
         let mut config = std::fs::OpenOptions::new().append(true).open(&config_path)?;
         writeln!(config, "\n# pvhdma fragment\n{fragment}")?;
     }
@@ -825,6 +884,27 @@ mod tests {
             assert_eq!(a.get(k).map(String::as_str), Some("y"), "{k}");
         }
         assert_eq!(a.get("CONFIG_E1000").map(String::as_str), Some("m"));
+        // Guests: the toolstack's devices and the backends in dom0, the
+        // frontends in the guest (the same kernel).
+        for k in [
+            "CONFIG_XEN_DEV_EVTCHN",
+            "CONFIG_XEN_PRIVCMD",
+            "CONFIG_XENFS",
+            "CONFIG_XEN_GNTDEV",
+            "CONFIG_XEN_GRANT_DEV_ALLOC",
+            "CONFIG_UNIX98_PTYS",
+            "CONFIG_BRIDGE",
+            "CONFIG_XEN_NETDEV_BACKEND",
+            "CONFIG_XEN_NETDEV_FRONTEND",
+            "CONFIG_BLOCK",
+            "CONFIG_ATA_PIIX",
+            "CONFIG_BLK_DEV_SD",
+            "CONFIG_XEN_BLKDEV_BACKEND",
+        ] {
+            assert_eq!(a.get(k).map(String::as_str), Some("y"), "{k}");
+        }
+        // Loaded with feature_persistent=0 by some runs, so not built in.
+        assert_eq!(a.get("CONFIG_XEN_BLKDEV_FRONTEND").map(String::as_str), Some("m"));
     }
 
     fn write(p: &Path, text: &str) {

@@ -92,11 +92,12 @@ pub fn build(opts: &Options) -> anyhow::Result<Manifest> {
         Some(plan) => Some(kernel::ensure(&recipe.mirror, &plan)?),
         None => None,
     };
-    // The toolstack loads the Xen modules of the dom0 root's kernel, so it
-    // goes only with that kernel, not with one built from source or a tree.
-    let own_kernel = built.is_none() && opts.kernel_tree.is_none();
+    // The toolstack needs the Xen and backend drivers of the kernel dom0
+    // boots: the dom0 root's kernel package or a build from source has them
+    // where the set can find them; a user's tree, built in place, may not.
+    let known_modules = opts.kernel_tree.is_none();
     let tool_root = match &recipe.toolstack {
-        Some(t) if own_kernel => Some(roots::ensure("toolstack", &recipe.mirror, &t.root)?),
+        Some(t) if known_modules => Some(roots::ensure("toolstack", &recipe.mirror, &t.root)?),
         _ => None,
     };
 
@@ -226,7 +227,7 @@ struct Roots<'a> {
     /// None when the user gave their own Xen.
     xen: Option<&'a Path>,
     dom0: &'a Path,
-    /// None when the recipe has no toolstack or the kernel is not the dom0 root's.
+    /// None when the recipe has no toolstack or the kernel is a user's tree.
     toolstack: Option<&'a Path>,
 }
 
@@ -285,10 +286,15 @@ fn assemble(
     initramfs::write(&initrd, dom0_root, &driver, &agent, e1000.as_deref())?;
     let (toolstack, guest_initrd) = match (&recipe.toolstack, from.toolstack) {
         (Some(spec), Some(root)) => {
+            let build_dir = built.map(kernel::Built::build_dir);
+            let modules = match &build_dir {
+                Some(b) => toolstack::Modules::Built(b),
+                None => toolstack::Modules::Root(dom0_root),
+            };
             let archive = out.join("toolstack.cpio");
-            toolstack::write(&archive, root, &spec.bin, dom0_root)?;
+            toolstack::write(&archive, root, &spec.bin, modules)?;
             let guest = out.join("guest-initrd.cpio");
-            toolstack::write_guest(&guest, dom0_root, &agent)?;
+            toolstack::write_guest(&guest, dom0_root, modules, &agent)?;
             (Some(archive), Some(guest))
         }
         _ => (None, None),

@@ -241,6 +241,17 @@ mod tests {
     }
 
     #[test]
+    fn the_source_built_recipes_carry_the_default_toolstack() {
+        let dir = pvhdma_harness::images::workspace_root().join("images/recipes");
+        let default = Recipe::load(&dir.join("default.toml")).unwrap();
+        for name in ["xen4.20-linux6.12-src.toml", "xen4.20-linux6.12-rfc-noswiotlb.toml"] {
+            let r = Recipe::load(&dir.join(name)).unwrap();
+            assert!(r.kernel.is_some(), "{name}");
+            assert_eq!(r.toolstack, default.toolstack, "{name}");
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let err = toml::from_str::<RootSpec>("suite = \"trixie\"\npackges = []\n").unwrap_err();
         assert!(err.to_string().contains("packges"), "{err}");

@@ -3,7 +3,8 @@
 //! The toolstack archive holds only what `xl create` of a device-less PVH
 //! guest needs: xl, xenstored, xenconsoled, xen-init-dom0, the shared
 //! libraries they load (resolved by the tool root's own dynamic loader), the
-//! Xen device modules of dom0's kernel, and the directories the tools write.
+//! Xen device modules of dom0's kernel (those it does not have built in),
+//! and the directories the tools write.
 //! The harness appends it to dom0's initramfs only when a scenario has
 //! guests, so dom0-only runs boot exactly the archive they always did.
 
@@ -56,6 +57,43 @@ pub const DISK_MODULES: &[(&str, &str)] = &[
     ("kernel/drivers/block/xen-blkback", "xen-blkback"),
 ];
 
+/// Where the modules of the kernel that dom0 and the guests boot come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Modules<'a> {
+    /// The dom0 root's own kernel package, which has them all as modules.
+    Root(&'a Path),
+    /// A kernel built from source: its build directory (`O=`), where each
+    /// module sits under its source path and `modules.builtin` names the
+    /// ones built in.
+    Built(&'a Path),
+}
+
+impl Modules<'_> {
+    /// Module `name` from `dir` (its directory under the kernel's module
+    /// tree, `kernel/...`), or `None` when the kernel has it built in: the
+    /// scripts load only the modules that were shipped.
+    pub fn get(&self, dir: &str, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let build = match self {
+            Modules::Root(root) => return module(root, dir, name).map(Some),
+            Modules::Built(build) => build,
+        };
+        let rel = format!("{dir}/{name}.ko");
+        let ko = build.join(rel.strip_prefix("kernel/").unwrap_or(&rel));
+        if ko.is_file() {
+            return Ok(Some(std::fs::read(&ko)?));
+        }
+        let list = build.join("modules.builtin");
+        let builtin = std::fs::read_to_string(&list).with_context(|| format!("Cannot read {}", list.display()))?;
+        anyhow::ensure!(
+            builtin.lines().any(|l| l.trim() == rel),
+            "{name} is neither a module ({}) nor built into the kernel ({}): the kernel's config lacks it",
+            ko.display(),
+            list.display()
+        );
+        Ok(None)
+    }
+}
+
 /// The hotplug scripts and dom0's guest script, from images/initramfs.
 pub const SCRIPTS: &[&str] = &["guests.sh", "vif-pvhdma", "block-pvhdma"];
 
@@ -79,8 +117,8 @@ const STATE_DIRS: &[&str] = &[
 const LOADER: &str = "lib64/ld-linux-x86-64.so.2";
 
 /// Write the toolstack archive from `tool_root` (tools under `bin`) and
-/// `dom0_root` (the modules of the kernel dom0 boots).
-pub fn write(dst: &Path, tool_root: &Path, bin: &str, dom0_root: &Path) -> anyhow::Result<()> {
+/// `modules` (those of the kernel dom0 boots).
+pub fn write(dst: &Path, tool_root: &Path, bin: &str, modules: Modules) -> anyhow::Result<()> {
     let bin_dir = super::roots::find_one(tool_root, bin)?;
     let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut tools = Vec::new();
@@ -144,7 +182,9 @@ pub fn write(dst: &Path, tool_root: &Path, bin: &str, dom0_root: &Path) -> anyho
         })?;
     }
     for (dir, name) in DOM0_MODULES.iter().chain(NET_MODULES).chain(DISK_MODULES) {
-        let data = module(dom0_root, dir, name)?;
+        let Some(data) = modules.get(dir, name)? else {
+            continue;
+        };
         w.add(&Entry::File {
             path: &format!("lib/modules/{name}.ko"),
             mode: 0o644,
@@ -164,27 +204,30 @@ pub fn write(dst: &Path, tool_root: &Path, bin: &str, dom0_root: &Path) -> anyho
     Ok(())
 }
 
-/// A guest's base initramfs: busybox, its init, the agent (in its guest
-/// role), and the grant-alloc, netfront and blkfront modules of the kernel
-/// it boots (dom0's).
-pub fn write_guest(dst: &Path, dom0_root: &Path, agent: &Path) -> anyhow::Result<()> {
+/// A guest's modules, from the kernel it boots (dom0's): grant-alloc,
+/// netfront and blkfront.
+pub const GUEST_MODULES: &[(&str, &str)] = &[
+    ("kernel/drivers/xen", "xen-gntalloc"),
+    ("kernel/drivers/net", "xen-netfront"),
+    ("kernel/drivers/block", "xen-blkfront"),
+];
+
+/// A guest's base initramfs: busybox (from the dom0 root), its init, the
+/// agent (in its guest role), and [`GUEST_MODULES`] that the kernel does
+/// not have built in.
+pub fn write_guest(dst: &Path, dom0_root: &Path, modules: Modules, agent: &Path) -> anyhow::Result<()> {
     let init = std::fs::read(workspace_root().join("images/initramfs/guest-init"))
         .context("images/initramfs/guest-init is missing")?;
     let agent = std::fs::read(agent)?;
-    let gntalloc = module(dom0_root, "kernel/drivers/xen", "xen-gntalloc")?;
-    let netfront = module(dom0_root, "kernel/drivers/net", "xen-netfront")?;
-    let blkfront = module(dom0_root, "kernel/drivers/block", "xen-blkfront")?;
-    with_busybox(
-        dst,
-        dom0_root,
-        &[
-            ("init", 0o755, &init),
-            ("bin/pvhdma-agent", 0o755, &agent),
-            ("lib/modules/xen-gntalloc.ko", 0o644, &gntalloc),
-            ("lib/modules/xen-netfront.ko", 0o644, &netfront),
-            ("lib/modules/xen-blkfront.ko", 0o644, &blkfront),
-        ],
-    )
+    let mut shipped = Vec::new();
+    for (dir, name) in GUEST_MODULES {
+        if let Some(data) = modules.get(dir, name)? {
+            shipped.push((format!("lib/modules/{name}.ko"), data));
+        }
+    }
+    let mut files: Vec<(&str, u32, &[u8])> = vec![("init", 0o755, &init), ("bin/pvhdma-agent", 0o755, &agent)];
+    files.extend(shipped.iter().map(|(p, d)| (p.as_str(), 0o644, d.as_slice())));
+    with_busybox(dst, dom0_root, &files)
 }
 
 fn inner_path(root: &Path, p: &Path) -> anyhow::Result<String> {
@@ -252,6 +295,27 @@ fn parse_list(text: &str, root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_built_kernel_ships_its_modules_and_skips_its_built_in_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path();
+        std::fs::create_dir_all(b.join("drivers/block")).unwrap();
+        std::fs::write(b.join("drivers/block/xen-blkfront.ko"), b"\x7fELF").unwrap();
+        std::fs::write(
+            b.join("modules.builtin"),
+            "kernel/drivers/xen/xen-gntalloc.ko\nkernel/drivers/net/xen-netfront.ko\n",
+        )
+        .unwrap();
+        let m = Modules::Built(b);
+        assert_eq!(
+            m.get("kernel/drivers/block", "xen-blkfront").unwrap().as_deref(),
+            Some(&b"\x7fELF"[..])
+        );
+        assert_eq!(m.get("kernel/drivers/net", "xen-netfront").unwrap(), None);
+        let err = m.get("kernel/net/bridge", "bridge").unwrap_err().to_string();
+        assert!(err.contains("bridge is neither a module"), "{err}");
+    }
 
     #[test]
     fn list_output_is_parsed_and_checked() {
