@@ -87,7 +87,15 @@ pub struct Scanner {
     dom0_vcpu_dumped: bool,
     /// dom0's kernel overran its entry-trampoline stack.
     entry_stack_overrun: bool,
+    /// The head of an agent line that Xen's own console output cut in two
+    /// (see [`Scanner::agent_line`]), waiting for the rest.
+    cut_agent_line: Option<String>,
 }
+
+/// Where Xen's own console output begins when it lands inside a line of
+/// dom0's: Xen and dom0 share the serial line, and Xen prints its lines
+/// whole, between any two characters of dom0's.
+const XEN_MARK: &str = "(XEN) ";
 
 /// What a Linux panic's end says when dom0 first overran its
 /// entry-trampoline stack: a fault taken while entering the kernel kept
@@ -123,23 +131,39 @@ impl Scanner {
             }
             return None;
         }
+        if let Some(head) = self.cut_agent_line.take() {
+            if line.starts_with(XEN_MARK) {
+                // Another whole line of Xen's: the rest is still to come.
+                self.cut_agent_line = Some(head);
+            } else {
+                let whole = head + line;
+                return Some(
+                    self.agent_line(&whole)
+                        .unwrap_or_else(|e| Event::Garbled(format!("{e}: {whole}"))),
+                );
+            }
+        }
         // First: a guest's own "Kernel panic" or agent line is not dom0's.
         if let Some(ev) = crate::guests::classify(line) {
             return Some(Event::Guest(ev));
         }
-        if let Some(i) = line.find(RESULT_PREFIX) {
-            let json = &line[i + RESULT_PREFIX.len()..];
-            return Some(match serde_json::from_str(json) {
-                Ok(r) => Event::Result(Box::new(r)),
-                Err(e) => Event::Garbled(format!("{e}: {line}")),
-            });
-        }
-        if let Some(i) = line.find(SUMMARY_PREFIX) {
-            let json = &line[i + SUMMARY_PREFIX.len()..];
-            return Some(match serde_json::from_str(json) {
-                Ok(s) => Event::Summary(s),
-                Err(e) => Event::Garbled(format!("{e}: {line}")),
-            });
+        if let Some(p) = line.find(RESULT_PREFIX).or_else(|| line.find(SUMMARY_PREFIX)) {
+            return match self.agent_line(line) {
+                Ok(ev) => Some(ev),
+                Err(e) => match line[p..].find(XEN_MARK).map(|x| p + x) {
+                    // Xen's line landed inside ours: what precedes it is
+                    // ours, whole if Xen came after our last character, or
+                    // to be joined with the next line.
+                    Some(x) => match self.agent_line(&line[..x]) {
+                        Ok(ev) => Some(ev),
+                        Err(_) => {
+                            self.cut_agent_line = Some(line[..x].to_string());
+                            None
+                        }
+                    },
+                    None => Some(Event::Garbled(format!("{e}: {line}"))),
+                },
+            };
         }
         if let Some(i) = line.find(AGENT_FAILED_PREFIX.trim_end()) {
             return Some(Event::AgentFailed(
@@ -205,8 +229,28 @@ impl Scanner {
         None
     }
 
-    /// A panic box still open when the stream ended: report what it had.
+    /// One of the agent's JSON lines (a result or the summary).
+    fn agent_line(&self, line: &str) -> Result<Event, String> {
+        let json = |prefix: &str| line.find(prefix).map(|i| &line[i + prefix.len()..]);
+        if let Some(j) = json(RESULT_PREFIX) {
+            serde_json::from_str(j)
+                .map(|r| Event::Result(Box::new(r)))
+                .map_err(|e| e.to_string())
+        } else if let Some(j) = json(SUMMARY_PREFIX) {
+            serde_json::from_str(j).map(Event::Summary).map_err(|e| e.to_string())
+        } else {
+            Err("no agent line".into())
+        }
+    }
+
+    /// A panic box still open when the stream ended: report what it had;
+    /// an agent line still cut in two is garbled.
     pub fn flush(&mut self) -> Option<Event> {
+        if let Some(head) = self.cut_agent_line.take() {
+            return Some(Event::Garbled(format!(
+                "cut by Xen's output and never finished: {head}"
+            )));
+        }
         self.in_panic
             .take()
             .map(|r| Event::Fatal(RunEnd::new(EndKind::XenPanic, r.join(" "))))
@@ -388,6 +432,32 @@ mod tests {
         assert!(matches!(&ev[0], Event::Summary(s) if s.bounces == 3));
         assert!(matches!(&ev[1], Event::Garbled(_)));
         assert_eq!(ev[2], Event::Done);
+    }
+
+    #[test]
+    fn an_agent_line_with_xens_output_inside_is_put_back_together() {
+        // A real line, and the Xen line that once landed in it.
+        let result = r#"PVHDMA-RESULT {"index":1,"name":"coherent","kind":"coherent","tag":2,"map_error":false,"error":null,"refused":null,"dma_addrs":[41852928],"phys_addrs":[41852928],"bounced":false,"device_status":2,"device_error":0,"device_seq":2,"intact":true,"irq":true,"len":4096,"op":0,"run":1,"device":0,"checksum":3119223486,"expected_checksum":3119223486,"bytes_done":4096,"fault_addr":0,"desc_addr":null,"mismatch_offset":null,"bounces":0,"mismatch_at_done":false}"#;
+        let uart = "(XEN) uart interrupt taking more than 4ms, switched to polling";
+        // Xen's line after our last character, before our newline.
+        let ev = scan(&format!("{result}{uart}\n\nPVHDMA-DONE\n"));
+        assert!(
+            matches!(&ev[..], [Event::Result(r), Event::Done] if r.index == 1),
+            "{ev:?}"
+        );
+        // Xen's line (and another of its own) in the middle of ours.
+        let (a, b) = result.split_at(60);
+        let ev = scan(&format!("{a}{uart}\n(XEN) more\n{b}\nPVHDMA-DONE\n"));
+        assert!(
+            matches!(&ev[..], [Event::Result(r), Event::Done] if r.index == 1),
+            "{ev:?}"
+        );
+        // What stays broken is still named garbled, at once or at the end.
+        let ev = scan(&format!("{a}{uart}\nnot the rest\n"));
+        assert!(matches!(&ev[..], [Event::Garbled(_)]), "{ev:?}");
+        let mut s = Scanner::default();
+        assert_eq!(s.line(&format!("{a}{uart}")), None);
+        assert!(matches!(s.flush(), Some(Event::Garbled(g)) if g.contains("never finished")));
     }
 
     #[test]
