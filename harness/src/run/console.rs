@@ -137,10 +137,7 @@ impl Scanner {
                 self.cut_agent_line = Some(head);
             } else {
                 let whole = head + line;
-                return Some(
-                    self.agent_line(&whole)
-                        .unwrap_or_else(|e| Event::Garbled(format!("{e}: {whole}"))),
-                );
+                return Some(Self::agent_line(&whole).unwrap_or_else(|e| Event::Garbled(format!("{e}: {whole}"))));
             }
         }
         // First: a guest's own "Kernel panic" or agent line is not dom0's.
@@ -148,13 +145,13 @@ impl Scanner {
             return Some(Event::Guest(ev));
         }
         if let Some(p) = line.find(RESULT_PREFIX).or_else(|| line.find(SUMMARY_PREFIX)) {
-            return match self.agent_line(line) {
+            return match Self::agent_line(line) {
                 Ok(ev) => Some(ev),
                 Err(e) => match line[p..].find(XEN_MARK).map(|x| p + x) {
                     // Xen's line landed inside ours: what precedes it is
                     // ours, whole if Xen came after our last character, or
                     // to be joined with the next line.
-                    Some(x) => match self.agent_line(&line[..x]) {
+                    Some(x) => match Self::agent_line(&line[..x]) {
                         Ok(ev) => Some(ev),
                         Err(_) => {
                             self.cut_agent_line = Some(line[..x].to_string());
@@ -230,7 +227,7 @@ impl Scanner {
     }
 
     /// One of the agent's JSON lines (a result or the summary).
-    fn agent_line(&self, line: &str) -> Result<Event, String> {
+    fn agent_line(line: &str) -> Result<Event, String> {
         let json = |prefix: &str| line.find(prefix).map(|i| &line[i + prefix.len()..]);
         if let Some(j) = json(RESULT_PREFIX) {
             serde_json::from_str(j)

@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::net::{insmod_shipped, sh, wait_for, SERVER};
+use crate::net::{insmod_shipped, sh, tftp_get, wait_for};
 use crate::wire::{guest_rx_file, GuestNet, NetLine, Received, GUEST_NET_SINK};
 use pvhdma_contract::pattern::fnv1a;
 
@@ -123,10 +123,8 @@ fn fetch(net: &GuestNet) -> Result<Vec<u8>, String> {
     let remote = guest_rx_file(net.port);
     let start = Instant::now();
     loop {
-        let _ = std::fs::remove_file(RX_LOCAL);
-        // 1428-byte blocks fit a 1500-byte frame, as in dom0's own fetches.
-        match sh("tftp", &["-g", "-b", "1428", "-r", &remote, "-l", RX_LOCAL, SERVER]) {
-            Ok(()) => return std::fs::read(RX_LOCAL).map_err(|e| format!("cannot read {RX_LOCAL}: {e}")),
+        match tftp_get(&remote, RX_LOCAL) {
+            Ok(bytes) => return Ok(bytes),
             Err(e) if start.elapsed() > CONNECT_WAIT => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_secs(1)),
         }

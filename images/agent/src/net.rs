@@ -105,18 +105,22 @@ fn bring_up() -> Result<(), String> {
     })
 }
 
+/// `remote` from the user network's TFTP server, through `local` (a file
+/// that exists only during the call).
+pub(crate) fn tftp_get(remote: &str, local: &str) -> Result<Vec<u8>, String> {
+    let _ = std::fs::remove_file(local);
+    // 1428-byte blocks fit a 1500-byte frame; slirp's server honours
+    // RFC 2348's blksize. Fall back to 512 if it does not.
+    let got = sh("tftp", &["-g", "-b", "1428", "-r", remote, "-l", local, SERVER])
+        .or_else(|_| sh("tftp", &["-g", "-r", remote, "-l", local, SERVER]))
+        .and_then(|()| std::fs::read(local).map_err(|e| format!("cannot read {local}: {e}")));
+    let _ = std::fs::remove_file(local);
+    got
+}
+
 /// Run one `net_tftp` op.
 pub fn run(slot: Slot, op: &Op) -> OpResult {
-    let local = format!("/tmp/{}", op.name);
-    let _ = std::fs::remove_file(&local);
-    let fetched = bring_up().and_then(|()| {
-        // 1428-byte blocks fit a 1500-byte frame; slirp's server honours
-        // RFC 2348's blksize. Fall back to 512 if it does not.
-        sh("tftp", &["-g", "-b", "1428", "-r", &op.name, "-l", &local, SERVER])
-            .or_else(|_| sh("tftp", &["-g", "-r", &op.name, "-l", &local, SERVER]))?;
-        std::fs::read(&local).map_err(|e| format!("cannot read {local}: {e}"))
-    });
-    let _ = std::fs::remove_file(&local);
+    let fetched = bring_up().and_then(|()| tftp_get(&op.name, &format!("/tmp/{}", op.name)));
     match fetched {
         Ok(bytes) => judge(slot, op, &bytes),
         Err(e) => failed(slot, op, e),
