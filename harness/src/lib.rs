@@ -33,4 +33,4 @@ pub use run::{accel, fastboot, images, initrd, machine, process, qmp, vm};
 
 // Crate-internal stages, reachable as `crate::NAME` like the public ones.
 use evidence::trace;
-use run::{console, disk, guests, net, qemu};
+use run::{console, disk, guests, net, qemu, splice};

@@ -87,15 +87,7 @@ pub struct Scanner {
     dom0_vcpu_dumped: bool,
     /// dom0's kernel overran its entry-trampoline stack.
     entry_stack_overrun: bool,
-    /// The head of an agent line that Xen's own console output cut in two
-    /// (see [`Scanner::agent_line`]), waiting for the rest.
-    cut_agent_line: Option<String>,
 }
-
-/// Where Xen's own console output begins when it lands inside a line of
-/// dom0's: Xen and dom0 share the serial line, and Xen prints its lines
-/// whole, between any two characters of dom0's.
-const XEN_MARK: &str = "(XEN) ";
 
 /// What a Linux panic's end says when dom0 first overran its
 /// entry-trampoline stack: a fault taken while entering the kernel kept
@@ -131,36 +123,12 @@ impl Scanner {
             }
             return None;
         }
-        if let Some(head) = self.cut_agent_line.take() {
-            if line.starts_with(XEN_MARK) {
-                // Another whole line of Xen's: the rest is still to come.
-                self.cut_agent_line = Some(head);
-            } else {
-                let whole = head + line;
-                return Some(Self::agent_line(&whole).unwrap_or_else(|e| Event::Garbled(format!("{e}: {whole}"))));
-            }
-        }
         // First: a guest's own "Kernel panic" or agent line is not dom0's.
         if let Some(ev) = crate::guests::classify(line) {
             return Some(Event::Guest(ev));
         }
-        if let Some(p) = line.find(RESULT_PREFIX).or_else(|| line.find(SUMMARY_PREFIX)) {
-            return match Self::agent_line(line) {
-                Ok(ev) => Some(ev),
-                Err(e) => match line[p..].find(XEN_MARK).map(|x| p + x) {
-                    // Xen's line landed inside ours: what precedes it is
-                    // ours, whole if Xen came after our last character, or
-                    // to be joined with the next line.
-                    Some(x) => match Self::agent_line(&line[..x]) {
-                        Ok(ev) => Some(ev),
-                        Err(_) => {
-                            self.cut_agent_line = Some(line[..x].to_string());
-                            None
-                        }
-                    },
-                    None => Some(Event::Garbled(format!("{e}: {line}"))),
-                },
-            };
+        if line.contains(RESULT_PREFIX) || line.contains(SUMMARY_PREFIX) {
+            return Some(Self::agent_line(line).unwrap_or_else(|e| Event::Garbled(format!("{e}: {line}"))));
         }
         if let Some(i) = line.find(AGENT_FAILED_PREFIX.trim_end()) {
             return Some(Event::AgentFailed(
@@ -240,14 +208,8 @@ impl Scanner {
         }
     }
 
-    /// A panic box still open when the stream ended: report what it had;
-    /// an agent line still cut in two is garbled.
+    /// A panic box still open when the stream ended: report what it had.
     pub fn flush(&mut self) -> Option<Event> {
-        if let Some(head) = self.cut_agent_line.take() {
-            return Some(Event::Garbled(format!(
-                "cut by Xen's output and never finished: {head}"
-            )));
-        }
         self.in_panic
             .take()
             .map(|r| Event::Fatal(RunEnd::new(EndKind::XenPanic, r.join(" "))))
@@ -319,9 +281,14 @@ mod tests {
         assert!(ticks > 3, "the timer never won a race ({ticks} ticks)");
     }
 
+    /// The console's text through the same stages as a live run's lines.
     fn scan(text: &str) -> Vec<Event> {
-        let mut s = Scanner::default();
-        let mut out: Vec<Event> = text.lines().filter_map(|l| s.line(l)).collect();
+        let (mut sp, mut s) = (crate::splice::Splices::default(), Scanner::default());
+        let mut out: Vec<Event> = Vec::new();
+        for raw in text.lines() {
+            out.extend(sp.line(raw).iter().filter_map(|l| s.line(l)));
+        }
+        out.extend(sp.finish().and_then(|l| s.line(&l)));
         out.extend(s.flush());
         out
     }
@@ -452,9 +419,8 @@ mod tests {
         // What stays broken is still named garbled, at once or at the end.
         let ev = scan(&format!("{a}{uart}\nnot the rest\n"));
         assert!(matches!(&ev[..], [Event::Garbled(_)]), "{ev:?}");
-        let mut s = Scanner::default();
-        assert_eq!(s.line(&format!("{a}{uart}")), None);
-        assert!(matches!(s.flush(), Some(Event::Garbled(g)) if g.contains("never finished")));
+        let ev = scan(&format!("{a}{uart}\n"));
+        assert!(matches!(&ev[..], [Event::Garbled(g)] if g.contains("EOF")), "{ev:?}");
     }
 
     #[test]

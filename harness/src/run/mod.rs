@@ -4,7 +4,8 @@
 //! per-run workload archive (`initrd`, `net`), dom0's disk image (`disk`),
 //! guests dom0 creates and their
 //! consoles (`guests`), child processes that cannot outlive the run
-//! (`process`), the console (`console`) and the run itself, start to end
+//! (`process`), the console (`console`, with Xen's lines taken out of
+//! dom0's by `splice`) and the run itself, start to end
 //! (`vm`).
 
 pub mod accel;
@@ -19,4 +20,5 @@ pub mod net;
 pub mod process;
 pub mod qemu;
 pub mod qmp;
+pub mod splice;
 pub mod vm;

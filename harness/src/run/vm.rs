@@ -227,7 +227,7 @@ async fn run_in(m: &Manifest, spec: &RunSpec, dir: &Path, out: &mut RunOutcome) 
             .push(read_records(&dir.join(format!("dev{i}/dma.jsonl")))?);
     }
     out.iommu_trace = crate::trace::parse(&std::fs::read_to_string(&paths.trace_log).unwrap_or_default());
-    out.console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    out.console = crate::splice::unsplice(&std::fs::read_to_string(dir.join("console.log")).unwrap_or_default());
     out.guest_payloads = crate::net::guest_payloads(spec.workload.as_ref(), dir);
     out.guest_disks = crate::disk::guest_disks(spec.workload.as_ref(), &paths.disk);
     out.guest_served = crate::net::guest_served(spec.workload.as_ref());
@@ -294,7 +294,7 @@ async fn watch_console(
     let stdout = qemu.child_mut().stdout.take().context("QEMU's stdout is not piped")?;
     let mut lines = crate::console::Lines::new(stdout);
     let mut log = std::io::BufWriter::new(std::fs::File::create(dir.join("console.log"))?);
-    let mut scanner = Scanner::default();
+    let (mut splices, mut scanner) = (crate::splice::Splices::default(), Scanner::default());
     let mut progress = Progress {
         out,
         started,
@@ -322,8 +322,19 @@ async fn watch_console(
                 continue;
             }
             Read::Eof(last) => {
+                let mut rest = Vec::new();
                 if let Some(last) = last {
                     writeln!(log, "{last}")?;
+                    rest = splices.line(&last);
+                }
+                // A line Xen cut and dom0 never finished is judged as it stands.
+                rest.extend(splices.finish());
+                for whole in rest {
+                    if let Some(end) = on_line(&mut scanner, &whole, dir, garbled, &mut guests, &mut progress)? {
+                        log.flush()?;
+                        guests.flush()?;
+                        return Ok(end);
+                    }
                 }
                 log.flush()?;
                 guests.flush()?;
@@ -343,28 +354,36 @@ async fn watch_console(
         if spec.live_console {
             eprintln!("{line}");
         }
-        match scanner.line(&line) {
-            Some(Event::Garbled(why)) => {
-                log_line(dir, &format!("garbled agent line: {why}"));
-                garbled.push(why);
+        for whole in splices.line(&line) {
+            if let Some(end) = on_line(&mut scanner, &whole, dir, garbled, &mut guests, &mut progress)? {
+                log.flush()?;
+                guests.flush()?;
+                return Ok(end);
             }
-            Some(Event::Guest(ev)) => {
-                if let Some(end) = guests.on(ev, &mut progress.out.milestones)? {
-                    log.flush()?;
-                    guests.flush()?;
-                    return Ok(end);
-                }
-            }
-            Some(event) => {
-                if let Some(end) = progress.on_event(event) {
-                    log.flush()?;
-                    guests.flush()?;
-                    return Ok(end);
-                }
-            }
-            None => {}
         }
     }
+}
+
+/// Hand one whole console line's meaning to its owner; `Some` when it ends
+/// the run.
+fn on_line(
+    scanner: &mut Scanner,
+    line: &str,
+    dir: &Path,
+    garbled: &mut Vec<String>,
+    guests: &mut crate::guests::Guests,
+    progress: &mut Progress,
+) -> anyhow::Result<Option<RunEnd>> {
+    Ok(match scanner.line(line) {
+        Some(Event::Garbled(why)) => {
+            log_line(dir, &format!("garbled agent line: {why}"));
+            garbled.push(why);
+            None
+        }
+        Some(Event::Guest(ev)) => guests.on(ev, &mut progress.out.milestones)?,
+        Some(event) => progress.on_event(event),
+        None => None,
+    })
 }
 
 /// What the console has shown of a run so far.
