@@ -71,6 +71,17 @@ struct GuestData {
     backend: &'static str,
 }
 
+/// A dom0 backend's counters as a witness of guest data: whether they
+/// cover the payload (`counts`: enough, and what they say; `None` when dom0
+/// reported none, which never holds), and the words the verdict gives them.
+fn backend_witness(counts: Option<(bool, String)>, backend: &str) -> (bool, String) {
+    match counts {
+        Some((true, said)) => (true, format!("; {said}")),
+        Some((false, said)) => (false, format!("; {said}, short of it")),
+        None => (false, format!("; dom0 reported no {backend} counters")),
+    }
+}
+
 impl GuestData {
     const NET: GuestData = GuestData {
         prefix: pvhdma_contract::markers::guest::NET_PREFIX,
@@ -831,18 +842,10 @@ impl<'a> Ctx<'a> {
                     text += &format!(" ({e})");
                 }
                 let tx = self.vif(&s.guest).and_then(|v| v.tx_bytes);
-                match tx {
-                    Some(tx) if tx >= s.bytes => text += &format!("; netback gave the guest {tx} bytes"),
-                    Some(tx) => {
-                        all_whole = false;
-                        text += &format!("; netback gave the guest {tx} bytes, short of it");
-                    }
-                    None => {
-                        all_whole = false;
-                        text += "; netback's count of what it gave the guest is missing";
-                    }
-                }
-                text
+                let counts = tx.map(|tx| (tx >= s.bytes, format!("netback gave the guest {tx} bytes")));
+                let (enough, said) = backend_witness(counts, GuestData::NET.backend);
+                all_whole &= enough;
+                text + &said
             })
             .collect::<Vec<_>>()
             .join("; ");
@@ -955,16 +958,9 @@ impl<'a> Ctx<'a> {
                     _ => {}
                 }
                 if want {
-                    match backend(g) {
-                        Some((enough, counts)) => {
-                            held &= enough;
-                            text += &format!("; {counts}{}", if enough { "" } else { ", short of it" });
-                        }
-                        None => {
-                            held = false;
-                            text += &format!("; dom0 reported no {} counters", what.backend);
-                        }
-                    }
+                    let (enough, said) = backend_witness(backend(g), what.backend);
+                    held &= enough;
+                    text += &said;
                 }
                 text
             })

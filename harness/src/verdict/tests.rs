@@ -763,7 +763,7 @@ fn guest_net_received_intact() {
         rx_bytes: Some(100),
         tx_bytes: tx,
     };
-    for (tx, why) in [(None, "is missing"), (Some(4000), "short of it")] {
+    for (tx, why) in [(None, "dom0 reported no netback counters"), (Some(4000), "short of it")] {
         o.summary.as_mut().unwrap().vifs = vec![vif(tx)];
         let msg = fails(yes, &o, id);
         assert!(msg.contains(why), "{msg}");
