@@ -10,7 +10,13 @@
 //! - `PVHDMA_BENCH_SCENARIOS`: scenario files, comma-separated (default
 //!   `scenarios/pvh-vtd-noforce.yaml`), or `default`: every scenario the
 //!   current matrix cell runs, the set `cargo xtask test` runs;
-//! - `PVHDMA_BENCH_PAIRS`: old/new pairs per scenario (default 3).
+//! - `PVHDMA_BENCH_PAIRS`: rounds per scenario, one boot of each way in a
+//!   round (default 3);
+//! - `PVHDMA_BENCH_KERNEL_IMAGES`: a second image set's manifest (e.g.
+//!   `cargo xtask images --recipe images/recipes/xen4.20-linux6.12-src.toml
+//!   --manifest target/pvhdma/src.json`), booted with the cuts as a third
+//!   way, "kernel": the project's own kernel with its boot series. A
+//!   scenario that either cell does not run is left out of every way.
 //!
 //! Which way boots first alternates from one pair to the next, so neither
 //! way always gets the warmer page cache. Every boot must give a passing
@@ -71,6 +77,14 @@ async fn boot(m: &Manifest, path: &Path, fast: bool) -> anyhow::Result<Boot> {
     })
 }
 
+/// One way of booting: an image set and whether the harness's cuts are on.
+struct Way {
+    name: &'static str,
+    m: Manifest,
+    cell: matrix::Cell,
+    fast: bool,
+}
+
 fn main() -> anyhow::Result<()> {
     anyhow::ensure!(
         std::env::var_os(fastboot::ENV).is_none(),
@@ -86,69 +100,112 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(pairs > 0, "PVHDMA_BENCH_PAIRS must be at least 1");
     let m = Manifest::load_default()?;
     let files = bench_files(&m)?;
+    let way = |name, m: Manifest, fast| -> anyhow::Result<Way> {
+        let cell = matrix::Cell::current(Some(&m))?;
+        Ok(Way { name, m, cell, fast })
+    };
+    let mut ways = vec![way("old", m.clone(), false)?, way("new", m, true)?];
+    if let Some(p) = std::env::var_os("PVHDMA_BENCH_KERNEL_IMAGES") {
+        // Relative to the workspace, as the scenario files are: cargo runs
+        // a bench from its crate's directory.
+        ways.push(way("kernel", Manifest::load(&workspace_root().join(p))?, true)?);
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    println!("| scenario | pair | old: to verdict (s) | new: to verdict (s) | new/old | old: to dom0 marker (s) | new: to dom0 marker (s) |");
-    println!("|---|---|---|---|---|---|---|");
-    let (mut olds, mut news, mut ratios) = (vec![], vec![], vec![]);
+    let mut head = "| scenario | round |".to_string();
+    let mut rule = "|---|---|".to_string();
+    for w in &ways {
+        head += &format!(" {}: to verdict (s) | {}: to dom0 marker (s) |", w.name, w.name);
+        rule += "---|---|";
+        if w.name != "old" {
+            head += &format!(" {}/old |", w.name);
+            rule += "---|";
+        }
+    }
+    println!("{head}\n{rule}");
+    // Per way: the wall times of the rounds every way finished.
+    let mut walls: Vec<Vec<f64>> = vec![vec![]; ways.len()];
     let mut failed = vec![];
-    let mut retries = 0;
+    let (mut retries, mut rounds) = (0, 0);
     let bench_started = Instant::now();
     for (i, f) in files.iter().enumerate() {
         let name = f.file_stem().unwrap_or_default().to_string_lossy().to_string();
+        let s = scenario::load(f)?;
+        let runs: Vec<bool> = ways
+            .iter()
+            .map(|w| matches!(w.cell.decide(&s), matrix::Decision::Run(_)))
+            .collect();
+        if !runs.iter().all(|r| *r) {
+            let out: Vec<&str> = ways
+                .iter()
+                .zip(&runs)
+                .filter(|(_, r)| !**r)
+                .map(|(w, _)| w.name)
+                .collect();
+            println!("| {name} | - | not in the {} cell (left out) |", out.join(", "));
+            continue;
+        }
         for p in 1..=pairs {
-            let new_first = (i + p) % 2 == 0;
-            let pair = if new_first {
-                let new = rt.block_on(boot(&m, f, true));
-                (rt.block_on(boot(&m, f, false)), new)
-            } else {
-                let old = rt.block_on(boot(&m, f, false));
-                (old, rt.block_on(boot(&m, f, true)))
-            };
-            let (old, new) = match pair {
-                (Ok(old), Ok(new)) => (old, new),
-                (old, new) => {
-                    for e in [old.err(), new.err()].into_iter().flatten() {
-                        eprintln!("{e:#}");
+            // Which way boots first turns from one round to the next, so no
+            // way always gets the warmer page cache.
+            let first = (i + p) % ways.len();
+            let mut got: Vec<Option<Boot>> = (0..ways.len()).map(|_| None).collect();
+            let mut broke = false;
+            for k in 0..ways.len() {
+                let w = &ways[(first + k) % ways.len()];
+                match rt.block_on(boot(&w.m, f, w.fast)) {
+                    Ok(b) => got[(first + k) % ways.len()] = Some(b),
+                    Err(e) => {
+                        eprintln!("{} ({}): {e:#}", name, w.name);
+                        broke = true;
                     }
-                    println!("| {name} | {p} | failed (left out) | | | | |");
-                    failed.push(format!("{name} pair {p}"));
-                    continue;
                 }
-            };
-            retries += usize::from(old.retried) + usize::from(new.retried);
-            let r = new.wall / old.wall;
-            let mark = |b: &Boot| if b.retried { " (retried)" } else { "" };
-            println!(
-                "| {name} | {p} | {:.1}{} | {:.1}{} | {r:.2} | {:.1} | {:.1} |",
-                old.wall,
-                mark(&old),
-                new.wall,
-                mark(&new),
-                old.marker,
-                new.marker
-            );
-            olds.push(old.wall);
-            news.push(new.wall);
-            ratios.push(r);
+            }
+            if broke {
+                println!("| {name} | {p} | failed (left out) |");
+                failed.push(format!("{name} round {p}"));
+                continue;
+            }
+            let got: Vec<Boot> = got.into_iter().flatten().collect();
+            let mut row = format!("| {name} | {p} |");
+            for (k, b) in got.iter().enumerate() {
+                let mark = if b.retried { " (retried)" } else { "" };
+                row += &format!(" {:.1}{mark} | {:.1} |", b.wall, b.marker);
+                if k > 0 {
+                    row += &format!(" {:.2} |", b.wall / got[0].wall);
+                }
+                retries += usize::from(b.retried);
+                walls[k].push(b.wall);
+            }
+            rounds += 1;
+            println!("{row}");
         }
     }
-    anyhow::ensure!(!olds.is_empty(), "no pair passed both ways: {}", failed.join(", "));
-    let (mo, mn) = (median(olds.clone()), median(news.clone()));
-    let (so, sn): (f64, f64) = (olds.iter().sum(), news.iter().sum());
+    anyhow::ensure!(rounds > 0, "no round passed every way: {}", failed.join(", "));
+    let sums: Vec<f64> = walls.iter().map(|w| w.iter().sum()).collect();
     println!();
     println!(
-        "{} boots each way, {} scenarios, {:.0} min in all: sum old {so:.0} s, sum new {sn:.0} s; sum new/sum old = {:.2}; median old {mo:.1} s, new {mn:.1} s; median pair ratio {:.2} (range {:.2}-{:.2}); {retries} boots retried after a known TCG fault",
-        olds.len(),
+        "{rounds} rounds of {} ways, {} scenario files, {:.0} min in all; {retries} boots retried after a known TCG fault",
+        ways.len(),
         files.len(),
-        bench_started.elapsed().as_secs_f64() / 60.0,
-        sn / so,
-        median(ratios.clone()),
-        ratios.iter().cloned().fold(f64::INFINITY, f64::min),
-        ratios.iter().cloned().fold(0.0, f64::max),
+        bench_started.elapsed().as_secs_f64() / 60.0
     );
+    for (k, w) in ways.iter().enumerate() {
+        let ratios: Vec<f64> = walls[k].iter().zip(&walls[0]).map(|(n, o)| n / o).collect();
+        println!(
+            "- {}: sum {:.0} s, median {:.1} s; sum {}/sum old = {:.2}, median round ratio {:.2} (range {:.2}-{:.2})",
+            w.name,
+            sums[k],
+            median(walls[k].clone()),
+            w.name,
+            sums[k] / sums[0],
+            median(ratios.clone()),
+            ratios.iter().cloned().fold(f64::INFINITY, f64::min),
+            ratios.iter().cloned().fold(0.0, f64::max),
+        );
+    }
     anyhow::ensure!(
         failed.is_empty(),
-        "pairs left out after a failed boot: {}",
+        "rounds left out after a failed boot: {}",
         failed.join(", ")
     );
     Ok(())

@@ -52,6 +52,18 @@ pub struct KernelSpec {
     /// any `--kernel-patches` series).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patches: Option<String>,
+    /// Whether the project's boot-time series ([`BOOT_SERIES`]) goes first.
+    #[serde(default = "yes")]
+    pub boot_patches: bool,
+}
+
+/// The project's boot-time series: changes that only shorten a Xen
+/// domain's boot under emulation (each patch's header says what it changes
+/// and why no DMA path depends on it).
+pub const BOOT_SERIES: &str = "images/kernel/boot";
+
+fn yes() -> bool {
+    true
 }
 
 fn default_suite() -> String {
@@ -93,6 +105,7 @@ impl Default for KernelSpec {
             packages: default_tools(),
             config: default_config(),
             patches: None,
+            boot_patches: true,
         }
     }
 }
@@ -135,7 +148,7 @@ impl Plan {
     pub fn new(spec: Option<&KernelSpec>, tree: Option<&Path>, user_patches: Option<&Path>) -> anyhow::Result<Plan> {
         let spec = spec.cloned().unwrap_or_default();
         let ws = workspace_root();
-        let mut patches = Vec::new();
+        let mut patches = boot_series(&spec, tree)?;
         if let Some(dir) = &spec.patches {
             patches.extend(series(&ws.join(dir))?);
         }
@@ -293,6 +306,36 @@ impl Plan {
         }
         Ok(k.hex())
     }
+}
+
+/// The boot-time series for one plan, first in its patches: none when the
+/// recipe says `boot_patches = false` or the old way is asked for
+/// (`PVHDMA_FAST_BOOT=0`, as for the harness's command-line cuts). A tree
+/// of the user's gets each patch only if it applies to the tree as it
+/// stands (a dry run, which writes nothing): a tree that has the change
+/// already, or has moved past it, is built as it is, and the build says so.
+fn boot_series(spec: &KernelSpec, tree: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
+    let old_way = std::env::var(pvhdma_harness::fastboot::ENV).is_ok_and(|v| v == "0");
+    if !spec.boot_patches || old_way {
+        return Ok(vec![]);
+    }
+    let all = series(&workspace_root().join(BOOT_SERIES))?;
+    let Some(tree) = tree else {
+        return Ok(all);
+    };
+    let mut kept = Vec::new();
+    for p in all {
+        let name = p.file_name().unwrap_or_default().to_string_lossy().to_string();
+        if gnu_patch(tree, &p, true)?.status.success() {
+            kept.push(p);
+        } else {
+            eprintln!(
+                "[kernel] boot patch {name} does not apply to {}: built without it",
+                tree.display()
+            );
+        }
+    }
+    Ok(kept)
 }
 
 /// Build products by name, wherever they are.
@@ -716,18 +759,7 @@ pub fn apply_series_recorded(src: &Path, patches: &[PathBuf], out: &Path) -> any
 /// named and leaves the tree as the previous patch left it.
 pub fn apply_series(src: &Path, patches: &[PathBuf]) -> anyhow::Result<()> {
     for p in patches {
-        let patch = |dry: bool| {
-            let mut c = Command::new("patch");
-            c.args(["-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-s"])
-                .arg("-d")
-                .arg(src)
-                .arg("-i")
-                .arg(p);
-            if dry {
-                c.arg("--dry-run");
-            }
-            c.output().context("Cannot run patch (apt-get install patch)")
-        };
+        let patch = |dry: bool| gnu_patch(src, p, dry);
         let dry = patch(true)?;
         if !dry.status.success() {
             anyhow::bail!(
@@ -751,6 +783,20 @@ pub fn apply_series(src: &Path, patches: &[PathBuf]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// GNU patch -p1 of `p` on the tree `src`, or only its dry run.
+fn gnu_patch(src: &Path, p: &Path, dry: bool) -> anyhow::Result<std::process::Output> {
+    let mut c = Command::new("patch");
+    c.args(["-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-s"])
+        .arg("-d")
+        .arg(src)
+        .arg("-i")
+        .arg(p);
+    if dry {
+        c.arg("--dry-run");
+    }
+    c.output().context("Cannot run patch (apt-get install patch)")
 }
 
 /// Kconfig assignments of a fragment or .config: `CONFIG_X=v` and
@@ -1155,6 +1201,46 @@ mod tests {
         );
     }
 
+    /// The boot series goes on every kernel built from Debian's source, on
+    /// a tree of the user's only where it applies, and on none when a
+    /// recipe turns it off.
+    #[test]
+    fn the_boot_series_goes_first_where_it_applies() {
+        let d = tempfile::tempdir().unwrap();
+        let boot = series(&workspace_root().join(BOOT_SERIES)).unwrap();
+        assert!(!boot.is_empty());
+        let pkg = Plan::new(None, None, None).unwrap();
+        assert_eq!(pkg.patches, boot);
+        let off = KernelSpec {
+            boot_patches: false,
+            ..KernelSpec::default()
+        };
+        assert!(Plan::new(Some(&off), None, None).unwrap().patches.is_empty());
+        let recipe: KernelSpec = toml::from_str("boot_patches = false").unwrap();
+        assert_eq!(recipe, off);
+
+        // A tree without the file the patch changes is built without it.
+        let tree = d.path().join("linux");
+        write(&tree.join("Makefile"), "VERSION = 6\n");
+        write(&tree.join("Kconfig"), "mainmenu \"x\"\n");
+        assert!(Plan::new(None, Some(&tree), None).unwrap().patches.is_empty());
+        // A tree with the lines the patch expects gets it.
+        let time_c = "\n".repeat(565)
+            + "\tstatic_call_update(pv_steal_clock, xen_steal_clock);\n\
+               \tparavirt_set_sched_clock(xen_sched_clock);\n\
+               \n\
+               \tx86_platform.calibrate_tsc = xen_tsc_khz;\n\
+               \tx86_platform.get_wallclock = xen_get_wallclock;\n\
+               }\n";
+        write(&tree.join("arch/x86/xen/time.c"), &time_c);
+        assert_eq!(Plan::new(None, Some(&tree), None).unwrap().patches, boot);
+        apply_series(&tree, &boot).unwrap();
+        let patched = std::fs::read_to_string(tree.join("arch/x86/xen/time.c")).unwrap();
+        assert!(patched.contains("x86_platform.calibrate_cpu = xen_tsc_khz;"));
+        // Applied once, it does not apply again: the tree is built as it is.
+        assert!(Plan::new(None, Some(&tree), None).unwrap().patches.is_empty());
+    }
+
     #[test]
     fn which_options_build_from_source() {
         use crate::images::{source_kernel, Options};
@@ -1181,7 +1267,7 @@ mod tests {
         assert!(matches!(p.source, Source::Tree(_)) && p.patches.is_empty());
         let p = source_kernel(&src, &opts(None, None)).unwrap().unwrap();
         assert!(matches!(&p.source, Source::Package(n) if n == "linux-source-6.12"));
-        // The RFC recipe's series comes first, the user's after it.
+        // The boot series comes first, then the RFC recipe's, the user's last.
         let p = source_kernel(&rfc, &opts(None, Some(&pdir))).unwrap().unwrap();
         let names: Vec<_> = p
             .patches
@@ -1191,6 +1277,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "0001-x86-xen-take-the-cpu-frequency-from-xen.patch",
                 "0001-x86-xen-disable-swiotlb-for-xen-pvh.patch",
                 "0001-first.patch",
                 "0002-second.patch"
