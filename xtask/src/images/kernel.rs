@@ -762,8 +762,14 @@ pub fn apply_series(src: &Path, patches: &[PathBuf]) -> anyhow::Result<()> {
         let patch = |dry: bool| gnu_patch(src, p, dry);
         let dry = patch(true)?;
         if !dry.status.success() {
+            let boot = workspace_root().join(BOOT_SERIES);
+            let hint = if patches.iter().any(|q| q.starts_with(&boot)) && !p.starts_with(&boot) {
+                format!("\n(the project's boot series, {BOOT_SERIES}/, went on first; PVHDMA_FAST_BOOT=0 builds without it)")
+            } else {
+                String::new()
+            };
             anyhow::bail!(
-                "{} does not apply to {}:\n{}{}",
+                "{} does not apply to {}:\n{}{}{hint}",
                 p.display(),
                 src.display(),
                 String::from_utf8_lossy(&dry.stdout),
