@@ -1,10 +1,11 @@
 //! The fast boot against the old way, side by side:
 //! `cargo bench -p pvhdma-harness --bench fastboot`.
 //!
-//! One run alternates old and new boots (old, new, old, new, ...) of the same
-//! scenarios, so both see the same machine and the same contention, and
-//! reports the ratio new/old of boot-to-verdict wall time (from the harness
-//! starting the run to the verdict). A ratio, not an absolute time: machines
+//! One run alternates the ways of booting (old, new, and with
+//! `PVHDMA_BENCH_KERNEL_IMAGES` a third, below) over the same scenarios, so
+//! all see the same machine and the same contention, and reports each
+//! way's boot-to-verdict wall time (from the harness starting the run to
+//! the verdict) as a ratio to the old way's. A ratio, not an absolute time: machines
 //! of this kind differ 2-3x, and a shared one drifts within minutes.
 //!
 //! - `PVHDMA_BENCH_SCENARIOS`: scenario files, comma-separated (default
@@ -18,11 +19,11 @@
 //!   way, "kernel": the project's own kernel with its boot series. A
 //!   scenario that either cell does not run is left out of every way.
 //!
-//! Which way boots first alternates from one pair to the next, so neither
-//! way always gets the warmer page cache. Every boot must give a passing
+//! Which way boots first turns from one round to the next, so no way
+//! always gets the warmer page cache. Every boot must give a passing
 //! verdict: a fast boot that broke the scenario would be no speed-up. A
 //! known TCG fault is retried once, as the tests do, and the retry's time
-//! counts; a pair with a failed boot is reported and left out of the sums,
+//! counts; a round with a failed boot is reported and left out of the sums,
 //! and the bench then exits non-zero after the figures. Figures go to
 //! stdout as Markdown (kept in docs/bench.md).
 
