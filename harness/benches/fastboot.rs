@@ -156,8 +156,10 @@ fn main() -> anyhow::Result<()> {
                 match rt.block_on(boot(&w.m, f, w.fast)) {
                     Ok(b) => got[(first + k) % ways.len()] = Some(b),
                     Err(e) => {
+                        // The round is left out whatever the other ways do.
                         eprintln!("{} ({}): {e:#}", name, w.name);
                         broke = true;
+                        break;
                     }
                 }
             }
