@@ -72,10 +72,19 @@ pub const LINUX_ARGS: &[&str] = &[
 /// or `1` is an error that names the variable.
 pub fn with_env(spec: &RunSpec) -> anyhow::Result<RunSpec> {
     let mut s = spec.clone();
-    if let Some(v) = std::env::var_os(ENV) {
-        s.boot.fast_boot = parse_env(&v.to_string_lossy())?;
+    if let Some(fast) = env_override()? {
+        s.boot.fast_boot = fast;
     }
     Ok(s)
+}
+
+/// What [`ENV`] asks for: `Some(false)` the old way, `Some(true)` the fast
+/// way, `None` when it is unset. Image building reads it too: the old way
+/// builds a source kernel without the project's boot series.
+pub fn env_override() -> anyhow::Result<Option<bool>> {
+    std::env::var_os(ENV)
+        .map(|v| parse_env(&v.to_string_lossy()))
+        .transpose()
 }
 
 fn parse_env(v: &str) -> anyhow::Result<bool> {

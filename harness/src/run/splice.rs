@@ -11,7 +11,7 @@
 
 /// Where Xen's own output starts. At the start of a line it is one of Xen's
 /// lines; anywhere else it is one that landed inside a line of dom0's.
-pub const XEN_MARK: &str = "(XEN) ";
+const XEN_MARK: &str = "(XEN) ";
 
 /// Streaming repair: raw lines in, whole lines out.
 #[derive(Debug, Default)]
@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn a_line_never_finished_is_handed_back_at_the_end() {
         let mut s = Splices::default();
-        assert!(s.line(&format!("PVHDMA-RES{UART}")) == [UART]);
+        assert_eq!(s.line(&format!("PVHDMA-RES{UART}")), [UART]);
         assert_eq!(s.finish().as_deref(), Some("PVHDMA-RES"));
         assert_eq!(unsplice(&format!("abc{UART}")), format!("{UART}\nabc\n"));
     }

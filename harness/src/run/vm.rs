@@ -304,8 +304,8 @@ async fn watch_console(
     let mut guests = crate::guests::Guests::new(dir, guest_specs, spec.guest_timeout);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
-        let line = match lines.next(&mut tick).await? {
-            Read::Line(line) => line,
+        let (raw, eof) = match lines.next(&mut tick).await? {
+            Read::Line(line) => (Some(line), false),
             Read::Tick => {
                 log.flush()?;
                 guests.flush()?;
@@ -321,45 +321,40 @@ async fn watch_console(
                 }
                 continue;
             }
-            Read::Eof(last) => {
-                let mut rest = Vec::new();
-                if let Some(last) = last {
-                    writeln!(log, "{last}")?;
-                    rest = splices.line(&last);
-                }
-                // A line Xen cut and dom0 never finished is judged as it stands.
-                rest.extend(splices.finish());
-                for whole in rest {
-                    if let Some(end) = on_line(&mut scanner, &whole, dir, garbled, &mut guests, &mut progress)? {
-                        log.flush()?;
-                        guests.flush()?;
-                        return Ok(end);
-                    }
-                }
-                log.flush()?;
-                guests.flush()?;
-                if let Some(Event::Fatal(end)) = scanner.flush() {
-                    return Ok(end);
-                }
-                // The console closes a moment before QEMU can be reaped; waiting
-                // for it names the signal of an abort.
-                let how = qemu_exit_within(qemu, Duration::from_secs(2))
-                    .await
-                    .map_or_else(|| "closed its console".into(), |s| s.to_string());
-                let why = format!("QEMU exited ({how}) before the run finished");
-                return Ok(RunEnd::new(EndKind::QemuExited, why));
-            }
+            Read::Eof(last) => (last, true),
         };
-        writeln!(log, "{line}")?;
-        if spec.live_console {
-            eprintln!("{line}");
+        let mut whole = Vec::new();
+        if let Some(line) = raw {
+            writeln!(log, "{line}")?;
+            if spec.live_console {
+                eprintln!("{line}");
+            }
+            whole = splices.line(&line);
         }
-        for whole in splices.line(&line) {
-            if let Some(end) = on_line(&mut scanner, &whole, dir, garbled, &mut guests, &mut progress)? {
+        if eof {
+            // A line Xen cut and dom0 never finished is judged as it stands.
+            whole.extend(splices.finish());
+        }
+        for line in whole {
+            if let Some(end) = on_line(&mut scanner, &line, dir, garbled, &mut guests, &mut progress)? {
                 log.flush()?;
                 guests.flush()?;
                 return Ok(end);
             }
+        }
+        if eof {
+            log.flush()?;
+            guests.flush()?;
+            if let Some(Event::Fatal(end)) = scanner.flush() {
+                return Ok(end);
+            }
+            // The console closes a moment before QEMU can be reaped; waiting
+            // for it names the signal of an abort.
+            let how = qemu_exit_within(qemu, Duration::from_secs(2))
+                .await
+                .map_or_else(|| "closed its console".into(), |s| s.to_string());
+            let why = format!("QEMU exited ({how}) before the run finished");
+            return Ok(RunEnd::new(EndKind::QemuExited, why));
         }
     }
 }

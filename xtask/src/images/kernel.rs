@@ -309,14 +309,13 @@ impl Plan {
 }
 
 /// The boot-time series for one plan, first in its patches: none when the
-/// recipe says `boot_patches = false` or the old way is asked for
-/// (`PVHDMA_FAST_BOOT=0`, as for the harness's command-line cuts). A tree
+/// spec says `boot_patches = false` (a recipe's choice, or the old way's:
+/// `images::kernel_plan` turns it off for `PVHDMA_FAST_BOOT=0`). A tree
 /// of the user's gets each patch only if it applies to the tree as it
 /// stands (a dry run, which writes nothing): a tree that has the change
 /// already, or has moved past it, is built as it is, and the build says so.
 fn boot_series(spec: &KernelSpec, tree: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
-    let old_way = std::env::var(pvhdma_harness::fastboot::ENV).is_ok_and(|v| v == "0");
-    if !spec.boot_patches || old_way {
+    if !spec.boot_patches {
         return Ok(vec![]);
     }
     let all = series(&workspace_root().join(BOOT_SERIES))?;
@@ -589,7 +588,19 @@ fn build(root: &Path, plan: &Plan, out: &Path, seed: Option<&Seed>, log: &Path) 
     // A build with another fragment has the patches applied already.
     if !plan.patches.is_empty() && !matches!(seed, Some(Seed::OtherConfig(_))) {
         phase(&format!("patches: applying {}", plan.patches.len()));
-        apply_series_recorded(&src, &plan.patches, out)?;
+        apply_series_recorded(&src, &plan.patches, out).map_err(|e| {
+            if plan
+                .patches
+                .iter()
+                .any(|p| p.starts_with(workspace_root().join(BOOT_SERIES)))
+            {
+                e.context(format!(
+                    "the project's boot series ({BOOT_SERIES}/) went on first; PVHDMA_FAST_BOOT=0 builds without it"
+                ))
+            } else {
+                e
+            }
+        })?;
     }
     std::fs::create_dir_all(out.join("build"))?;
     if copy.is_none() {
@@ -759,24 +770,17 @@ pub fn apply_series_recorded(src: &Path, patches: &[PathBuf], out: &Path) -> any
 /// named and leaves the tree as the previous patch left it.
 pub fn apply_series(src: &Path, patches: &[PathBuf]) -> anyhow::Result<()> {
     for p in patches {
-        let patch = |dry: bool| gnu_patch(src, p, dry);
-        let dry = patch(true)?;
+        let dry = gnu_patch(src, p, true)?;
         if !dry.status.success() {
-            let boot = workspace_root().join(BOOT_SERIES);
-            let hint = if patches.iter().any(|q| q.starts_with(&boot)) && !p.starts_with(&boot) {
-                format!("\n(the project's boot series, {BOOT_SERIES}/, went on first; PVHDMA_FAST_BOOT=0 builds without it)")
-            } else {
-                String::new()
-            };
             anyhow::bail!(
-                "{} does not apply to {}:\n{}{}{hint}",
+                "{} does not apply to {}:\n{}{}",
                 p.display(),
                 src.display(),
                 String::from_utf8_lossy(&dry.stdout),
                 String::from_utf8_lossy(&dry.stderr)
             );
         }
-        let real = patch(false)?;
+        let real = gnu_patch(src, p, false)?;
         anyhow::ensure!(
             real.status.success(),
             "patch -i {} failed after a clean dry run: {}",

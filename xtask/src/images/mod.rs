@@ -56,12 +56,18 @@ pub fn source_kernel(recipe: &recipe::Recipe, opts: &Options) -> anyhow::Result<
         );
         return Ok(None);
     }
-    kernel::Plan::new(
-        recipe.kernel.as_ref(),
-        opts.kernel_tree.as_deref(),
-        opts.kernel_patches.as_deref(),
-    )
-    .map(Some)
+    kernel_plan(recipe, opts).map(Some)
+}
+
+/// The kernel a recipe and the user's flags ask for. The old way
+/// (`PVHDMA_FAST_BOOT=0`) builds it without the project's boot series, as
+/// the harness then boots without its command-line cuts.
+fn kernel_plan(recipe: &recipe::Recipe, opts: &Options) -> anyhow::Result<kernel::Plan> {
+    let mut spec = recipe.kernel.clone().unwrap_or_default();
+    if pvhdma_harness::fastboot::env_override()? == Some(false) {
+        spec.boot_patches = false;
+    }
+    kernel::Plan::new(Some(&spec), opts.kernel_tree.as_deref(), opts.kernel_patches.as_deref())
 }
 
 pub fn default_recipe() -> PathBuf {
@@ -166,11 +172,7 @@ pub fn kernel_only(opts: &Options) -> anyhow::Result<kernel::Built> {
     preflight()?;
     let recipe_path = opts.recipe.clone().unwrap_or_else(default_recipe);
     let recipe = recipe::Recipe::load(&recipe_path)?;
-    let plan = kernel::Plan::new(
-        recipe.kernel.as_ref(),
-        opts.kernel_tree.as_deref(),
-        opts.kernel_patches.as_deref(),
-    )?;
+    let plan = kernel_plan(&recipe, opts)?;
     let built = kernel::ensure(&recipe.mirror, &plan)?;
     println!("kernel {}: {}", built.release()?, built.describe());
     println!("  image: {}", built.bzimage().display());
